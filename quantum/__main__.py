@@ -1,0 +1,3 @@
+from quantum.cli import main
+
+main()

@@ -1,0 +1,34 @@
+"""The `quantum` command: one entry point, a subcommand group per job."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+from rich.logging import RichHandler
+
+from market.cli import app as data_app
+
+app = typer.Typer(
+    help="Quantum: RL agents for crypto perpetual futures, on Ray.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(data_app, name="data", no_args_is_help=True)
+
+
+@app.callback()
+def _root(
+    log_level: Annotated[
+        str, typer.Option(help="Logging level (DEBUG, INFO, WARNING).")
+    ] = "WARNING",
+) -> None:
+    """Configure logging once for every subcommand."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(message)s", handlers=[RichHandler(show_path=False)]
+    )
+
+
+def main() -> None:
+    app()
