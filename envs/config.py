@@ -1,0 +1,181 @@
+"""Typed, frozen parameters of the perpetual-futures simulator and its environments.
+
+Defaults follow the seed (1M USDC, 20x, taker 0.04%, funding multiplier 0.8,
+risk-free 3%, max drawdown 30%) and Binance USDT-M conventions where the seed is
+silent (maker 0.02%, the BTCUSDT maintenance-margin brackets).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from risk.limits import RiskLimits
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class ExecStyle(IntEnum):
+    """How an order is worked (the execution head chooses one per asset)."""
+
+    MARKET = 0
+    """Taker at the next bar's open: pays taker fee, half-spread and full impact."""
+    TWAP = 1
+    """Equal slices over `horizon` bars at each bar's typical price (taker, impact per slice)."""
+    VWAP = 2
+    """Slices in proportion to each bar's volume vs the trailing average (taker)."""
+    LIMIT = 3
+    """Passive iceberg at the touch: maker fee, no spread or impact; a clip fills only in a
+    bar that trades through the limit price; the rest expires after `horizon` bars."""
+    FUNDING_AWARE = 4
+    """Market, but an order that opens or adds into a funding payment the position would pay
+    waits until that funding time has passed."""
+
+
+class CostConfig(BaseModel):
+    """Trading costs. Spread and impact are charged as costs; positions carry mid prices."""
+
+    model_config = _FROZEN
+    taker_fee: float = Field(0.0004, ge=0, lt=0.01, description="Taker fee on traded notional.")
+    maker_fee: float = Field(0.0002, ge=0, lt=0.01, description="Maker fee on traded notional.")
+    min_half_spread: float = Field(
+        0.00005, ge=0, description="Floor of the half-spread estimate (fraction of price)."
+    )
+    max_half_spread: float = Field(
+        0.005, gt=0, description="Cap of the half-spread estimate: high-low estimators spike."
+    )
+    impact_k: float = Field(
+        0.5,
+        ge=0,
+        description="Square-root impact: k * daily vol * sqrt(order notional / daily notional).",
+    )
+
+
+class MarginConfig(BaseModel):
+    """Tiered maintenance margin (a bracket table) and liquidation."""
+
+    model_config = _FROZEN
+    brackets: tuple[tuple[float, float], ...] = Field(
+        (
+            (0.0, 0.004),
+            (50_000.0, 0.005),
+            (500_000.0, 0.01),
+            (8_000_000.0, 0.025),
+            (50_000_000.0, 0.05),
+            (80_000_000.0, 0.10),
+            (100_000_000.0, 0.125),
+            (200_000_000.0, 0.15),
+            (300_000_000.0, 0.25),
+        ),
+        description=(
+            "(notional floor, maintenance rate) per bracket, ascending (Binance BTCUSDT). "
+            "Each bracket's allowance is derived so the margin is continuous in notional."
+        ),
+    )
+    liquidation_fee: float = Field(
+        0.005, ge=0, lt=0.1, description="Fee on the notional closed by a liquidation."
+    )
+
+    @field_validator("brackets")
+    @classmethod
+    def _ascending(cls, value: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
+        floors = [f for f, _ in value]
+        rates = [r for _, r in value]
+        if not value or floors[0] != 0.0:
+            raise ValueError("brackets must start at notional 0")
+        if (
+            floors != sorted(set(floors))
+            or rates != sorted(rates)
+            or not all(0 < r < 1 for r in rates)
+        ):
+            raise ValueError("bracket floors and rates must be strictly ascending, rates in (0, 1)")
+        return value
+
+    def allowances(self) -> tuple[float, ...]:
+        """Maintenance amount per bracket: cum_k = cum_{k-1} + floor_k * (rate_k - rate_{k-1})."""
+        out, cum = [0.0], 0.0
+        for (floor, rate), (_, prev_rate) in zip(
+            self.brackets[1:], self.brackets[:-1], strict=True
+        ):
+            cum += floor * (rate - prev_rate)
+            out.append(cum)
+        return tuple(out)
+
+
+class ExecutionConfig(BaseModel):
+    """What the execution and risk-limit heads' values mean."""
+
+    model_config = _FROZEN
+    max_horizon: int = Field(
+        8, ge=1, le=64, description="Longest TWAP/VWAP/iceberg horizon (bars)."
+    )
+    stop_loss_atr: tuple[float, float] = Field(
+        (0.5, 10.0), description="Stop-loss distance range in ATR multiples (action 0 -> 1)."
+    )
+    take_profit_atr: tuple[float, float] = Field(
+        (0.5, 20.0), description="Take-profit distance range in ATR multiples (action 0 -> 1)."
+    )
+    rebalance_threshold: float = Field(
+        0.002,
+        ge=0,
+        description=(
+            "Orders smaller than this fraction of equity are not sent: tiny rebalances would "
+            "only pay fees."
+        ),
+    )
+    rebalance_band: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description=(
+            "Orders smaller than this fraction of the target position are not sent: sizes are "
+            "fractions of equity, so every PnL tick would otherwise trigger a tiny trade."
+        ),
+    )
+    funding_window_bars: int = Field(
+        60, ge=0, description="Funding-aware orders wait if a paying funding event is this close."
+    )
+
+
+class RewardConfig(BaseModel):
+    """Reward = change in log equity - sum of weighted penalty terms (each logged)."""
+
+    model_config = _FROZEN
+    drawdown: float = Field(0.0, ge=0, description="Weight on the increase in drawdown this step.")
+    turnover: float = Field(0.0, ge=0, description="Weight on traded notional / equity this step.")
+    leverage: float = Field(0.0, ge=0, description="Weight on gross leverage / max leverage.")
+    scale: float = Field(
+        100.0, gt=0, description="Multiplier on the whole reward (log returns are tiny)."
+    )
+
+
+class EnvConfig(BaseModel):
+    """Everything that defines an environment instance except the market data."""
+
+    model_config = _FROZEN
+    initial_balance: float = Field(1_000_000.0, gt=0, description="Starting wallet in USDC.")
+    funding_multiplier: float = Field(
+        0.8, ge=0, description="Scales data funding rates (the seed's funding fee multiplier)."
+    )
+    risk_free_rate: float = Field(0.03, description="Annual rate for Sharpe ratios in reports.")
+    window: int = Field(32, ge=2, description="Bars of market features in each observation.")
+    risk_window: int = Field(16, ge=1, description="Steps of portfolio risk features observed.")
+    episode_steps: int = Field(1440, ge=1, description="Decisions per episode (fixed length).")
+    bars_per_step: int = Field(1, ge=1, description="Bars that pass between decisions.")
+    costs: CostConfig = CostConfig()
+    margin: MarginConfig = MarginConfig()
+    execution: ExecutionConfig = ExecutionConfig()
+    limits: RiskLimits = RiskLimits()
+    reward: RewardConfig = RewardConfig()
+    record_ledger: bool = Field(
+        True,
+        description="Keep every fill/fee/funding/liquidation event (slower; off for training).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> EnvConfig:
+        lo, hi = self.execution.stop_loss_atr
+        if not 0 < lo <= hi:
+            raise ValueError("stop_loss_atr must be 0 < low <= high")
+        return self

@@ -1,0 +1,195 @@
+"""Exact accounting of one account: fills, costs, funding, margin, liquidation.
+
+Positions carry mid prices; spread and impact are charged as separate costs, so
+every cent lands in a named bucket and the books reconcile:
+
+    equity = initial + realised + unrealised - fees - funding - spread - impact
+             - liquidation fees + bad debt
+
+(`bad debt` is the shortfall an exchange's insurance fund absorbs when a
+liquidation leaves the wallet below zero; the wallet is then reset to zero and
+the shortfall reported, never hidden.)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from envs.core.layout import (
+    BAD_DEBT,
+    BARS_LEFT,
+    ENTRY,
+    EQUITY,
+    EV_ASSET,
+    EV_BAD_DEBT,
+    EV_BAR,
+    EV_FEE,
+    EV_FUNDING,
+    EV_IMPACT,
+    EV_KIND,
+    EV_PRICE,
+    EV_QTY,
+    EV_REALIZED,
+    EV_SPREAD,
+    FEES,
+    FUNDING,
+    IMPACT,
+    K_FUNDING,
+    K_LIQUIDATION,
+    LIQ_FEES,
+    LIQUIDATED,
+    MAINT,
+    OPENED_AT,
+    QTY,
+    REALIZED,
+    REMAIN,
+    SL_PX,
+    SPREAD,
+    TP_PX,
+    TRADED,
+    WALLET,
+)
+
+
+@njit(cache=True)
+def record(
+    events, count, bar, asset, kind, qty, price, fee, spread, impact, funding, realized, bad
+):
+    """Append one ledger row if there is room; returns the new count."""
+    if count < events.shape[0]:
+        row = events[count]
+        row[EV_BAR] = bar
+        row[EV_ASSET] = asset
+        row[EV_KIND] = kind
+        row[EV_QTY] = qty
+        row[EV_PRICE] = price
+        row[EV_FEE] = fee
+        row[EV_SPREAD] = spread
+        row[EV_IMPACT] = impact
+        row[EV_FUNDING] = funding
+        row[EV_REALIZED] = realized
+        row[EV_BAD_DEBT] = bad
+    return count + 1
+
+
+@njit(cache=True)
+def apply_fill(acct, book, asset, qty, price, fee, spread, impact, bar):
+    """Trade `qty` (signed) of `asset` at mid `price`, paying the given costs.
+
+    Adding to a position moves the entry to the volume-weighted price; reducing
+    realises PnL against the entry; crossing through zero closes the old position
+    in full and opens the remainder at `price`. Returns the realised PnL.
+    """
+    pos = book[asset, QTY]
+    entry = book[asset, ENTRY]
+    realized = 0.0
+    if pos == 0.0 or (pos > 0.0) == (qty > 0.0):
+        new = pos + qty
+        book[asset, ENTRY] = (pos * entry + qty * price) / new
+        if pos == 0.0:
+            book[asset, OPENED_AT] = bar
+        book[asset, QTY] = new
+    else:
+        closed = min(abs(qty), abs(pos))
+        realized = closed * (price - entry) * (1.0 if pos > 0.0 else -1.0)
+        if abs(qty) < abs(pos):
+            book[asset, QTY] = pos + qty
+        elif abs(qty) == abs(pos):
+            book[asset, QTY] = 0.0
+            book[asset, ENTRY] = 0.0
+        else:
+            book[asset, QTY] = pos + qty
+            book[asset, ENTRY] = price
+            book[asset, OPENED_AT] = bar
+    acct[WALLET] += realized - fee - spread - impact
+    acct[REALIZED] += realized
+    acct[FEES] += fee
+    acct[SPREAD] += spread
+    acct[IMPACT] += impact
+    acct[TRADED] += abs(qty) * price
+    return realized
+
+
+@njit(cache=True)
+def maintenance_margin(notional, floors, rates, allowances):
+    """Tiered maintenance margin of one position: notional * rate - allowance of its bracket."""
+    k = 0
+    for i in range(floors.shape[0]):
+        if notional >= floors[i]:
+            k = i
+    return notional * rates[k] - allowances[k]
+
+
+@njit(cache=True)
+def mark_to_market(acct, book, marks, floors, rates, allowances):
+    """Equity and maintenance margin at the given mark prices (stored in acct)."""
+    unrealized = 0.0
+    maint = 0.0
+    for a in range(book.shape[0]):
+        pos = book[a, QTY]
+        if pos != 0.0:
+            unrealized += pos * (marks[a] - book[a, ENTRY])
+            maint += maintenance_margin(abs(pos) * marks[a], floors, rates, allowances)
+    acct[EQUITY] = acct[WALLET] + unrealized
+    acct[MAINT] = maint
+    return acct[EQUITY]
+
+
+@njit(cache=True)
+def pay_funding(acct, book, asset, mark, rate, multiplier, bar, events, count):
+    """Charge one funding event: notional at mark x rate x multiplier; longs pay a positive rate."""
+    pos = book[asset, QTY]
+    if pos == 0.0:
+        return count
+    payment = pos * mark * rate * multiplier
+    acct[WALLET] -= payment
+    acct[FUNDING] += payment
+    return record(events, count, bar, asset, K_FUNDING, pos, mark, 0.0, 0.0, 0.0, payment, 0.0, 0.0)
+
+
+@njit(cache=True)
+def liquidate(acct, book, marks, fee_rate, bar, events, count):
+    """Close every position at the mark price, charge the liquidation fee, book any bad debt."""
+    for a in range(book.shape[0]):
+        pos = book[a, QTY]
+        book[a, REMAIN] = 0.0
+        book[a, BARS_LEFT] = 0.0
+        book[a, SL_PX] = 0.0
+        book[a, TP_PX] = 0.0
+        if pos == 0.0:
+            continue
+        fee = abs(pos) * marks[a] * fee_rate
+        realized = apply_fill(acct, book, a, -pos, marks[a], 0.0, 0.0, 0.0, bar)
+        acct[WALLET] -= fee
+        acct[LIQ_FEES] += fee
+        count = record(
+            events, count, bar, a, K_LIQUIDATION, -pos, marks[a], fee, 0.0, 0.0, 0.0, realized, 0.0
+        )
+    if acct[WALLET] < 0.0:
+        shortfall = -acct[WALLET]
+        acct[BAD_DEBT] += shortfall
+        acct[WALLET] = 0.0
+        count = record(
+            events, count, bar, -1, K_LIQUIDATION, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, shortfall
+        )
+    acct[EQUITY] = acct[WALLET]
+    acct[LIQUIDATED] = 1.0
+    return count
+
+
+@njit(cache=True)
+def impact_cost(notional, daily_vol, daily_notional, k):
+    """Square-root impact in quote currency: notional * k * sigma_day * sqrt(notional / ADV)."""
+    if notional <= 0.0 or daily_notional <= 0.0 or not math.isfinite(daily_notional):
+        return 0.0
+    return notional * k * daily_vol * math.sqrt(notional / daily_notional)
+
+
+def bracket_arrays(brackets, allowances) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bracket table as contiguous arrays for the kernels."""
+    floors = np.array([f for f, _ in brackets], dtype=np.float64)
+    rates = np.array([r for _, r in brackets], dtype=np.float64)
+    return floors, rates, np.array(allowances, dtype=np.float64)

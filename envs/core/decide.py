@@ -1,0 +1,124 @@
+"""From an action to working orders: the documented action mapping and the risk caps.
+
+The mapping, per asset a, using only data up to the decision bar t:
+
+- direction = trade[a] - 1 (0 short, 1 flat, 2 long -> -1, 0, +1)
+- target notional = direction * size[a] * max_concentration * max_leverage * equity;
+  if the targets' gross exceeds max_leverage * equity they are scaled down together
+- after a daily loss beyond the limit, orders may only reduce a position
+- target quantity = target notional / close[t]; the order is target - position
+- orders under max(rebalance_threshold * equity, rebalance_band * |target|) are
+  not sent (fees for nothing), unless skipping them would leave the book above a cap
+- stop-loss / take-profit at close[t] -/+ distance (long) or +/- (short), with
+  distance = ATR[t] * (lo + risk[a, k] * (hi - lo)) for k = 0 (stop) and 1 (take-profit)
+- style = execution[a, 0], horizon = execution[a, 1] + 1 bars
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from envs.core.layout import (
+    BARS_LEFT,
+    CLIP,
+    DAY_START,
+    EQUITY,
+    LIMIT_PX,
+    M_ATR,
+    M_CLOSE,
+    M_HALF_SPREAD,
+    QTY,
+    REMAIN,
+    SL_PX,
+    STYLE,
+    TP_PX,
+)
+from envs.core.params import (
+    P_DAILY_LOSS,
+    P_MAX_CONCENTRATION,
+    P_MAX_LEVERAGE,
+    P_REBALANCE,
+    P_REBALANCE_BAND,
+    P_SL_HI,
+    P_SL_LO,
+    P_TP_HI,
+    P_TP_LO,
+)
+
+
+@njit(cache=True)
+def target_quantities(acct, book, mkt, params, t, trade, size, out):
+    """Capped target quantity per asset (written to `out`) for a decision at bar t."""
+    equity = acct[EQUITY]
+    budget = params[P_MAX_LEVERAGE] * equity
+    cap = params[P_MAX_CONCENTRATION] * budget
+    gross = 0.0
+    for a in range(out.shape[0]):
+        out[a] = (trade[a] - 1) * size[a] * cap
+        gross += abs(out[a])
+    scale = budget / gross if gross > budget else 1.0
+    reduce_only = equity < acct[DAY_START] * (1.0 - params[P_DAILY_LOSS])
+    for a in range(out.shape[0]):
+        target = out[a] * scale / mkt[t, a, M_CLOSE]
+        pos = book[a, QTY]
+        if reduce_only:
+            if pos == 0.0 or (pos > 0.0) != (target > 0.0):
+                target = 0.0
+            elif abs(target) > abs(pos):
+                target = pos
+        out[a] = target
+
+
+@njit(cache=True)
+def _skip_small(book, mkt, params, t, equity, targets, skip):
+    """Mark orders too small to send; un-mark them if skipping would break a cap."""
+    budget = params[P_MAX_LEVERAGE] * equity
+    cap = params[P_MAX_CONCENTRATION] * budget
+    gross = 0.0
+    over = False
+    for a in range(targets.shape[0]):
+        pos = book[a, QTY]
+        close = mkt[t, a, M_CLOSE]
+        delta = targets[a] - pos
+        small = max(
+            params[P_REBALANCE] * equity, params[P_REBALANCE_BAND] * abs(targets[a]) * close
+        )
+        skip[a] = targets[a] != 0.0 and abs(delta) * close < small
+        kept = pos if skip[a] else targets[a]
+        gross += abs(kept) * close
+        over = over or abs(kept) * close > cap
+    if over or gross > budget:
+        for a in range(targets.shape[0]):
+            skip[a] = False
+
+
+@njit(cache=True)
+def place_orders(acct, book, mkt, params, t, trade, size, risk, execution, targets, skip):
+    """Turn one env's action at bar t into working orders and stops (replacing earlier ones)."""
+    target_quantities(acct, book, mkt, params, t, trade, size, targets)
+    _skip_small(book, mkt, params, t, acct[EQUITY], targets, skip)
+    for a in range(targets.shape[0]):
+        close = mkt[t, a, M_CLOSE]
+        delta = 0.0 if skip[a] else targets[a] - book[a, QTY]
+        horizon = execution[a, 1] + 1.0
+        book[a, REMAIN] = delta
+        book[a, STYLE] = execution[a, 0]
+        book[a, BARS_LEFT] = horizon
+        book[a, CLIP] = abs(delta) / horizon
+        half_spread = mkt[t, a, M_HALF_SPREAD]
+        book[a, LIMIT_PX] = close * (1.0 - half_spread if delta > 0.0 else 1.0 + half_spread)
+        direction = trade[a] - 1
+        if direction == 0:
+            book[a, SL_PX] = 0.0
+            book[a, TP_PX] = 0.0
+            continue
+        atr = mkt[t, a, M_ATR]
+        sl = atr * (params[P_SL_LO] + risk[a, 0] * (params[P_SL_HI] - params[P_SL_LO]))
+        tp = atr * (params[P_TP_LO] + risk[a, 1] * (params[P_TP_HI] - params[P_TP_LO]))
+        floor = close * 1e-6
+        if direction > 0:
+            book[a, SL_PX] = max(close - sl, floor)
+            book[a, TP_PX] = close + tp
+        else:
+            book[a, SL_PX] = close + sl
+            book[a, TP_PX] = max(close - tp, floor)

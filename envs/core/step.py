@@ -1,0 +1,198 @@
+"""One decision step for a batch of envs, fused into one numba loop.
+
+Per env: the action becomes working orders at bar t (data up to t); then each of
+the next `bars_per_step` bars runs, in the order things happen in a bar:
+day rollover at its open, order execution, intrabar stops, funding at its close,
+mark-to-market on its mark close, the maintenance-margin check (liquidation) and
+the drawdown limit. Then the reward and the next observation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from envs.core.accounting import liquidate, mark_to_market, pay_funding
+from envs.core.decide import place_orders
+from envs.core.execution import check_stops, work_orders
+from envs.core.layout import (
+    DAY,
+    DAY_START,
+    EQUITY,
+    EWVAR,
+    LIQUIDATED,
+    M_EVENT,
+    M_FUNDING,
+    M_MARK,
+    MAINT,
+    N_ACCT,
+    N_BOOK,
+    PEAK,
+    QTY,
+    TRADED,
+    WALLET,
+)
+from envs.core.observe import observe
+from envs.core.params import (
+    P_BARS_PER_STEP,
+    P_EPISODE_STEPS,
+    P_FUNDING_MULT,
+    P_INITIAL,
+    P_LIQ_FEE,
+    P_MAX_DRAWDOWN,
+    P_MAX_LEVERAGE,
+    P_REWARD_SCALE,
+    P_W_DRAWDOWN,
+    P_W_LEVERAGE,
+    P_W_TURNOVER,
+)
+
+N_TERMS = 4
+"""Reward terms, in order: log_return, drawdown, turnover, leverage (see REWARD_TERMS)."""
+REWARD_TERMS = ("log_return", "drawdown", "turnover", "leverage")
+
+
+@njit(cache=True)
+def reset_account(acct, book, hist, t0, day, initial):
+    """A fresh account: flat book, wallet = initial balance, empty risk history."""
+    acct[:] = 0.0
+    book[:, :] = 0.0
+    hist[:, :] = 0.0
+    acct[WALLET] = initial
+    acct[EQUITY] = initial
+    acct[PEAK] = initial
+    acct[DAY_START] = initial
+    acct[DAY] = day
+
+
+@njit(cache=True)
+def run_bar(acct, book, mkt, days, params, floors, rates, allowances, b, events, count):
+    """Everything that happens in bar b; returns (event count, terminated)."""
+    if days[b] != acct[DAY]:
+        acct[DAY] = days[b]
+        acct[DAY_START] = acct[EQUITY]
+    count = work_orders(acct, book, mkt, params, b, events, count)
+    count = check_stops(acct, book, mkt, params, b, events, count)
+    for a in range(book.shape[0]):
+        if mkt[b, a, M_EVENT] > 0.0:
+            count = pay_funding(
+                acct,
+                book,
+                a,
+                mkt[b, a, M_MARK],
+                mkt[b, a, M_FUNDING],
+                params[P_FUNDING_MULT],
+                b,
+                events,
+                count,
+            )
+    marks = mkt[b, :, M_MARK]
+    equity = mark_to_market(acct, book, marks, floors, rates, allowances)
+    exposed = False
+    for a in range(book.shape[0]):
+        exposed = exposed or book[a, QTY] != 0.0
+    if exposed and equity <= acct[MAINT]:
+        count = liquidate(acct, book, marks, params[P_LIQ_FEE], b, events, count)
+        return count, True
+    acct[PEAK] = max(acct[PEAK], equity)
+    return count, equity <= acct[PEAK] * (1.0 - params[P_MAX_DRAWDOWN])
+
+
+@njit(cache=True)
+def _gross(book, mkt, b):
+    gross = 0.0
+    for a in range(book.shape[0]):
+        gross += abs(book[a, QTY]) * mkt[b, a, M_MARK]
+    return gross
+
+
+@njit(cache=True)
+def step_batch(
+    mkt, feats, days, params, floors, rates, allowances,
+    acct, book, hist, t, steps, active,
+    trade, size, risk, execution,
+    events, counts, rewards, terms, terminated, truncated,
+    obs_market, obs_risk, obs_portfolio,
+):  # fmt: skip
+    """Advance every env one decision step (see module docstring); outputs written in place."""
+    n_assets = book.shape[1]
+    targets = np.empty(n_assets)
+    skip = np.empty(n_assets, dtype=np.bool_)
+    per_step = int(params[P_BARS_PER_STEP])
+    last_bar = mkt.shape[0] - 1
+    floor = params[P_INITIAL] * 1e-9
+    for n in range(acct.shape[0]):
+        if not active[n]:
+            continue
+        acc = acct[n]
+        bk = book[n]
+        before = acc[EQUITY]
+        drawdown_before = 1.0 - before / acc[PEAK]
+        acc[TRADED] = 0.0
+        place_orders(
+            acc, bk, mkt, params, t[n], trade[n], size[n], risk[n], execution[n], targets, skip
+        )
+        count = 0
+        done = False
+        b = t[n]
+        for _ in range(per_step):
+            b += 1
+            count, done = run_bar(
+                acc, bk, mkt, days, params, floors, rates, allowances, b, events[n], count
+            )
+            if done:
+                break
+        t[n] = b
+        steps[n] += 1
+        counts[n] = count
+        after = acc[EQUITY]
+        log_return = math.log(max(after, floor) / before)
+        acc[EWVAR] = 0.94 * acc[EWVAR] + 0.06 * log_return * log_return
+        drawdown = max(0.0, (1.0 - after / acc[PEAK]) - drawdown_before)
+        turnover = acc[TRADED] / before
+        leverage = _gross(bk, mkt, b) / max(after, floor) / params[P_MAX_LEVERAGE]
+        terms[n, 0] = log_return
+        terms[n, 1] = drawdown
+        terms[n, 2] = turnover
+        terms[n, 3] = leverage
+        rewards[n] = params[P_REWARD_SCALE] * (
+            log_return
+            - params[P_W_DRAWDOWN] * drawdown
+            - params[P_W_TURNOVER] * turnover
+            - params[P_W_LEVERAGE] * leverage
+        )
+        terminated[n] = done or acc[LIQUIDATED] > 0.0
+        truncated[n] = (not terminated[n]) and (
+            steps[n] >= params[P_EPISODE_STEPS] or b + per_step > last_bar
+        )
+        observe(acc, bk, hist[n], mkt, feats, params, b, log_return,
+                obs_market[n], obs_risk[n], obs_portfolio[n])  # fmt: skip
+
+
+@njit(cache=True)
+def reset_batch(
+    mkt, feats, days, params, acct, book, hist, t, steps, mask, starts,
+    obs_market, obs_risk, obs_portfolio,
+):  # fmt: skip
+    """Start a new episode at bar starts[n] for every env with mask[n]; write its observation."""
+    for n in range(acct.shape[0]):
+        if not mask[n]:
+            continue
+        t[n] = starts[n]
+        steps[n] = 0
+        reset_account(acct[n], book[n], hist[n], starts[n], days[starts[n]], params[P_INITIAL])
+        observe(acct[n], book[n], hist[n], mkt, feats, params, starts[n], 0.0,
+                obs_market[n], obs_risk[n], obs_portfolio[n])  # fmt: skip
+
+
+def new_state(n_envs: int, n_assets: int, risk_window: int, n_risk: int) -> dict[str, np.ndarray]:
+    """Zeroed state arrays for `n_envs` accounts."""
+    return {
+        "acct": np.zeros((n_envs, N_ACCT)),
+        "book": np.zeros((n_envs, n_assets, N_BOOK)),
+        "hist": np.zeros((n_envs, risk_window, n_risk)),
+        "t": np.zeros(n_envs, dtype=np.int64),
+        "steps": np.zeros(n_envs, dtype=np.int64),
+    }

@@ -1,0 +1,169 @@
+"""Market data as the simulator reads it: contiguous arrays built once per dataset.
+
+`MarketArrays.from_frames` takes the aligned frame (market.loader) and its
+features (market.features) and stacks what the kernels need:
+
+- ``mkt``   (bars, assets, N_MKT) float64: prices, volume, funding, and the cost
+  inputs (ATR, half-spread, daily volatility and notional, trailing volume, last
+  known funding rate, bars to the next funding event); all computed from the
+  past only (funding event times come from the public funding schedule).
+- ``feats`` (bars, assets, features) float32: the observed features.
+- ``days``  (bars,) int64: UTC day number of each bar (daily loss limit).
+
+Bars before every feature is defined (indicator warm-up) are not usable as a
+decision point; `first_valid` is the first that is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from envs.config import CostConfig
+from envs.core.layout import (
+    M_ATR,
+    M_AVG_VOLUME,
+    M_CLOSE,
+    M_DAILY_NOTIONAL,
+    M_DAILY_VOL,
+    M_EVENT,
+    M_FUNDING,
+    M_FUNDING_LAST,
+    M_HALF_SPREAD,
+    M_HIGH,
+    M_LOW,
+    M_MARK,
+    M_NEXT_EVENT,
+    M_OPEN,
+    M_VOLUME,
+    N_MKT,
+)
+
+OBS_FEATURES: tuple[str, ...] = (
+    "log_return_z",
+    "realized_vol_z",
+    "rsi",
+    "macd_z",
+    "macd_signal_z",
+    "macd_diff_z",
+    "bb_pband",
+    "bb_wband_z",
+    "atr_pct_z",
+    "obv_z",
+    "vwap_dist_z",
+    "volume_z",
+    "spread_cs_z",
+    "funding_rate_last_z",
+    "basis_z",
+    "corr_first",
+    "corr_market",
+)
+"""Per-asset features the policy observes (names from market.features)."""
+
+_RAW = {
+    "atr": M_ATR,
+    "spread_cs": M_HALF_SPREAD,
+    "daily_vol": M_DAILY_VOL,
+    "dollar_volume_daily": M_DAILY_NOTIONAL,
+    "funding_rate_last": M_FUNDING_LAST,
+}
+
+
+@dataclass(frozen=True)
+class MarketArrays:
+    """Arrays the kernels read (see module docstring); immutable after construction."""
+
+    assets: tuple[str, ...]
+    features: tuple[str, ...]
+    timestamps: np.ndarray
+    mkt: np.ndarray
+    feats: np.ndarray
+    days: np.ndarray
+    first_valid: int
+
+    @property
+    def n_bars(self) -> int:
+        return self.mkt.shape[0]
+
+    @property
+    def n_assets(self) -> int:
+        return self.mkt.shape[1]
+
+    @classmethod
+    def from_frames(
+        cls,
+        aligned: pd.DataFrame,
+        features: pd.DataFrame,
+        costs: CostConfig | None = None,
+        obs_features: tuple[str, ...] = OBS_FEATURES,
+        volume_window: int = 1440,
+    ) -> MarketArrays:
+        """Stack an aligned frame and its features (same index) into kernel arrays."""
+        costs = costs or CostConfig()
+        if not aligned.index.equals(features.index):
+            raise ValueError("features must share the aligned frame's index")
+        assets = tuple(aligned.columns.get_level_values("asset").unique())
+        if not assets:
+            raise ValueError("the aligned frame holds no assets")
+        missing = sorted(
+            {f for f in (*obs_features, *_RAW) if (assets[0], f) not in features.columns}
+        )
+        if missing:
+            raise ValueError(f"features frame lacks {missing}; compute them with market.features")
+        n, n_assets = len(aligned), len(assets)
+        mkt = np.zeros((n, n_assets, N_MKT))
+        fields = {
+            "open": M_OPEN, "high": M_HIGH, "low": M_LOW, "close": M_CLOSE, "mark": M_MARK,
+            "volume": M_VOLUME, "funding_rate": M_FUNDING, "funding_event": M_EVENT,
+        }  # fmt: skip
+        for j, asset in enumerate(assets):
+            for field, slot in fields.items():
+                mkt[:, j, slot] = aligned[(asset, field)].to_numpy(dtype=np.float64)
+            for name, slot in _RAW.items():
+                mkt[:, j, slot] = features[(asset, name)].to_numpy(dtype=np.float64)
+            volume = aligned[(asset, "volume")]
+            mkt[:, j, M_AVG_VOLUME] = volume.rolling(volume_window, min_periods=1).mean().to_numpy()
+            mkt[:, j, M_NEXT_EVENT] = _bars_to_next_event(mkt[:, j, M_EVENT])
+        mkt[:, :, M_HALF_SPREAD] = np.clip(
+            np.nan_to_num(mkt[:, :, M_HALF_SPREAD], nan=costs.min_half_spread),
+            costs.min_half_spread,
+            costs.max_half_spread,
+        )
+        feats = np.stack(
+            [
+                features.xs(f, axis=1, level=1)[list(assets)].to_numpy(np.float32)
+                for f in obs_features
+            ],
+            axis=-1,
+        )
+        first_valid = _first_valid(mkt, feats)
+        feats = np.nan_to_num(feats, nan=0.0, posinf=0.0, neginf=0.0)
+        stamps = aligned.index.as_unit("ns").asi8
+        days = stamps // (86_400 * 10**9)
+        return cls(assets, tuple(obs_features), stamps, mkt, feats, days, first_valid)
+
+
+def _bars_to_next_event(events: np.ndarray) -> np.ndarray:
+    """For each bar, how many bars until the next funding event (inf after the last)."""
+    out = np.full(len(events), np.inf)
+    idx = np.flatnonzero(events > 0)
+    if len(idx):
+        nxt = np.searchsorted(idx, np.arange(len(events)), side="right")
+        ok = nxt < len(idx)
+        out[ok] = idx[nxt[ok]] - np.arange(len(events))[ok]
+    return out
+
+
+def _first_valid(mkt: np.ndarray, feats: np.ndarray) -> int:
+    """First bar from which every cost input and observed feature is finite."""
+    needed = [M_ATR, M_DAILY_VOL, M_DAILY_NOTIONAL, M_FUNDING_LAST]
+    ok = np.isfinite(mkt[:, :, needed]).all(axis=(1, 2)) & np.isfinite(feats).all(axis=(1, 2))
+    ok &= (mkt[:, :, M_ATR] > 0).all(axis=1)
+    bad = np.flatnonzero(~ok)
+    if len(bad) == 0:
+        return 0
+    if bad[-1] == len(ok) - 1:
+        raise ValueError("features are undefined at the last bar: the data is too short or broken")
+    return int(bad[-1]) + 1

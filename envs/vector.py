@@ -1,0 +1,204 @@
+"""PerpetualVectorEnv: N accounts on one market, stepped in one numba call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
+
+from envs.config import EnvConfig
+from envs.core.accounting import bracket_arrays
+from envs.core.layout import ENTRY, EQUITY, LIQUIDATED, M_MARK, N_EVENT, QTY
+from envs.core.observe import N_PORTFOLIO, N_RISK
+from envs.core.params import pack_params
+from envs.core.step import N_TERMS, REWARD_TERMS, new_state, reset_batch, step_batch
+from envs.data import MarketArrays
+from envs.ledger import account_totals, ledger_frame
+from envs.spaces import action_space, check_actions, observation_space
+
+
+class PerpetualVectorEnv(gym.vector.VectorEnv):
+    """`num_envs` independent accounts trading the same perpetual-futures market.
+
+    The batched twin of :class:`envs.single.PerpetualEnv` (same core, same spaces,
+    same rewards; see its docstring for the full description). Each env starts its
+    episodes at its own random bar. Finished envs are reset on the *next* call to
+    `step` (gymnasium's NEXT_STEP autoreset, as RLlib expects): that call ignores
+    their action and returns their first observation with reward 0.
+
+    Args:
+        data: market arrays (``MarketArrays.from_frames``).
+        config: simulator and episode parameters.
+        num_envs: number of accounts.
+        start_range: optional (first, last) bar index for episode starts (e.g. the
+            training span of a walk-forward split); defaults to every usable bar.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(
+        self,
+        data: MarketArrays,
+        config: EnvConfig | None = None,
+        num_envs: int = 1,
+        start_range: tuple[int, int] | None = None,
+    ) -> None:
+        if num_envs < 1:
+            raise ValueError("num_envs must be >= 1")
+        self.data = data
+        self.config = config or EnvConfig()
+        self.num_envs = num_envs
+        self.assets = data.assets
+        self.single_observation_space = observation_space(
+            self.config, data.n_assets, len(data.features)
+        )
+        self.single_action_space = action_space(self.config, data.n_assets)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self._params = pack_params(self.config)
+        self._brackets = bracket_arrays(
+            self.config.margin.brackets, self.config.margin.allowances()
+        )
+        self._starts = self._start_bounds(start_range)
+        self._state = new_state(num_envs, data.n_assets, self.config.risk_window, N_RISK)
+        capacity = (5 * data.n_assets + 1) * self.config.bars_per_step
+        self._events = np.zeros((num_envs, capacity, N_EVENT))
+        self._counts = np.zeros(num_envs, dtype=np.int64)
+        self._pending_reset = np.zeros(num_envs, dtype=bool)
+        self._ledgers: list[list[np.ndarray]] = [[] for _ in range(num_envs)]
+        self._last_ledgers: list[pd.DataFrame | None] = [None] * num_envs
+        self._np_random, self._np_random_seed = seeding.np_random(None)
+
+    def _start_bounds(self, start_range: tuple[int, int] | None) -> tuple[int, int]:
+        data, cfg = self.data, self.config
+        low = max(data.first_valid, cfg.window - 1)
+        last_start = data.n_bars - 1 - cfg.bars_per_step
+        if last_start < low:
+            need = low + 1 + cfg.bars_per_step
+            raise ValueError(
+                f"market data too short: {data.n_bars} bars, of which the first {low} are "
+                f"indicator warm-up / observation window; need at least {need}"
+            )
+        high = max(low, min(last_start, data.n_bars - 1 - cfg.episode_steps * cfg.bars_per_step))
+        if start_range is not None:
+            lo, hi = start_range
+            if not low <= lo <= hi <= last_start:
+                raise ValueError(
+                    f"start_range {start_range} outside usable bars [{low}, {last_start}]"
+                )
+            low, high = lo, hi
+        return low, high
+
+    def _new_obs(self) -> dict[str, np.ndarray]:
+        n, cfg, data = self.num_envs, self.config, self.data
+        return {
+            "market": np.empty((n, cfg.window, data.n_assets, len(data.features)), np.float32),
+            "risk": np.empty((n, cfg.risk_window, N_RISK), np.float32),
+            "portfolio": np.empty((n, data.n_assets, N_PORTFOLIO), np.float32),
+        }
+
+    def _reset_envs(
+        self, mask: np.ndarray, obs: dict[str, np.ndarray], starts: np.ndarray | None
+    ) -> None:
+        if starts is None:
+            low, high = self._starts
+            starts = self._np_random.integers(low, high, size=self.num_envs, endpoint=True)
+        for n in np.flatnonzero(mask):
+            if self.config.record_ledger:
+                self._finish_ledger(n)
+        s = self._state
+        reset_batch(
+            self.data.mkt, self.data.feats, self.data.days, self._params, s["acct"], s["book"],
+            s["hist"], s["t"], s["steps"], mask, np.asarray(starts, dtype=np.int64),
+            obs["market"], obs["risk"], obs["portfolio"],
+        )  # fmt: skip
+
+    def reset(
+        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Start new episodes in every env. options: {"start": bar index or one per env}."""
+        if seed is not None:
+            self._np_random, self._np_random_seed = seeding.np_random(
+                seed if isinstance(seed, int) else seed[0]
+            )
+        starts = None
+        if options and "start" in options:
+            starts = np.broadcast_to(np.asarray(options["start"], dtype=np.int64), (self.num_envs,))
+            low, last = self.data.first_valid, self.data.n_bars - 1 - self.config.bars_per_step
+            if starts.min() < max(low, self.config.window - 1) or starts.max() > last:
+                raise ValueError(f"start must lie in [{max(low, self.config.window - 1)}, {last}]")
+        obs = self._new_obs()
+        self._reset_envs(np.ones(self.num_envs, dtype=bool), obs, starts)
+        self._pending_reset[:] = False
+        return obs, self._infos(np.zeros((self.num_envs, N_TERMS)))
+
+    def step(self, actions: dict[str, np.ndarray]):
+        """One decision step for every env (see class docstring for autoreset)."""
+        trade, size, risk, execution = check_actions(
+            actions, self.num_envs, self.data.n_assets, self.config.execution.max_horizon
+        )
+        s, n = self._state, self.num_envs
+        obs = self._new_obs()
+        rewards = np.zeros(n)
+        terms = np.zeros((n, N_TERMS))
+        terminated = np.zeros(n, dtype=bool)
+        truncated = np.zeros(n, dtype=bool)
+        active = ~self._pending_reset
+        step_batch(
+            self.data.mkt, self.data.feats, self.data.days, self._params, *self._brackets,
+            s["acct"], s["book"], s["hist"], s["t"], s["steps"], active,
+            trade, size, risk, execution,
+            self._events, self._counts, rewards, terms, terminated, truncated,
+            obs["market"], obs["risk"], obs["portfolio"],
+        )  # fmt: skip
+        if self._counts.max(initial=0) > self._events.shape[1]:
+            raise RuntimeError("ledger event buffer overflow: a bug in the simulator core")
+        if self.config.record_ledger:
+            for i in np.flatnonzero(active & (self._counts > 0)):
+                self._ledgers[i].append(self._events[i, : self._counts[i]].copy())
+        if self._pending_reset.any():
+            self._reset_envs(self._pending_reset.copy(), obs, None)
+        self._pending_reset = terminated | truncated
+        return obs, rewards, terminated, truncated, self._infos(terms)
+
+    def _infos(self, terms: np.ndarray) -> dict[str, Any]:
+        acct = self._state["acct"]
+        infos: dict[str, Any] = {"equity": acct[:, EQUITY].copy(), "bar": self._state["t"].copy()}
+        infos["liquidated"] = acct[:, LIQUIDATED] > 0
+        for k, name in enumerate(REWARD_TERMS):
+            infos[f"reward_{name}"] = terms[:, k].copy()
+        return infos
+
+    def _finish_ledger(self, n: int) -> None:
+        rows = self._ledgers[n]
+        stacked = np.concatenate(rows) if rows else np.zeros((0, N_EVENT))
+        self._last_ledgers[n] = ledger_frame(stacked, self.data.timestamps, self.assets)
+        self._ledgers[n] = []
+
+    def finished_ledger(self, n: int = 0) -> pd.DataFrame | None:
+        """The ledger of env n's last finished episode (needs record_ledger)."""
+        return self._last_ledgers[n]
+
+    def ledger(self, n: int = 0) -> pd.DataFrame:
+        """The ledger of env n's current episode so far (needs record_ledger)."""
+        rows = self._ledgers[n]
+        stacked = np.concatenate(rows) if rows else np.zeros((0, N_EVENT))
+        return ledger_frame(stacked, self.data.timestamps, self.assets)
+
+    def account(self, n: int = 0) -> dict[str, float]:
+        """Running totals of env n's account, plus its unrealised PnL at the last mark."""
+        totals = account_totals(self._state["acct"][n])
+        book, t = self._state["book"][n], self._state["t"][n]
+        marks = self.data.mkt[t, :, M_MARK]
+        totals["unrealized_pnl"] = float(np.sum(book[:, QTY] * (marks - book[:, ENTRY])))
+        totals["bar"] = int(t)
+        return totals
+
+    def positions(self, n: int = 0) -> np.ndarray:
+        """Signed position (base units) per asset of env n."""
+        return self._state["book"][n][:, QTY].copy()

@@ -1,0 +1,271 @@
+"""Golden values worked by hand: the simulator without any RL framework.
+
+Default setting unless a test says otherwise: one asset at 100, equity 1,000,000,
+max leverage 20 and concentration 1 (so size 0.125 -> 2,500,000 notional ->
+25,000 units), taker fee 0.04%, maker 0.02%, half-spread 1 bp, no impact
+(infinite daily notional), stops 50 ATR away (ATR 100 -> never hit).
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from envs.config import CostConfig, EnvConfig, ExecStyle
+from envs.core.layout import (
+    M_CLOSE,
+    M_FUNDING_LAST,
+    M_HIGH,
+    M_LOW,
+    M_MARK,
+    M_OPEN,
+)
+from envs.ledger import reconcile
+from envs.single import PerpetualEnv
+from risk.limits import RiskLimits
+from tests.unit.envs.market import action, add_funding, flat_market
+
+INITIAL = 1_000_000.0
+
+
+def make_env(data, bars_per_step=1, **limits):
+    limits = {"max_drawdown": 1.0, "max_concentration": 1.0, **limits}
+    config = EnvConfig(
+        window=4, risk_window=3, bars_per_step=bars_per_step, limits=RiskLimits(**limits)
+    )
+    env = PerpetualEnv(data, config)
+    env.reset(seed=0, options={"start": 10})
+    return env
+
+
+def assert_reconciles(env):
+    account = env.account()
+    implied = reconcile(env.ledger(), INITIAL, account["unrealized_pnl"])
+    assert implied == pytest.approx(account["equity"], rel=1e-12, abs=1e-6)
+
+
+def test_long_held_across_a_positive_funding_payment_pays_it():
+    env = make_env(add_funding(flat_market(), bar=12, rate=0.0001))
+
+    env.step(action(trade=2, size=0.125))
+    env.step(action(trade=2, size=0.125))
+
+    # fee 2.5e6 * 0.0004 = 1000; spread 2.5e6 * 1e-4 = 250; funding 25,000 * 100 * 1e-4 * 0.8 = 200
+    assert env.account()["equity"] == pytest.approx(INITIAL - 1000 - 250 - 200, abs=1e-6)
+    ledger = env.ledger()
+    assert list(ledger["kind"]) == ["fill", "funding"]
+    assert ledger["funding"].iloc[1] == pytest.approx(200.0)
+    assert str(ledger["timestamp"].iloc[1]) == "2024-01-01 00:12:00+00:00"
+    assert_reconciles(env)
+
+
+def test_short_with_positive_funding_receives_it():
+    env = make_env(add_funding(flat_market(), bar=12, rate=0.0001))
+
+    env.step(action(trade=0, size=0.125))
+    env.step(action(trade=0, size=0.125))
+
+    assert env.positions()[0] == pytest.approx(-25_000.0)
+    assert env.account()["funding"] == pytest.approx(-200.0)
+    assert env.account()["equity"] == pytest.approx(INITIAL - 1000 - 250 + 200, abs=1e-6)
+    assert_reconciles(env)
+
+
+def test_market_order_pays_fee_half_spread_and_square_root_impact_at_next_open():
+    data = flat_market(daily_vol=0.04, daily_notional=1e8)
+    data.mkt[11, 0, M_OPEN] = 101.0
+    env = make_env(data)
+
+    env.step(action(trade=2, size=0.125))
+
+    fill = env.ledger().iloc[0]
+    qty = 2_500_000 / 100.0  # sized at the decision close
+    notional = qty * 101.0  # filled at the next open
+    impact = 0.5 * 0.04 * math.sqrt(notional / 1e8) * notional
+    assert fill["price"] == 101.0
+    assert fill["qty"] == pytest.approx(qty)
+    assert fill["fee"] == pytest.approx(notional * 0.0004)
+    assert fill["spread"] == pytest.approx(notional * 1e-4)
+    assert fill["impact"] == pytest.approx(impact)
+    # marked at 100 after buying at 101: unrealised -25,000
+    expected = INITIAL - notional * (0.0004 + 1e-4) - impact - qty * 1.0
+    assert env.account()["equity"] == pytest.approx(expected, abs=1e-6)
+    assert_reconciles(env)
+
+
+def liquidation_market(mark_at_bar_12: float):
+    data = flat_market()
+    for slot in (M_CLOSE, M_MARK):
+        data.mkt[12:, 0, slot] = mark_at_bar_12
+    data.mkt[13:, 0, M_OPEN] = mark_at_bar_12
+    data.mkt[12:, 0, M_LOW] = mark_at_bar_12 * 0.999
+    return data
+
+
+def test_liquidation_happens_exactly_when_equity_reaches_tiered_maintenance_margin():
+    # 200,000 units long at 100 (20x), wallet 1e6 - 8000 fee - 2000 spread = 990,000.
+    # Bracket 8M-50M: rate 2.5%, allowance 50 + 2,500 + 120,000 = 122,550.
+    # Liquidation when 990,000 + 200,000 (P - 100) <= 200,000 P 0.025 - 122,550: P* = 96.8587...
+    p_star = (20_000_000 - 990_000 - 122_550) / 195_000
+    safe = make_env(liquidation_market(p_star + 0.01), bars_per_step=4)
+    hit = make_env(liquidation_market(p_star - 0.01), bars_per_step=4)
+
+    _, _, safe_terminated, _, safe_info = safe.step(action(trade=2, size=1.0))
+    _, _, terminated, _, info = hit.step(action(trade=2, size=1.0))
+
+    assert not safe_terminated and not safe_info["liquidated"]
+    assert terminated and info["liquidated"]
+    price = p_star - 0.01
+    liq = hit.ledger().query("kind == 'liquidation'").iloc[0]
+    assert liq["price"] == pytest.approx(price)
+    assert liq["liquidation_fee"] == pytest.approx(0.005 * 200_000 * price)
+    expected = 990_000 + 200_000 * (price - 100) - 0.005 * 200_000 * price
+    assert hit.account()["equity"] == pytest.approx(expected, abs=1e-6)
+    assert hit.positions()[0] == 0.0
+    assert_reconciles(hit)
+
+
+def test_a_gap_through_liquidation_books_the_shortfall_as_bad_debt():
+    env = make_env(liquidation_market(90.0), bars_per_step=4)
+
+    env.step(action(trade=2, size=1.0))
+
+    account = env.account()
+    # wallet 990,000 - 2,000,000 realised - 90,000 fee = -1,100,000 -> bad debt
+    assert account["wallet"] == 0.0 and account["equity"] == 0.0
+    assert account["bad_debt"] == pytest.approx(1_100_000.0)
+    assert env.ledger()["bad_debt"].sum() == pytest.approx(1_100_000.0)
+    assert_reconciles(env)
+
+
+def test_twap_splits_the_order_evenly_over_k_bars_at_each_bars_typical_price():
+    data = flat_market()
+    closes = [100.0, 101.0, 102.0, 103.0]
+    for i, close in enumerate(closes):
+        bar = 11 + i
+        data.mkt[bar, 0, [M_CLOSE, M_MARK]] = close
+        data.mkt[bar, 0, M_HIGH] = close + 1.0
+        data.mkt[bar, 0, M_LOW] = close - 2.0
+    env = make_env(data, bars_per_step=4)
+
+    env.step(action(trade=2, size=0.125, style=ExecStyle.TWAP, horizon=4))
+
+    fills = env.ledger().query("kind == 'fill'")
+    typical = [(c + 1.0 + c - 2.0 + c) / 3.0 for c in closes]
+    assert list(fills["bar"]) == [11, 12, 13, 14]
+    np.testing.assert_allclose(fills["qty"], 6_250.0)
+    np.testing.assert_allclose(fills["price"], typical)
+    np.testing.assert_allclose(fills["fee"], 6_250.0 * np.array(typical) * 0.0004)
+    assert env.positions()[0] == pytest.approx(25_000.0)
+    assert_reconciles(env)
+
+
+def test_limit_order_that_the_market_never_trades_through_does_not_fill_and_expires():
+    data = flat_market()
+    data.mkt[:, 0, M_LOW] = 100.0  # the limit bid sits at 100 * (1 - 1e-4) = 99.99
+    env = make_env(data, bars_per_step=4)
+
+    env.step(action(trade=2, size=0.125, style=ExecStyle.LIMIT, horizon=3))
+
+    ledger = env.ledger()
+    assert list(ledger["kind"]) == ["cancel"]
+    assert ledger["bar"].iloc[0] == 13 and ledger["qty"].iloc[0] == pytest.approx(25_000.0)
+    assert env.positions()[0] == 0.0
+    assert env.account()["equity"] == INITIAL
+
+
+def test_limit_order_fills_one_clip_per_bar_traded_through_at_the_limit_with_maker_fee():
+    data = flat_market()
+    data.mkt[:, 0, M_LOW] = 100.0
+    data.mkt[12, 0, M_LOW] = 99.9  # only bar 12 trades through 99.99
+    env = make_env(data, bars_per_step=4)
+
+    env.step(action(trade=2, size=0.125, style=ExecStyle.LIMIT, horizon=3))
+
+    ledger = env.ledger()
+    fill = ledger.query("kind == 'fill'").iloc[0]
+    clip = 25_000.0 / 3
+    assert fill["bar"] == 12 and fill["qty"] == pytest.approx(clip)
+    assert fill["price"] == pytest.approx(99.99)
+    assert fill["fee"] == pytest.approx(clip * 99.99 * 0.0002)
+    assert fill["spread"] == 0.0 and fill["impact"] == 0.0
+    assert ledger.query("kind == 'cancel'")["qty"].iloc[0] == pytest.approx(25_000.0 - clip)
+    assert_reconciles(env)
+
+
+def test_stop_loss_in_atr_multiples_closes_at_the_stop_price():
+    data = flat_market(atr=1.0)
+    data.mkt[:, 0, M_LOW] = 99.9
+    data.mkt[13, 0, M_LOW] = 99.4  # stop at 100 - 0.5 ATR = 99.5
+    env = make_env(data, bars_per_step=4)
+
+    env.step(action(trade=2, size=0.125, sl=0.0, tp=1.0))
+
+    stop = env.ledger().query("kind == 'stop_loss'").iloc[0]
+    assert stop["bar"] == 13 and stop["price"] == 99.5
+    assert stop["realized_pnl"] == pytest.approx(25_000 * (99.5 - 100.0))
+    assert env.positions()[0] == 0.0
+    assert_reconciles(env)
+
+
+def test_take_profit_closes_at_the_level_or_the_better_gap_open():
+    data = flat_market(atr=1.0)
+    data.mkt[13, 0, M_OPEN] = 121.0  # gaps over the take-profit at 100 + 20 ATR = 120
+    data.mkt[13, 0, M_HIGH] = 122.0
+    env = make_env(data, bars_per_step=4)
+
+    env.step(action(trade=2, size=0.125, sl=1.0, tp=1.0))
+
+    take = env.ledger().query("kind == 'take_profit'").iloc[0]
+    assert take["bar"] == 13 and take["price"] == 121.0
+
+
+def test_funding_aware_order_waits_until_the_paying_funding_time_has_passed():
+    data = flat_market()
+    data.mkt[:, 0, M_FUNDING_LAST] = 0.0001  # longs currently pay
+    data = add_funding(data, bar=13, rate=0.0001)
+    env = make_env(data, bars_per_step=5)
+
+    env.step(action(trade=2, size=0.125, style=ExecStyle.FUNDING_AWARE))
+
+    ledger = env.ledger()
+    assert list(ledger["kind"]) == ["fill"]
+    assert ledger["bar"].iloc[0] == 14
+    assert env.account()["funding"] == 0.0
+
+
+def test_after_the_daily_loss_limit_orders_can_only_reduce():
+    data = flat_market()
+    data.mkt[12:, 0, [M_CLOSE, M_MARK, M_OPEN, M_LOW]] = 99.0  # -1% on 10x: -10.5% with costs
+    env = make_env(data, daily_loss_limit=0.05)
+    env.step(action(trade=2, size=0.5))
+    env.step(action(trade=2, size=0.5))
+    before = env.positions()[0]
+
+    env.step(action(trade=0, size=1.0))  # asks to flip short
+
+    assert before == pytest.approx(100_000.0)
+    assert env.positions()[0] == 0.0  # closed, not flipped
+
+
+def test_leverage_cap_trims_a_position_that_losses_pushed_over_it():
+    env = make_env(flat_market())
+    env.step(action(trade=2, size=1.0))  # 20x before costs; costs leave it slightly above
+    equity = env.account()["equity"]
+    assert env.positions()[0] * 100.0 > 20 * equity
+
+    env.step(action(trade=2, size=1.0))
+
+    assert env.positions()[0] * 100.0 == pytest.approx(20 * equity, rel=1e-12)
+
+
+def test_costs_scale_with_config():
+    data = flat_market()
+    cheap = PerpetualEnv(data, EnvConfig(window=4, costs=CostConfig(taker_fee=0.0)))
+    cheap.reset(options={"start": 10})
+
+    cheap.step(action(trade=2, size=0.125))
+
+    assert cheap.account()["fees"] == 0.0
+    assert cheap.account()["spread"] > 0.0
+
