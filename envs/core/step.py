@@ -93,7 +93,9 @@ def run_bar(acct, book, mkt, days, params, floors, rates, allowances, b, events,
     exposed = False
     for a in range(book.shape[0]):
         exposed = exposed or book[a, QTY] != 0.0
-    if exposed and equity <= acct[MAINT]:
+    if (exposed and equity <= acct[MAINT]) or equity < 0.0:
+        # equity below zero with no position left (stops filled through a gap) is the
+        # same failure: the exchange would have liquidated intrabar; book the shortfall
         count = liquidate(acct, book, marks, params[P_LIQ_FEE], b, events, count)
         return count, True
     acct[PEAK] = max(acct[PEAK], equity)

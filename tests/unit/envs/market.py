@@ -95,3 +95,38 @@ def action(n_assets: int = 1, trade=1, size=0.0, sl=0.5, tp=0.5, style=0, horizo
         "risk": np.tile(np.array([sl, tp], dtype=np.float32), (n_assets, 1)),
         "execution": np.tile(np.array([style, horizon - 1], dtype=np.int64), (n_assets, 1)),
     }
+
+
+def random_market(
+    n_bars: int = 1000,
+    n_assets: int = 3,
+    seed: int = 0,
+    vol: float = 0.002,
+    funding_every: int = 60,
+) -> MarketArrays:
+    """A seeded random-walk market with every mechanic exercised: funding, spread, impact."""
+    rng = np.random.default_rng(seed)
+    mkt = np.zeros((n_bars, n_assets, N_MKT))
+    log_ret = rng.standard_t(4, size=(n_bars, n_assets)) * vol / np.sqrt(2)
+    close = 100.0 * np.exp(np.cumsum(log_ret, axis=0))
+    open_ = np.vstack([close[:1], close[:-1]])
+    mkt[:, :, M_OPEN] = open_
+    mkt[:, :, M_CLOSE] = close
+    mkt[:, :, M_HIGH] = np.maximum(open_, close) * (1 + rng.uniform(0, vol, (n_bars, n_assets)))
+    mkt[:, :, M_LOW] = np.minimum(open_, close) * (1 - rng.uniform(0, vol, (n_bars, n_assets)))
+    mkt[:, :, M_MARK] = close * (1 + rng.normal(0, 1e-4, (n_bars, n_assets)))
+    mkt[:, :, M_VOLUME] = rng.lognormal(7, 0.5, (n_bars, n_assets))
+    mkt[:, :, M_AVG_VOLUME] = np.exp(7.125)
+    mkt[:, :, M_ATR] = close * vol * 1.5
+    mkt[:, :, M_HALF_SPREAD] = rng.uniform(2e-5, 2e-4, (n_bars, n_assets))
+    mkt[:, :, M_DAILY_VOL] = vol * np.sqrt(1440)
+    mkt[:, :, M_DAILY_NOTIONAL] = 2e8
+    events = (np.arange(n_bars) % funding_every) == funding_every - 1
+    rates = rng.normal(1e-4, 3e-4, (n_bars, n_assets))
+    mkt[events, :, M_EVENT] = 1.0
+    mkt[events, :, M_FUNDING] = rates[events]
+    last = np.where(events[:, None], rates, np.nan)
+    for a in range(n_assets):
+        filled = np.maximum.accumulate(np.where(np.isfinite(last[:, a]), np.arange(n_bars), -1))
+        mkt[:, a, M_FUNDING_LAST] = np.where(filled >= 0, rates[np.maximum(filled, 0), a], 0.0)
+    return build(mkt, n_features=3, seed=seed)

@@ -268,4 +268,3 @@ def test_costs_scale_with_config():
 
     assert cheap.account()["fees"] == 0.0
     assert cheap.account()["spread"] > 0.0
-
