@@ -9,7 +9,10 @@ import numpy as np
 import pandas as pd
 
 from envs.config import EnvConfig
+from envs.core.layout import EQUITY, LIQUIDATED
+from envs.core.step import REWARD_TERMS
 from envs.data import MarketArrays
+from envs.spaces import check_actions
 from envs.vector import PerpetualVectorEnv
 
 
@@ -80,6 +83,8 @@ class PerpetualEnv(gym.Env):
         self.observation_space = self._vec.single_observation_space
         self.action_space = self._vec.single_action_space
         self._done = True
+        self._n_assets = data.n_assets
+        self._max_horizon = self.config.execution.max_horizon
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -96,12 +101,24 @@ class PerpetualEnv(gym.Env):
     def step(self, action: dict[str, np.ndarray]):
         if self._done:
             raise RuntimeError("the episode has ended: call reset() before step()")
-        if not isinstance(action, dict):
-            raise ValueError(f"action must be a dict, got {type(action).__name__}")
-        batched = {k: np.asarray(v)[None] for k, v in action.items()}
-        obs, reward, terminated, truncated, infos = self._vec.step(batched)
+        arrays = check_actions(action, None, self._n_assets, self._max_horizon)
+        obs, reward, terms, terminated, truncated = self._vec._advance(*arrays)
         self._done = bool(terminated[0] or truncated[0])
-        return _first(obs), float(reward[0]), bool(terminated[0]), bool(truncated[0]), _first(infos)
+        acct = self._vec._state["acct"][0]
+        info = {
+            "equity": float(acct[EQUITY]),
+            "bar": int(self._vec._state["t"][0]),
+            "liquidated": bool(acct[LIQUIDATED] > 0.0),
+        }
+        for k, name in enumerate(REWARD_TERMS):
+            info[f"reward_{name}"] = float(terms[0, k])
+        return (
+            {"market": obs["market"][0], "risk": obs["risk"][0], "portfolio": obs["portfolio"][0]},
+            float(reward[0]),
+            bool(terminated[0]),
+            bool(truncated[0]),
+            info,
+        )
 
     def ledger(self) -> pd.DataFrame:
         """Every fill, fee, funding payment, stop and liquidation of this episode so far."""

@@ -9,13 +9,18 @@ Action (Dict, one part per head of the hierarchical policy; gymnasium sorts the 
 - ``execution`` MultiDiscrete([[5, H]] * A): style (ExecStyle) and horizon - 1 (bars)
 
 Out-of-range, NaN or wrongly shaped actions raise ``ValueError``: clipping them
-would hide bugs in the policy or its action distribution.
+would hide bugs in the policy or its action distribution. (The check is a numba
+kernel: it runs every step, and numpy's many small reductions would cost more
+than the simulation itself.)
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from gymnasium import spaces
+from numba import njit
 
 from envs.config import EnvConfig, ExecStyle
 from envs.core.observe import N_PORTFOLIO, N_RISK
@@ -48,44 +53,61 @@ def action_space(config: EnvConfig, n_assets: int) -> spaces.Dict:
     )
 
 
+_KEYS = ("trade", "size", "risk", "execution")
+_ERRORS = {
+    1: "action['trade'] must be integers 0 (short), 1 (flat) or 2 (long)",
+    2: "action['size'] must lie in [0, 1] (and not be NaN)",
+    3: "action['risk'] must lie in [0, 1] (and not be NaN)",
+    4: "action['execution'] must hold an integer style in [0, {styles}) and horizon index in "
+    "[0, {horizons})",
+}
+
+
+@njit(cache=True)
+def _first_error(trade, size, risk, execution, n_styles, max_horizon):
+    """0 if the batch is valid, else the code of the first broken rule (NaN fails every range)."""
+    for x in trade.flat:
+        if not (x == 0 or x == 1 or x == 2):
+            return 1
+    for x in size.flat:
+        if not (0.0 <= x <= 1.0):
+            return 2
+    for x in risk.flat:
+        if not (0.0 <= x <= 1.0):
+            return 3
+    for i, x in enumerate(execution.flat):
+        bound = n_styles if i % 2 == 0 else max_horizon
+        if not (0 <= x < bound) or x != math.floor(x):
+            return 4
+    return 0
+
+
 def check_actions(
-    action: dict, n_envs: int, n_assets: int, max_horizon: int
+    action: dict, n_envs: int | None, n_assets: int, max_horizon: int
 ) -> tuple[np.ndarray, ...]:
-    """Validate a batch of actions (leading axis n_envs) and return kernel-ready arrays."""
-    if not isinstance(action, dict) or set(action) != {"trade", "size", "risk", "execution"}:
+    """Validate a batch of actions (leading axis n_envs) and return kernel-ready arrays.
+
+    With ``n_envs=None`` the action is one env's (no leading axis); the arrays come
+    back with a leading axis of 1.
+    """
+    if not isinstance(action, dict) or len(action) != 4 or any(k not in action for k in _KEYS):
         keys = sorted(action) if isinstance(action, dict) else type(action).__name__
         raise ValueError(f"action must be a dict with trade, size, risk, execution; got {keys}")
-    shapes = {
-        "trade": (n_envs, n_assets),
-        "size": (n_envs, n_assets),
-        "risk": (n_envs, n_assets, 2),
-        "execution": (n_envs, n_assets, 2),
-    }
-    arrays = {}
-    for key, shape in shapes.items():
-        value = np.asarray(action[key])
+    trade = np.asarray(action["trade"])
+    size = np.asarray(action["size"], dtype=np.float64)
+    risk = np.asarray(action["risk"], dtype=np.float64)
+    execution = np.asarray(action["execution"], dtype=np.float64)
+    lead = () if n_envs is None else (n_envs,)
+    expected = ((*lead, n_assets), (*lead, n_assets), (*lead, n_assets, 2), (*lead, n_assets, 2))
+    for key, value, shape in zip(_KEYS, (trade, size, risk, execution), expected, strict=True):
         if value.shape != shape:
             raise ValueError(f"action[{key!r}] has shape {value.shape}, expected {shape}")
-        if not np.all(np.isfinite(value)):
-            raise ValueError(f"action[{key!r}] contains NaN or inf")
-        arrays[key] = value
-    trade = arrays["trade"]
-    if np.any(trade != np.round(trade)) or trade.min() < 0 or trade.max() > 2:
-        raise ValueError("action['trade'] must be integers 0 (short), 1 (flat) or 2 (long)")
-    for key in ("size", "risk"):
-        if arrays[key].min() < 0.0 or arrays[key].max() > 1.0:
-            raise ValueError(f"action[{key!r}] must lie in [0, 1]")
-    execution = arrays["execution"]
-    bad_style = (execution[..., 0] < 0) | (execution[..., 0] >= N_STYLES)
-    bad_horizon = (execution[..., 1] < 0) | (execution[..., 1] >= max_horizon)
-    if np.any(execution != np.round(execution)) or bad_style.any() or bad_horizon.any():
-        raise ValueError(
-            f"action['execution'] must hold integer style in [0, {N_STYLES}) "
-            f"and horizon index in [0, {max_horizon})"
-        )
-    return (
-        trade.astype(np.int64),
-        arrays["size"].astype(np.float64),
-        arrays["risk"].astype(np.float64),
-        execution.astype(np.float64),
-    )
+    if n_envs is None:
+        trade, size = trade.reshape(1, n_assets), size.reshape(1, n_assets)
+        risk, execution = risk.reshape(1, n_assets, 2), execution.reshape(1, n_assets, 2)
+    if trade.dtype.kind not in "iu":
+        trade = trade.astype(np.float64)
+    code = _first_error(trade, size, risk, execution, N_STYLES, max_horizon)
+    if code:
+        raise ValueError(_ERRORS[code].format(styles=N_STYLES, horizons=max_horizon))
+    return trade.astype(np.int64, copy=False), size, risk, execution

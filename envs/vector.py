@@ -139,9 +139,17 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
 
     def step(self, actions: dict[str, np.ndarray]):
         """One decision step for every env (see class docstring for autoreset)."""
-        trade, size, risk, execution = check_actions(
+        arrays = check_actions(
             actions, self.num_envs, self.data.n_assets, self.config.execution.max_horizon
         )
+        obs, rewards, terms, terminated, truncated = self._advance(*arrays)
+        if self._pending_reset.any():
+            self._reset_envs(self._pending_reset.copy(), obs, None)
+        self._pending_reset = terminated | truncated
+        return obs, rewards, terminated, truncated, self._infos(terms)
+
+    def _advance(self, trade, size, risk, execution):
+        """Run the kernel for every env not waiting for its reset; record the ledger."""
         s, n = self._state, self.num_envs
         obs = self._new_obs()
         rewards = np.zeros(n)
@@ -156,15 +164,12 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
             self._events, self._counts, rewards, terms, terminated, truncated,
             obs["market"], obs["risk"], obs["portfolio"],
         )  # fmt: skip
-        if self._counts.max(initial=0) > self._events.shape[1]:
-            raise RuntimeError("ledger event buffer overflow: a bug in the simulator core")
         if self.config.record_ledger:
+            if self._counts.max(initial=0) > self._events.shape[1]:
+                raise RuntimeError("ledger event buffer overflow: a bug in the simulator core")
             for i in np.flatnonzero(active & (self._counts > 0)):
                 self._ledgers[i].append(self._events[i, : self._counts[i]].copy())
-        if self._pending_reset.any():
-            self._reset_envs(self._pending_reset.copy(), obs, None)
-        self._pending_reset = terminated | truncated
-        return obs, rewards, terminated, truncated, self._infos(terms)
+        return obs, rewards, terms, terminated, truncated
 
     def _infos(self, terms: np.ndarray) -> dict[str, Any]:
         acct = self._state["acct"]

@@ -41,6 +41,7 @@ from envs.core.layout import (
     K_LIQUIDATION,
     LIQ_FEES,
     LIQUIDATED,
+    M_MARK,
     MAINT,
     OPENED_AT,
     QTY,
@@ -124,15 +125,16 @@ def maintenance_margin(notional, floors, rates, allowances):
 
 
 @njit(cache=True)
-def mark_to_market(acct, book, marks, floors, rates, allowances):
-    """Equity and maintenance margin at the given mark prices (stored in acct)."""
+def mark_to_market(acct, book, mkt, b, floors, rates, allowances):
+    """Equity and maintenance margin at bar b's mark prices (stored in acct)."""
     unrealized = 0.0
     maint = 0.0
     for a in range(book.shape[0]):
         pos = book[a, QTY]
         if pos != 0.0:
-            unrealized += pos * (marks[a] - book[a, ENTRY])
-            maint += maintenance_margin(abs(pos) * marks[a], floors, rates, allowances)
+            mark = mkt[b, a, M_MARK]
+            unrealized += pos * (mark - book[a, ENTRY])
+            maint += maintenance_margin(abs(pos) * mark, floors, rates, allowances)
     acct[EQUITY] = acct[WALLET] + unrealized
     acct[MAINT] = maint
     return acct[EQUITY]
@@ -151,9 +153,10 @@ def pay_funding(acct, book, asset, mark, rate, multiplier, bar, events, count):
 
 
 @njit(cache=True)
-def liquidate(acct, book, marks, fee_rate, bar, events, count):
-    """Close every position at the mark price, charge the liquidation fee, book any bad debt."""
+def liquidate(acct, book, mkt, bar, fee_rate, events, count):
+    """Close every position at bar's mark price, charge the liquidation fee, book any bad debt."""
     for a in range(book.shape[0]):
+        mark = mkt[bar, a, M_MARK]
         pos = book[a, QTY]
         book[a, REMAIN] = 0.0
         book[a, BARS_LEFT] = 0.0
@@ -161,12 +164,12 @@ def liquidate(acct, book, marks, fee_rate, bar, events, count):
         book[a, TP_PX] = 0.0
         if pos == 0.0:
             continue
-        fee = abs(pos) * marks[a] * fee_rate
-        realized = apply_fill(acct, book, a, -pos, marks[a], 0.0, 0.0, 0.0, bar)
+        fee = abs(pos) * mark * fee_rate
+        realized = apply_fill(acct, book, a, -pos, mark, 0.0, 0.0, 0.0, bar)
         acct[WALLET] -= fee
         acct[LIQ_FEES] += fee
         count = record(
-            events, count, bar, a, K_LIQUIDATION, -pos, marks[a], fee, 0.0, 0.0, 0.0, realized, 0.0
+            events, count, bar, a, K_LIQUIDATION, -pos, mark, fee, 0.0, 0.0, 0.0, realized, 0.0
         )
     if acct[WALLET] < 0.0:
         shortfall = -acct[WALLET]

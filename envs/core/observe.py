@@ -48,22 +48,29 @@ N_PORTFOLIO = len(PORTFOLIO_FEATURES)
 @njit(cache=True)
 def observe(acc, bk, hist, mkt, feats, params, b, log_return, out_market, out_risk, out_portfolio):
     """Write the observation after bar b into the three output arrays."""
-    window = out_market.shape[0]
-    out_market[:, :, :] = feats[b - window + 1 : b + 1]
+    window, n_assets, n_feats = out_market.shape
+    first = b - window + 1
+    for w in range(window):
+        for a in range(n_assets):
+            for f in range(n_feats):
+                out_market[w, a, f] = feats[first + w, a, f]
     equity = max(acc[EQUITY], params[P_INITIAL] * 1e-9)
     gross = 0.0
     for a in range(bk.shape[0]):
         gross += abs(bk[a, QTY]) * mkt[b, a, M_MARK]
-    for i in range(hist.shape[0] - 1):
-        hist[i, :] = hist[i + 1, :]
     last = hist.shape[0] - 1
+    for i in range(last):
+        for k in range(hist.shape[1]):
+            hist[i, k] = hist[i + 1, k]
     hist[last, 0] = log_return
     hist[last, 1] = 1.0 - equity / acc[PEAK]
     hist[last, 2] = gross / equity / params[P_MAX_LEVERAGE]
     hist[last, 3] = acc[MAINT] / equity
     hist[last, 4] = equity / acc[DAY_START] - 1.0 if acc[DAY_START] > 0.0 else 0.0
     hist[last, 5] = math.sqrt(acc[EWVAR])
-    out_risk[:, :] = hist
+    for i in range(hist.shape[0]):
+        for k in range(hist.shape[1]):
+            out_risk[i, k] = hist[i, k]
     for a in range(bk.shape[0]):
         pos = bk[a, QTY]
         mark = mkt[b, a, M_MARK]

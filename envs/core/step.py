@@ -88,15 +88,14 @@ def run_bar(acct, book, mkt, days, params, floors, rates, allowances, b, events,
                 events,
                 count,
             )
-    marks = mkt[b, :, M_MARK]
-    equity = mark_to_market(acct, book, marks, floors, rates, allowances)
+    equity = mark_to_market(acct, book, mkt, b, floors, rates, allowances)
     exposed = False
     for a in range(book.shape[0]):
         exposed = exposed or book[a, QTY] != 0.0
     if (exposed and equity <= acct[MAINT]) or equity < 0.0:
         # equity below zero with no position left (stops filled through a gap) is the
         # same failure: the exchange would have liquidated intrabar; book the shortfall
-        count = liquidate(acct, book, marks, params[P_LIQ_FEE], b, events, count)
+        count = liquidate(acct, book, mkt, b, params[P_LIQ_FEE], events, count)
         return count, True
     acct[PEAK] = max(acct[PEAK], equity)
     return count, equity <= acct[PEAK] * (1.0 - params[P_MAX_DRAWDOWN])

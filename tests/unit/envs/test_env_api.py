@@ -147,3 +147,19 @@ def test_missing_action_key_and_non_dict_action_raise():
 def test_too_short_data_is_refused_with_a_clear_error():
     with pytest.raises(ValueError, match="too short"):
         PerpetualEnv(random_market(n_bars=8, n_assets=1), CONFIG)
+
+
+def test_flat_variant_maps_signed_exposure_and_passes_check_env():
+    from envs.flat import make_flat_env
+
+    env = make_flat_env(PerpetualEnv(random_market(n_bars=400, n_assets=3), CONFIG))
+    check_env(env, skip_render_check=True)
+    env.reset(seed=0)
+
+    obs, *_ = env.step(np.array([0.5, -0.25, 0.0], dtype=np.float32))
+
+    positions = env.unwrapped.positions()
+    assert positions[0] > 0 and positions[1] < 0 and positions[2] == 0
+    assert obs.shape == env.observation_space.shape and obs.dtype == np.float32
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        env.step(np.array([1.5, 0.0, 0.0], dtype=np.float32))
