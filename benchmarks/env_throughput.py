@@ -1,0 +1,179 @@
+"""Env-steps per second per core: Quantum's envs side by side with gym-trading-env and
+gym-anytrading, on the same synthetic market, interleaved A/B, median of rounds.
+
+    .venv/bin/pip install -e ".[bench]" && .venv/bin/pip install --no-deps gym-trading-env==0.3.5
+    .venv/bin/python benchmarks/env_throughput.py [--rounds 5] [--seconds 2]
+
+(gym-trading-env pins ccxt 3.0.59 and flask 2.2.5 for its downloader and renderer;
+its environment needs neither, so it is installed without its dependencies.)
+
+Every env gets pre-sampled random actions (sampling is not timed) and runs on one
+core (numba is single-threaded here; BLAS threads are pinned to 1). Quantum's
+batched env runs N=256 accounts on 3 assets with every mechanic on and full
+observations built; the single env is the gymnasium.Env. Peers trade one asset
+(that is all they support), which favours them. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+import warnings
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from envs.config import EnvConfig  # noqa: E402
+from envs.data import MarketArrays  # noqa: E402
+from envs.single import PerpetualEnv  # noqa: E402
+from envs.vector import PerpetualVectorEnv  # noqa: E402
+from market.features import compute_features  # noqa: E402
+from market.schema import perp_symbol  # noqa: E402
+from market.synthetic import SyntheticConfig, generate_market  # noqa: E402
+
+
+def build_market(days: float, seed: int) -> tuple[MarketArrays, pd.DataFrame]:
+    """The synthetic market as Quantum's arrays, and BTC's bars for the peers."""
+    from market.loader import align_asset
+
+    market = generate_market(SyntheticConfig(days=days, seed=seed))
+    grid = market.ohlcv[perp_symbol("BTC")].index
+    frames = {
+        asset: align_asset(
+            market.ohlcv[perp_symbol(asset)], market.mark[perp_symbol(asset)],
+            market.funding[perp_symbol(asset)], grid, "1m",
+        )
+        for asset in market.config.assets
+    }  # fmt: skip
+    aligned = pd.concat(frames, axis=1, names=["asset", "field"])
+    features = compute_features(aligned)
+    return MarketArrays.from_frames(aligned, features), market.ohlcv[perp_symbol("BTC")]
+
+
+def runner_batched(data: MarketArrays, n_envs: int):
+    env = PerpetualVectorEnv(data, EnvConfig(record_ledger=False), num_envs=n_envs)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    actions = [env.action_space.sample() for _ in range(64)]
+
+    def run(steps: int) -> int:
+        for k in range(steps):
+            env.step(actions[k % 64])
+        return steps * n_envs
+
+    return run
+
+
+def runner_single(data: MarketArrays):
+    env = PerpetualEnv(data, EnvConfig(record_ledger=False))
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    actions = [env.action_space.sample() for _ in range(256)]
+
+    def run(steps: int) -> int:
+        for k in range(steps):
+            _, _, terminated, truncated, _ = env.step(actions[k % 256])
+            if terminated or truncated:
+                env.reset()
+        return steps
+
+    return run
+
+
+def runner_gym_trading_env(bars: pd.DataFrame):
+    from gym_trading_env.environments import TradingEnv
+
+    df = bars.tz_localize(None).copy()
+    df["feature_return"] = df["close"].pct_change().fillna(0.0)
+    df["feature_volume"] = df["volume"] / df["volume"].rolling(60, min_periods=1).mean()
+    env = TradingEnv(df=df, positions=[-1, 0, 1], trading_fees=0.0004, verbose=0)
+    env.reset(seed=0)
+    actions = np.random.default_rng(0).integers(0, 3, 4096)
+
+    def run(steps: int) -> int:
+        for k in range(steps):
+            _, _, terminated, truncated, _ = env.step(int(actions[k % 4096]))
+            if terminated or truncated:
+                env.reset()
+        return steps
+
+    return run
+
+
+def runner_gym_anytrading(bars: pd.DataFrame):
+    from gym_anytrading.envs import ForexEnv
+
+    df = bars.rename(columns=str.capitalize).tz_localize(None)
+    env = ForexEnv(df=df, window_size=32, frame_bound=(32, len(df)))
+    env.reset(seed=0)
+    actions = np.random.default_rng(0).integers(0, 2, 4096)
+
+    def run(steps: int) -> int:
+        for k in range(steps):
+            _, _, terminated, truncated, _ = env.step(int(actions[k % 4096]))
+            if terminated or truncated:
+                env.reset()
+        return steps
+
+    return run
+
+
+def measure(run, seconds: float) -> float:
+    """Env-steps/s over about `seconds` (the call count adapts after a calibration run)."""
+    start = time.perf_counter()
+    done = run(10)
+    per_call = (time.perf_counter() - start) / 10
+    calls = max(10, int(seconds / max(per_call, 1e-9)))
+    start = time.perf_counter()
+    done = run(calls)
+    return done / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--days", type=float, default=60.0)
+    parser.add_argument("--envs", type=int, default=256)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    data, btc = build_market(args.days, seed=7)
+    runners = {
+        "batched_steps_per_s": runner_batched(data, args.envs),
+        "single_steps_per_s": runner_single(data),
+        "gym_trading_env_steps_per_s": runner_gym_trading_env(btc),
+        "gym_anytrading_steps_per_s": runner_gym_anytrading(btc),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(args.rounds):
+        for name, run in runners.items():
+            samples[name].append(measure(run, args.seconds))
+    result = {name: round(statistics.median(values), 1) for name, values in samples.items()}
+    cfg = EnvConfig()
+    result.update(
+        batched_vs_gym_trading_env=round(
+            result["batched_steps_per_s"] / result["gym_trading_env_steps_per_s"], 1
+        ),
+        single_vs_gym_trading_env=round(
+            result["single_steps_per_s"] / result["gym_trading_env_steps_per_s"], 2
+        ),
+        n_envs=args.envs,
+        assets=data.n_assets,
+        observation={"window": cfg.window, "features": len(data.features)},
+        rounds=args.rounds,
+        samples={name: [round(v) for v in values] for name, values in samples.items()},
+        machine=platform.machine(),
+        cpus=os.cpu_count(),
+    )
+    print(json.dumps(result))  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()
