@@ -93,10 +93,7 @@ def check_actions(
     if not isinstance(action, dict) or len(action) != 4 or any(k not in action for k in _KEYS):
         keys = sorted(action) if isinstance(action, dict) else type(action).__name__
         raise ValueError(f"action must be a dict with trade, size, risk, execution; got {keys}")
-    trade = np.asarray(action["trade"])
-    size = np.asarray(action["size"], dtype=np.float64)
-    risk = np.asarray(action["risk"], dtype=np.float64)
-    execution = np.asarray(action["execution"], dtype=np.float64)
+    trade, size, risk, execution = (np.asarray(action[k]) for k in _KEYS)
     lead = () if n_envs is None else (n_envs,)
     expected = ((*lead, n_assets), (*lead, n_assets), (*lead, n_assets, 2), (*lead, n_assets, 2))
     for key, value, shape in zip(_KEYS, (trade, size, risk, execution), expected, strict=True):
@@ -105,9 +102,10 @@ def check_actions(
     if n_envs is None:
         trade, size = trade.reshape(1, n_assets), size.reshape(1, n_assets)
         risk, execution = risk.reshape(1, n_assets, 2), execution.reshape(1, n_assets, 2)
-    if trade.dtype.kind not in "iu":
-        trade = trade.astype(np.float64)
+    if any(a.dtype.kind not in "iuf" for a in (trade, size, risk, execution)):
+        raise ValueError("action arrays must be numeric")
     code = _first_error(trade, size, risk, execution, N_STYLES, max_horizon)
     if code:
         raise ValueError(_ERRORS[code].format(styles=N_STYLES, horizons=max_horizon))
-    return trade.astype(np.int64, copy=False), size, risk, execution
+    # the kernels take the arrays as they come (numba specialises per dtype): no copies
+    return trade, size, risk, execution

@@ -66,7 +66,10 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
         )
         self._starts = self._start_bounds(start_range)
         self._state = new_state(num_envs, data.n_assets, self.config.risk_window, N_RISK)
+        # rows a step can write: per bar and asset a fill, a stop, a funding payment, a cancel and
+        # a liquidation, plus one bad-debt row; no buffer at all when nothing is recorded
         capacity = (5 * data.n_assets + 1) * self.config.bars_per_step
+        capacity = capacity if self.config.record_ledger else 0
         self._events = np.zeros((num_envs, capacity, N_EVENT))
         self._counts = np.zeros(num_envs, dtype=np.int64)
         self._pending_reset = np.zeros(num_envs, dtype=bool)
@@ -176,7 +179,7 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
         infos: dict[str, Any] = {"equity": acct[:, EQUITY].copy(), "bar": self._state["t"].copy()}
         infos["liquidated"] = acct[:, LIQUIDATED] > 0
         for k, name in enumerate(REWARD_TERMS):
-            infos[f"reward_{name}"] = terms[:, k].copy()
+            infos[f"reward_{name}"] = terms[:, k]  # a view of this step's fresh array
         return infos
 
     def _finish_ledger(self, n: int) -> None:

@@ -55,7 +55,7 @@ from envs.core.layout import (
 )
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def record(
     events, count, bar, asset, kind, qty, price, fee, spread, impact, funding, realized, bad
 ):
@@ -76,7 +76,7 @@ def record(
     return count + 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def apply_fill(acct, book, asset, qty, price, fee, spread, impact, bar):
     """Trade `qty` (signed) of `asset` at mid `price`, paying the given costs.
 
@@ -114,7 +114,7 @@ def apply_fill(acct, book, asset, qty, price, fee, spread, impact, bar):
     return realized
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def maintenance_margin(notional, floors, rates, allowances):
     """Tiered maintenance margin of one position: notional * rate - allowance of its bracket."""
     k = 0
@@ -124,7 +124,7 @@ def maintenance_margin(notional, floors, rates, allowances):
     return notional * rates[k] - allowances[k]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def mark_to_market(acct, book, mkt, b, floors, rates, allowances):
     """Equity and maintenance margin at bar b's mark prices (stored in acct)."""
     unrealized = 0.0
@@ -140,7 +140,7 @@ def mark_to_market(acct, book, mkt, b, floors, rates, allowances):
     return acct[EQUITY]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def pay_funding(acct, book, asset, mark, rate, multiplier, bar, events, count):
     """Charge one funding event: notional at mark x rate x multiplier; longs pay a positive rate."""
     pos = book[asset, QTY]
@@ -152,7 +152,7 @@ def pay_funding(acct, book, asset, mark, rate, multiplier, bar, events, count):
     return record(events, count, bar, asset, K_FUNDING, pos, mark, 0.0, 0.0, 0.0, payment, 0.0, 0.0)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def liquidate(acct, book, mkt, bar, fee_rate, events, count):
     """Close every position at bar's mark price, charge the liquidation fee, book any bad debt."""
     for a in range(book.shape[0]):
@@ -183,7 +183,7 @@ def liquidate(acct, book, mkt, bar, fee_rate, events, count):
     return count
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def impact_cost(notional, daily_vol, daily_notional, k):
     """Square-root impact in quote currency: notional * k * sigma_day * sqrt(notional / ADV)."""
     if notional <= 0.0 or daily_notional <= 0.0 or not math.isfinite(daily_notional):

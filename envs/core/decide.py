@@ -46,7 +46,7 @@ from envs.core.params import (
 )
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def target_quantities(acct, book, mkt, params, t, trade, size, out):
     """Capped target quantity per asset (written to `out`) for a decision at bar t."""
     equity = acct[EQUITY]
@@ -69,7 +69,7 @@ def target_quantities(acct, book, mkt, params, t, trade, size, out):
         out[a] = target
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _skip_small(book, mkt, params, t, equity, targets, skip):
     """Mark orders too small to send; un-mark them if skipping would break a cap."""
     budget = params[P_MAX_LEVERAGE] * equity
@@ -92,7 +92,7 @@ def _skip_small(book, mkt, params, t, equity, targets, skip):
             skip[a] = False
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def place_orders(acct, book, mkt, params, t, trade, size, risk, execution, targets, skip):
     """Turn one env's action at bar t into working orders and stops (replacing earlier ones)."""
     target_quantities(acct, book, mkt, params, t, trade, size, targets)

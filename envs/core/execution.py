@@ -48,7 +48,7 @@ LIMIT = int(ExecStyle.LIMIT)
 FUNDING_AWARE = int(ExecStyle.FUNDING_AWARE)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def taker_fill(acct, book, mkt, params, a, b, qty, price, kind, events, count):
     """Fill `qty` at mid `price` in bar b as a taker: fee, half-spread and impact."""
     notional = abs(qty) * price
@@ -61,7 +61,7 @@ def taker_fill(acct, book, mkt, params, a, b, qty, price, kind, events, count):
     return record(events, count, b, a, kind, qty, price, fee, spread, impact, 0.0, realized, 0.0)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _defer_for_funding(book, mkt, params, a, b):
     """True if an order adds exposure on the side that pays the next, imminent funding."""
     remain = book[a, REMAIN]
@@ -72,7 +72,7 @@ def _defer_for_funding(book, mkt, params, a, b):
     return adds and pays and mkt[b - 1, a, M_NEXT_EVENT] <= params[P_FUNDING_WINDOW]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def work_orders(acct, book, mkt, params, b, events, count):
     """Execute every working order's share for bar b."""
     for a in range(book.shape[0]):
@@ -126,7 +126,7 @@ def work_orders(acct, book, mkt, params, b, events, count):
     return count
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def check_stops(acct, book, mkt, params, b, events, count):
     """Close positions whose stop-loss or take-profit traded in bar b.
 

@@ -30,7 +30,9 @@ MAINT = 14
 """Maintenance margin at the last mark."""
 EWVAR = 15
 """Exponentially weighted variance of step log returns (a running risk estimate)."""
-N_ACCT = 16
+HIST_HEAD = 16
+"""Next row to write in the ring buffer of risk vectors."""
+N_ACCT = 17
 
 # book: per asset
 QTY = 0

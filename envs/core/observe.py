@@ -19,6 +19,7 @@ from envs.core.layout import (
     ENTRY,
     EQUITY,
     EWVAR,
+    HIST_HEAD,
     M_ATR,
     M_CLOSE,
     M_MARK,
@@ -45,7 +46,7 @@ N_RISK = len(RISK_FEATURES)
 N_PORTFOLIO = len(PORTFOLIO_FEATURES)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def observe(acc, bk, hist, mkt, feats, params, b, log_return, out_market, out_risk, out_portfolio):
     """Write the observation after bar b into the three output arrays."""
     window, n_assets, n_feats = out_market.shape
@@ -58,19 +59,21 @@ def observe(acc, bk, hist, mkt, feats, params, b, log_return, out_market, out_ri
     gross = 0.0
     for a in range(bk.shape[0]):
         gross += abs(bk[a, QTY]) * mkt[b, a, M_MARK]
-    last = hist.shape[0] - 1
-    for i in range(last):
+    length = hist.shape[0]
+    head = int(acc[HIST_HEAD])
+    row = hist[head]
+    row[0] = log_return
+    row[1] = 1.0 - equity / acc[PEAK]
+    row[2] = gross / equity / params[P_MAX_LEVERAGE]
+    row[3] = acc[MAINT] / equity
+    row[4] = equity / acc[DAY_START] - 1.0 if acc[DAY_START] > 0.0 else 0.0
+    row[5] = math.sqrt(acc[EWVAR])
+    head = (head + 1) % length
+    acc[HIST_HEAD] = head
+    for i in range(length):  # oldest first: the ring buffer saves shifting the history
+        src = hist[(head + i) % length]
         for k in range(hist.shape[1]):
-            hist[i, k] = hist[i + 1, k]
-    hist[last, 0] = log_return
-    hist[last, 1] = 1.0 - equity / acc[PEAK]
-    hist[last, 2] = gross / equity / params[P_MAX_LEVERAGE]
-    hist[last, 3] = acc[MAINT] / equity
-    hist[last, 4] = equity / acc[DAY_START] - 1.0 if acc[DAY_START] > 0.0 else 0.0
-    hist[last, 5] = math.sqrt(acc[EWVAR])
-    for i in range(hist.shape[0]):
-        for k in range(hist.shape[1]):
-            out_risk[i, k] = hist[i, k]
+            out_risk[i, k] = src[k]
     for a in range(bk.shape[0]):
         pos = bk[a, QTY]
         mark = mkt[b, a, M_MARK]

@@ -67,7 +67,7 @@ def reset_account(acct, book, hist, t0, day, initial):
     acct[DAY] = day
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def run_bar(acct, book, mkt, days, params, floors, rates, allowances, b, events, count):
     """Everything that happens in bar b; returns (event count, terminated)."""
     if days[b] != acct[DAY]:
@@ -101,7 +101,7 @@ def run_bar(acct, book, mkt, days, params, floors, rates, allowances, b, events,
     return count, equity <= acct[PEAK] * (1.0 - params[P_MAX_DRAWDOWN])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _gross(book, mkt, b):
     gross = 0.0
     for a in range(book.shape[0]):
