@@ -159,7 +159,15 @@ class EnvConfig(BaseModel):
         0.8, ge=0, description="Scales data funding rates (the seed's funding fee multiplier)."
     )
     risk_free_rate: float = Field(0.03, description="Annual rate for Sharpe ratios in reports.")
-    window: int = Field(32, ge=2, description="Bars of market features in each observation.")
+    window: int = Field(
+        24,
+        ge=2,
+        description=(
+            "Bars of market features in each observation. The features already summarise "
+            "longer history (MACD 26, z-scores over a day), so a short window suffices, and "
+            "copying it is most of the simulator's cost per step."
+        ),
+    )
     risk_window: int = Field(16, ge=1, description="Steps of portfolio risk features observed.")
     episode_steps: int = Field(1440, ge=1, description="Decisions per episode (fixed length).")
     bars_per_step: int = Field(1, ge=1, description="Bars that pass between decisions.")
