@@ -162,3 +162,25 @@ def _first_valid(mkt: np.ndarray, feats: np.ndarray) -> int:
     if bad[-1] == len(ok) - 1:
         raise ValueError("features are undefined at the last bar: the data is too short or broken")
     return int(bad[-1]) + 1
+
+
+def load_market_arrays(
+    root: str,
+    exchange: str,
+    symbols: list[str] | tuple[str, ...],
+    timeframe: str = "1m",
+    start: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
+    costs: CostConfig | None = None,
+) -> MarketArrays:
+    """Stored data (market/ parquet store) -> aligned frame -> features -> MarketArrays.
+
+    Unknown symbols, empty spans and data too short for the features raise
+    ValueError (DataValidationError) naming what is missing.
+    """
+    from market.features import compute_features
+    from market.loader import load_aligned
+    from market.store import ParquetStore
+
+    aligned = load_aligned(ParquetStore(root), exchange, list(symbols), timeframe, start, end)
+    return MarketArrays.from_frames(aligned, compute_features(aligned), costs)
