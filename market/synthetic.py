@@ -32,7 +32,13 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scipy.signal import lfilter
 
-from market.schema import FUNDING_INTERVAL_MS, TIMESTAMP, perp_symbol, timeframe_ms
+from market.schema import (
+    FUNDING_INTERVAL_MS,
+    TIMESTAMP,
+    perp_symbol,
+    timeframe_ms,
+    to_utc_timestamp,
+)
 
 REGIMES = ("calm", "trending", "crisis")
 _MINUTES_PER_YEAR = 365 * 24 * 60
@@ -193,14 +199,10 @@ def generate_market(config: SyntheticConfig | None = None) -> SyntheticMarket:
     rng = np.random.default_rng(cfg.seed)
     bar_ms = timeframe_ms(cfg.timeframe)
     bar_minutes = bar_ms / 60_000
-    n = int(round(cfg.days * 86_400_000 / bar_ms))
+    n = round(cfg.days * 86_400_000 / bar_ms)
     if n < 2:
         raise ValueError(f"{cfg.days} days of {cfg.timeframe} bars is fewer than 2 bars")
-    start = (
-        pd.Timestamp(cfg.start, tz="UTC")
-        if pd.Timestamp(cfg.start).tzinfo is None
-        else (pd.Timestamp(cfg.start).tz_convert("UTC"))
-    )
+    start = to_utc_timestamp(cfg.start)
     index = pd.date_range(start, periods=n, freq=pd.Timedelta(milliseconds=bar_ms), name=TIMESTAMP)
     index = index.as_unit("ns")
     hours = int(np.ceil(n * bar_minutes / 60)) + 1
