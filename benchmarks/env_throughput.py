@@ -27,16 +27,16 @@ import warnings
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
-from envs.config import EnvConfig  # noqa: E402
-from envs.data import MarketArrays  # noqa: E402
-from envs.single import PerpetualEnv  # noqa: E402
-from envs.vector import PerpetualVectorEnv  # noqa: E402
-from market.features import compute_features  # noqa: E402
-from market.schema import perp_symbol  # noqa: E402
-from market.synthetic import SyntheticConfig, generate_market  # noqa: E402
+from envs.config import EnvConfig
+from envs.data import MarketArrays
+from envs.single import PerpetualEnv
+from envs.vector import PerpetualVectorEnv
+from market.features import compute_features
+from market.schema import perp_symbol
+from market.synthetic import SyntheticConfig, generate_market
 
 
 def build_market(days: float, seed: int) -> tuple[MarketArrays, pd.DataFrame]:

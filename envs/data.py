@@ -51,7 +51,7 @@ OBS_FEATURES: tuple[str, ...] = (
     "atr_pct_z",
     "obv_z",
     "volume_z",
-    "funding_rate_last_z",
+    "funding_bp",
     "basis_z",
     "corr_market",
 )
