@@ -87,6 +87,65 @@ def synth(
     console.print(f"Wrote {len(config.assets)} assets to {out} (regimes: {regime_text})")
 
 
+_COLLECT_HELP = (
+    "Fetch OHLCV, mark prices and funding history through ccxt (incremental, resumable).\n\n"
+    "Running it again fetches only what is missing; an interrupted run loses nothing already "
+    "written. API keys (only for private endpoints) come from QUANTUM_<EXCHANGE>_API_KEY, "
+    "_SECRET and _PASSWORD or a .env file."
+)
+
+
+@app.command(help=_COLLECT_HELP)
+def collect(
+    exchange: Annotated[str, typer.Option(help="ccxt exchange id: binanceusdm, bybit, okx, ...")],
+    symbols: Annotated[str, typer.Option(help="Comma-separated ccxt symbols, e.g. BTC/USDT:USDT.")],
+    since: Annotated[str, typer.Option(help="UTC start (date or ISO time).")],
+    out: DataDir = Path("data"),
+    until: Annotated[str | None, typer.Option(help="UTC end, exclusive; default now.")] = None,
+    timeframe: Annotated[str, typer.Option(help="Bar timeframe (1m, 5m, 1h, ...).")] = "1m",
+    kinds: Annotated[str, typer.Option(help="Series kinds: ohlcv, mark, funding.")] = (
+        "ohlcv,mark,funding"
+    ),
+    max_retries: Annotated[int, typer.Option(help="Retries per request on network errors.")] = 5,
+) -> None:
+    """See _COLLECT_HELP."""
+    from market.collector import CollectConfig, SeriesProgress
+    from market.collector import collect as run_collect
+    from market.exchanges import CollectorError, make_exchange
+
+    try:
+        config = CollectConfig(
+            exchange=exchange, symbols=tuple(_split(symbols)), since=since, until=until,
+            timeframe=timeframe, kinds=tuple(Kind(k) for k in _split(kinds)),
+            max_retries=max_retries,
+        )  # fmt: skip
+        client = make_exchange(exchange)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    tasks: dict[SeriesKey, object] = {}
+    with _progress() as progress:
+
+        def show(event: SeriesProgress) -> None:
+            if event.key not in tasks:
+                tasks[event.key] = progress.add_task(str(event.key), total=1000)
+            progress.update(tasks[event.key], completed=int(1000 * event.fraction))
+
+        try:
+            report = run_collect(client, ParquetStore(out), config, progress=show)
+        except CollectorError as exc:
+            message = f"{exc} (everything fetched before the error is stored; rerun to resume)"
+            raise _fail(message) from exc
+    table = Table(title=f"collected from {exchange} into {out}")
+    for col in ("series", "rows written", "pages", "retries", "stored until"):
+        table.add_column(col)
+    for item in report.series:
+        table.add_row(str(item.key), f"{item.rows_written:,}", str(item.pages), str(item.retries),
+                      str(item.stored_until))  # fmt: skip
+    console.print(table)
+    for key, why in report.skipped:
+        console.print(f"[yellow]skipped[/yellow] {key}: {why}")
+
+
 @app.command()
 def summary(
     data: DataDir = Path("data"),
