@@ -119,7 +119,7 @@ def collect(
             timeframe=timeframe, kinds=tuple(Kind(k) for k in _split(kinds)),
             max_retries=max_retries,
         )  # fmt: skip
-        client = make_exchange(exchange)
+        client = make_exchange(exchange, credentials=False)  # public data needs no keys
     except ValueError as exc:
         raise _fail(str(exc)) from exc
     tasks: dict[SeriesKey, object] = {}

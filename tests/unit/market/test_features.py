@@ -74,7 +74,9 @@ def perturb_after(aligned: pd.DataFrame, cut: int, seed: int) -> pd.DataFrame:
 
 
 @settings(max_examples=8, deadline=None)
-@given(cut=st.integers(300, 4000), seed=st.integers(0, 1000), engine=st.sampled_from(["fast", "ta"]))
+@given(
+    cut=st.integers(300, 4000), seed=st.integers(0, 1000), engine=st.sampled_from(["fast", "ta"])
+)
 def test_no_feature_at_or_before_t_changes_when_the_future_changes(aligned, cut, seed, engine):
     before = compute_features(aligned, SMALL, engine=engine)
     after = compute_features(perturb_after(aligned, cut, seed), SMALL, engine=engine)
