@@ -1,25 +1,52 @@
-"""Stylised facts of crypto markets, each checked on generated data."""
+"""Stylised facts of crypto perpetual markets, each checked on generated data.
+
+One 150-day 1-minute market of BTC, ETH and SOL is generated once for the module
+(under a second). The thresholds held on 29 of 30 seeds tried (the other sample had
+no crisis in 150 days, which a 4%-of-the-time regime allows), so with the fixed seed
+a failure means the model changed, not bad luck.
+"""
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import spearmanr
 
-from market.schema import perp_symbol
+from market import _synthetic_kernels as kern
+from market.schema import Kind, perp_symbol
 from market.synthetic import REGIMES, SyntheticConfig, generate_market
 from market.validate import validate_series
 
-BTC, ETH, SOL = (perp_symbol(a) for a in ("BTC", "ETH", "SOL"))
+DAYS = 150
+SEED = 3
+ASSETS = ("BTC", "ETH", "SOL")
+BTC, ETH, SOL = (perp_symbol(a) for a in ASSETS)
+LAGS = (1, 10, 60, 360)
 
 
 @pytest.fixture(scope="module")
 def market():
-    return generate_market(SyntheticConfig(days=120, seed=3))
+    return generate_market(SyntheticConfig(days=DAYS, seed=SEED))
 
 
 @pytest.fixture(scope="module")
 def returns(market):
-    closes = pd.DataFrame({s.split("/")[0]: f["close"] for s, f in market.ohlcv.items()})
+    closes = pd.DataFrame({a: market.ohlcv[perp_symbol(a)]["close"] for a in ASSETS})
     return np.log(closes).diff().dropna()
+
+
+@pytest.fixture(scope="module")
+def spells(market):
+    """Per regime spell: its regime, length in bars and mean BTC log return."""
+    btc = np.log(market.ohlcv[BTC]["close"]).diff()
+    ids = (market.regimes != market.regimes.shift()).cumsum()
+    grouped = pd.DataFrame({"regime": market.regimes, "ret": btc, "id": ids}).groupby("id")
+    return pd.DataFrame(
+        {
+            "regime": grouped["regime"].first(),
+            "bars": grouped.size(),
+            "mean": grouped["ret"].mean(),
+        }
+    )
 
 
 def acf(x: np.ndarray, lag: int) -> float:
@@ -27,107 +54,208 @@ def acf(x: np.ndarray, lag: int) -> float:
     return float((x[:-lag] * x[lag:]).mean() / x.var())
 
 
-def test_btc_eth_returns_correlate_about_0_8_and_all_pairs_positively(returns):
+def test_btc_eth_returns_correlate_about_0_8_and_every_pair_positively(returns):
     corr = returns.corr()
 
     assert 0.7 <= corr.loc["BTC", "ETH"] <= 0.9
-    assert (corr.to_numpy()[np.triu_indices(3, 1)] > 0.5).all()
+    assert (corr.to_numpy()[np.triu_indices(len(ASSETS), 1)] > 0.5).all()
 
 
-@pytest.mark.parametrize("lag", [1, 10, 60, 360])
-def test_volatility_clusters_while_returns_stay_uncorrelated(returns, lag):
-    for asset in returns:
+@pytest.mark.parametrize("lag", LAGS)
+def test_absolute_returns_cluster_while_raw_returns_stay_uncorrelated(returns, lag):
+    for asset in ASSETS:
         r = returns[asset].to_numpy()
+
         assert acf(np.abs(r), lag) > 0.05, (asset, lag)
         assert abs(acf(r, lag)) < 0.03, (asset, lag)
 
 
 def test_one_minute_returns_have_fat_tails(returns):
-    assert (returns.kurt() > 3.0).all()
+    kurtosis = returns.kurt()
+
+    assert (kurtosis > 10).all(), kurtosis.to_dict()
 
 
-def test_regimes_all_occur_persist_and_differ_in_volatility_and_drift(market, returns):
-    labels = market.regimes.iloc[1:].to_numpy()
-    btc = returns["BTC"].to_numpy()
-    spells = (market.regimes != market.regimes.shift()).cumsum()
-    spell_hours = spells.value_counts().mean() / 60
+def test_all_three_regimes_occur_in_persistent_spells_with_rare_crises(market, spells):
+    shares = market.regimes.value_counts(normalize=True)
 
-    assert set(market.regimes.unique()) == set(REGIMES)
-    assert spell_hours > 12
-    assert btc[labels == "crisis"].std() > 2 * btc[labels == "calm"].std()
-    drift = returns["BTC"].groupby(spells.iloc[1:].to_numpy()).agg(["mean", "size"])
-    kind = market.regimes.groupby(spells).first().to_numpy()
-    long_spells = drift["size"].to_numpy() > 600
-    trending = np.abs(drift["mean"].to_numpy()[(kind == "trending") & long_spells]).mean()
-    calm = np.abs(drift["mean"].to_numpy()[(kind == "calm") & long_spells]).mean()
-    assert trending > 1.5 * calm
+    assert list(market.regimes.cat.categories) == list(REGIMES)
+    assert (shares[list(REGIMES)] > 0).all()
+    assert shares["crisis"] < 0.15
+    assert spells["bars"].mean() / 60 > 24  # hours
+
+
+def test_crisis_is_more_than_twice_as_volatile_as_calm(market, returns):
+    labels = market.regimes.reindex(returns.index)
+
+    for asset in ASSETS:
+        by_regime = returns[asset].groupby(labels, observed=True).std()
+        assert by_regime["crisis"] > 2 * by_regime["calm"], asset
+
+
+def test_trending_spells_drift_more_than_calm_spells(spells):
+    long = spells[spells["bars"] >= 12 * 60]
+    drift = long["mean"].abs().groupby(long["regime"], observed=True).mean()
+
+    assert drift["trending"] > 1.5 * drift["calm"]
 
 
 def test_volume_rises_with_volatility(market, returns):
-    hourly_vol = returns["BTC"].pow(2).resample("1h").sum().pow(0.5)
-    hourly_volume = market.ohlcv[BTC]["volume"].resample("1h").sum()
+    for asset in ASSETS:
+        hourly_vol = returns[asset].pow(2).resample("1h").sum().pow(0.5)
+        hourly_volume = market.ohlcv[perp_symbol(asset)]["volume"].resample("1h").sum()
 
-    assert hourly_vol.corr(hourly_volume.loc[hourly_vol.index], method="spearman") > 0.3
+        rho = spearmanr(hourly_vol, hourly_volume.reindex(hourly_vol.index)).statistic
+        assert rho > 0.3, asset
 
 
-def test_bars_are_valid_continuous_and_on_the_grid(market):
+def test_ohlcv_bars_are_consistent_and_continuous_on_the_one_minute_grid(market):
     for symbol, bars in market.ohlcv.items():
-        validate_series(bars, "ohlcv", symbol, "1m")
-        validate_series(market.mark[symbol], "mark", symbol, "1m")
-        assert (bars["high"] >= bars[["open", "close"]].max(axis=1)).all()
-        assert (bars["low"] <= bars[["open", "close"]].min(axis=1)).all()
-        np.testing.assert_array_equal(bars["open"].to_numpy()[1:], bars["close"].to_numpy()[:-1])
-        assert len(bars) == 120 * 1440 and str(bars.index.dtype) == "datetime64[ns, UTC]"
+        validate_series(bars, Kind.OHLCV, symbol, "1m")
+        o, h, low, c = (bars[col].to_numpy() for col in ("open", "high", "low", "close"))
+
+        assert len(bars) == DAYS * 1440
+        assert str(bars.index.dtype) == "datetime64[ns, UTC]" and bars.index.name == "timestamp"
+        assert bars.index[0] == pd.Timestamp("2024-01-01", tz="UTC")
+        assert (np.diff(bars.index.asi8) == 60 * 10**9).all()
+        assert (bars.dtypes == "float64").all() and not bars.isna().any().any()
+        assert (h >= np.maximum(o, c)).all() and (low <= np.minimum(o, c)).all()
+        assert (low > 0).all() and (bars["volume"] > 0).all()
+        np.testing.assert_array_equal(o[1:], c[:-1])
 
 
-def test_funding_every_8_hours_follows_the_premium(market):
-    funding = market.funding[BTC]
-    closes = market.ohlcv[BTC]["close"]
-    trailing = np.log(closes).diff().rolling(24 * 60).sum()
+def test_bars_have_a_realistic_intrabar_range(market):
+    bars = market.ohlcv[BTC]
+    spread = np.log(bars["high"] / bars["low"])
 
-    assert set(funding.index.hour) == {0, 8, 16} and (funding.index.minute == 0).all()
-    assert funding["funding_rate"].abs().max() <= 0.0075
-    assert funding.index[0] >= closes.index[0] + pd.Timedelta(hours=8)
-    before = trailing.reindex(funding.index - pd.Timedelta(minutes=1))
-    assert funding["funding_rate"].corr(pd.Series(before.to_numpy(), index=funding.index)) > 0.2
+    assert 2e-4 < spread.median() < 2e-3  # 2 to 20 basis points per minute
 
 
 def test_mark_price_stays_near_but_not_at_the_last_price(market):
-    basis = market.mark[BTC]["close"] / market.ohlcv[BTC]["close"] - 1
-
-    assert basis.abs().max() < 0.01
-    assert (basis != 0).mean() > 0.99
-
-
-def test_daily_volatility_is_realistic(market):
     for symbol, bars in market.ohlcv.items():
-        daily = np.log(bars["close"]).resample("1D").last().diff().dropna()
-        assert 0.25 < daily.std() * np.sqrt(365) < 2.0, symbol
+        mark = market.mark[symbol]
+        basis = mark["close"] / bars["close"] - 1
+
+        validate_series(mark, Kind.MARK, symbol, "1m")
+        assert mark.index.equals(bars.index)
+        assert basis.abs().max() < 0.01
+        assert (basis != 0).mean() > 0.99
+        assert (mark["volume"] == 0).all()
+        np.testing.assert_array_equal(mark["open"].to_numpy()[1:], mark["close"].to_numpy()[:-1])
 
 
-def test_same_seed_same_data_other_seed_other_data():
+def test_funding_events_fall_every_8_hours_at_00_08_16_utc_inside_the_span(market):
+    end = market.ohlcv[BTC].index[-1] + pd.Timedelta(minutes=1)
+
+    for symbol, funding in market.funding.items():
+        stamps = funding.index
+        validate_series(funding, Kind.FUNDING, symbol)
+        assert set(stamps.hour) == {0, 8, 16} and (stamps.minute == 0).all()
+        assert (np.diff(stamps.asi8) == 8 * 3600 * 10**9).all()
+        assert stamps[0] == pd.Timestamp("2024-01-01 08:00", tz="UTC")  # a full 8 h before it
+        assert stamps[-1] == end and len(stamps) == 3 * DAYS
+
+
+def test_funding_rates_stay_within_caps_and_default_to_the_interest_rate(market):
+    for funding in market.funding.values():
+        rates = funding["funding_rate"]
+
+        assert rates.abs().max() <= 0.0075
+        assert rates.median() == pytest.approx(0.0001)
+        assert rates.std() > 0
+
+
+def test_funding_follows_the_trailing_8h_return(market):
+    for asset in ASSETS:
+        log_close = np.log(market.ohlcv[perp_symbol(asset)]["close"])
+        rates = market.funding[perp_symbol(asset)]["funding_rate"]
+        last_bar = rates.index - pd.Timedelta(minutes=1)  # the bar that closes at the event
+        trailing = (log_close - log_close.shift(480)).reindex(last_bar).to_numpy()
+
+        assert np.corrcoef(rates.to_numpy()[1:], trailing[1:])[0, 1] > 0.2, asset
+
+
+def test_funding_at_an_event_uses_no_premium_from_after_it():
+    rng = np.random.default_rng(0)
+    premium = rng.normal(0, 1e-3, (3 * 480, 2))
+    later = premium.copy()
+    later[960:] = 0.01  # bars that close after the 16:00 event
+    kwargs = {"interest": 1e-4, "clamp": 5e-4, "cap": 7.5e-3}
+
+    events, rates = kern.funding_rates(premium, 0, 60 * 10**9, 8 * 3600 * 10**9, **kwargs)
+    _, changed = kern.funding_rates(later, 0, 60 * 10**9, 8 * 3600 * 10**9, **kwargs)
+
+    assert list(events // (3600 * 10**9)) == [8, 16, 24]
+    np.testing.assert_array_equal(changed[:2], rates[:2])
+    assert (changed[2] != rates[2]).all()
+
+
+def test_daily_volatility_is_realistic_per_asset(market):
+    bands = {"BTC": (0.3, 1.2), "ETH": (0.35, 1.4), "SOL": (0.45, 1.8)}
+
+    for asset, (low, high) in bands.items():
+        close = market.ohlcv[perp_symbol(asset)]["close"]
+        daily = np.log(close.resample("1D").last()).diff().dropna()
+        assert low < daily.std() * np.sqrt(365) < high, asset
+
+
+def test_higher_beta_assets_are_more_volatile(returns):
+    vol = returns.std()
+
+    assert vol["BTC"] < vol["ETH"] < vol["SOL"]
+
+
+def test_same_seed_gives_identical_data_and_another_seed_different_data():
     config = SyntheticConfig(days=2, seed=5)
 
     first, again = generate_market(config), generate_market(config)
     other = generate_market(config.model_copy(update={"seed": 6}))
 
+    pd.testing.assert_series_equal(first.regimes, again.regimes)
     for symbol in first.ohlcv:
         pd.testing.assert_frame_equal(first.ohlcv[symbol], again.ohlcv[symbol])
+        pd.testing.assert_frame_equal(first.mark[symbol], again.mark[symbol])
         pd.testing.assert_frame_equal(first.funding[symbol], again.funding[symbol])
-        assert not first.ohlcv[symbol]["close"].equals(other.ohlcv[symbol]["close"])
+        assert not np.isclose(first.ohlcv[symbol]["close"], other.ohlcv[symbol]["close"]).all()
 
 
-def test_other_timeframes_and_unknown_assets_work():
-    market = generate_market(SyntheticConfig(assets=("BTC", "DOGE"), timeframe="1h", days=30))
+@pytest.mark.parametrize(("timeframe", "bars_per_day"), [("5m", 288), ("1h", 24)])
+def test_coarser_timeframes_keep_the_annual_volatility(timeframe, bars_per_day):
+    config = SyntheticConfig(assets=("BTC",), timeframe=timeframe, days=120, seed=11)
 
-    bars = market.ohlcv[perp_symbol("DOGE")]
-    assert len(bars) == 30 * 24
-    validate_series(bars, "ohlcv", "DOGE", "1h")
+    bars = generate_market(config).ohlcv[BTC]
+
+    validate_series(bars, Kind.OHLCV, BTC, timeframe)
+    assert len(bars) == 120 * bars_per_day
+    annual = np.log(bars["close"]).diff().std() * np.sqrt(365 * bars_per_day)
+    assert 0.3 < annual < 1.3
+
+
+def test_unknown_assets_get_generic_parameters():
+    config = SyntheticConfig(assets=("BTC", "DOGE"), timeframe="1h", days=30)
+
+    market = generate_market(config)
+
+    doge = market.ohlcv[perp_symbol("DOGE")]
+    validate_series(doge, Kind.OHLCV, "DOGE", "1h")
+    assert doge["open"].iloc[0] == config.generic_profile.price
+    assert set(market.funding) == {BTC, perp_symbol("DOGE")}
 
 
 @pytest.mark.parametrize(
-    "bad", [{"assets": ()}, {"days": 0}, {"timeframe": "7x"}, {"assets": ("BTC", "BTC")}]
+    ("bad", "message"),
+    [
+        ({"assets": ()}, "assets is empty"),
+        ({"assets": ("BTC", "BTC")}, "distinct"),
+        ({"days": 0}, "greater than 0"),
+        ({"days": -3}, "greater than 0"),
+        ({"timeframe": "7x"}, "unknown timeframe"),
+        ({"start": "2024-01-01 00:00:30"}, "not on the 1m bar grid"),
+        ({"start": "someday"}, "not a date"),
+        ({"correlations": (("BTC", "ETH", 0.95), ("BTC", "SOL", -0.9))}, "positive definite"),
+        ({"volatility": 0.5}, "Extra inputs"),
+    ],
 )
-def test_bad_config_is_refused(bad):
-    with pytest.raises(ValueError):
+def test_bad_config_is_refused_with_a_clear_message(bad, message):
+    with pytest.raises(ValueError, match=message):
         SyntheticConfig(**bad)
