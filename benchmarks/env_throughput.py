@@ -71,20 +71,24 @@ def runner_batched(data: MarketArrays, n_envs: int):
     return run
 
 
-def runner_single(data: MarketArrays):
-    env = PerpetualEnv(data, EnvConfig(record_ledger=False))
+def single_env_loop(env, actions: list):
+    """A step function for one gymnasium.Env over pre-sampled actions, resetting at episode end."""
     env.reset(seed=0)
-    env.action_space.seed(0)
-    actions = [env.action_space.sample() for _ in range(256)]
 
     def run(steps: int) -> int:
         for k in range(steps):
-            _, _, terminated, truncated, _ = env.step(actions[k % 256])
+            _, _, terminated, truncated, _ = env.step(actions[k % len(actions)])
             if terminated or truncated:
                 env.reset()
         return steps
 
     return run
+
+
+def runner_single(data: MarketArrays):
+    env = PerpetualEnv(data, EnvConfig(record_ledger=False))
+    env.action_space.seed(0)
+    return single_env_loop(env, [env.action_space.sample() for _ in range(256)])
 
 
 def runner_gym_trading_env(bars: pd.DataFrame):
@@ -94,17 +98,7 @@ def runner_gym_trading_env(bars: pd.DataFrame):
     df["feature_return"] = df["close"].pct_change().fillna(0.0)
     df["feature_volume"] = df["volume"] / df["volume"].rolling(60, min_periods=1).mean()
     env = TradingEnv(df=df, positions=[-1, 0, 1], trading_fees=0.0004, verbose=0)
-    env.reset(seed=0)
-    actions = np.random.default_rng(0).integers(0, 3, 4096)
-
-    def run(steps: int) -> int:
-        for k in range(steps):
-            _, _, terminated, truncated, _ = env.step(int(actions[k % 4096]))
-            if terminated or truncated:
-                env.reset()
-        return steps
-
-    return run
+    return single_env_loop(env, [int(a) for a in np.random.default_rng(0).integers(0, 3, 4096)])
 
 
 def runner_gym_anytrading(bars: pd.DataFrame):
@@ -112,17 +106,7 @@ def runner_gym_anytrading(bars: pd.DataFrame):
 
     df = bars.rename(columns=str.capitalize).tz_localize(None)
     env = ForexEnv(df=df, window_size=32, frame_bound=(32, len(df)))
-    env.reset(seed=0)
-    actions = np.random.default_rng(0).integers(0, 2, 4096)
-
-    def run(steps: int) -> int:
-        for k in range(steps):
-            _, _, terminated, truncated, _ = env.step(int(actions[k % 4096]))
-            if terminated or truncated:
-                env.reset()
-        return steps
-
-    return run
+    return single_env_loop(env, [int(a) for a in np.random.default_rng(0).integers(0, 2, 4096)])
 
 
 def measure(run, seconds: float) -> float:
