@@ -1,12 +1,14 @@
-"""numba kernels of the fast feature engine; each matches its 'ta'/pandas twin to 1e-9.
+"""Indicator numba kernels of the fast feature engine; each matches its 'ta'/pandas twin.
 
-Every kernel reads only rows <= t to produce row t (no look-ahead), and returns
-NaN where its pandas twin does (warm-up, windows with missing values).
-Rolling means, sums and standard deviations mirror pandas' own online algorithms
-(compensated sums and Welford updates, from pandas/core/_numba/kernels), so the
-two engines round alike. Rolling correlation keeps sums of values shifted by a
-reference inside the window, recomputed exactly every `window` rows, so rounding
-never accumulates over a million rows.
+Every kernel writes into caller-owned arrays (columns of the feature frame) and
+reads only rows <= t to produce row t. Inputs are finite (market.features
+validates the frame), so the kernels need no NaN handling of their own.
+
+The exponential averages reproduce pandas' ``ewm(adjust=False)`` exactly: alpha
+derived through pandas' centre of mass, and the step
+``((1 - a) * prev + a * x) / ((1 - a) + a)``, skipped when x equals prev. The
+normaliser is exactly 1.0 for the usual spans, and its division is then
+skipped, which takes the slowest instruction off the loop-carried path.
 """
 
 from __future__ import annotations
@@ -21,322 +23,191 @@ from market.numba_cache import configure_numba_cache
 configure_numba_cache()
 
 
-@njit(cache=True, nogil=True)
-def ewm(x, alpha, min_periods):
-    """pandas ewm(alpha, adjust=False, min_periods).mean(), starting at the first finite x."""
-    n = x.shape[0]
-    out = np.full(n, np.nan)
-    value = np.nan
-    count = 0
-    for t in range(n):
-        v = x[t]
-        if v == v:
-            if count == 0:
-                value = v
-            elif value != v:  # as pandas: an unchanged value stays bit-identical
-                value = ((1.0 - alpha) * value + alpha * v) / ((1.0 - alpha) + alpha)
-            count += 1
-        if count >= min_periods and count > 0:
-            out[t] = value
-    return out
+@njit(cache=True, nogil=True, inline="always")
+def _span_alpha(span):
+    """pandas' alpha for ewm(span=...): via the centre of mass (span - 1) / 2."""
+    return 1.0 / (1.0 + (span - 1) / 2)
 
 
-@njit(cache=True, inline="always")
-def _kahan_add(total, compensation, value):
-    y = value - compensation
-    t = total + y
-    return t, t - total - y
+@njit(cache=True, nogil=True, inline="always")
+def _alpha_alpha(alpha):
+    """pandas' alpha for ewm(alpha=...): via the centre of mass (1 - alpha) / alpha."""
+    return 1.0 / (1.0 + (1.0 - alpha) / alpha)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ewm_step(prev, x, alpha, norm):
+    """One pandas ewm(alpha, adjust=False) update; the first observation starts it."""
+    if prev != prev:
+        return x
+    if prev == x:
+        return prev
+    value = (1.0 - alpha) * prev + alpha * x
+    return value if norm == 1.0 else value / norm
 
 
 @njit(cache=True, nogil=True)
-def rolling_mean(x, window):
-    """pandas rolling(window).mean(): a compensated running sum, as pandas computes it."""
-    n = x.shape[0]
-    out = np.full(n, np.nan)
-    nobs = 0
-    total = comp_add = comp_remove = 0.0
-    same = 0
-    prev = np.nan
-    negatives = 0
-    for t in range(n):
-        v = x[t]
-        if t >= window:
-            old = x[t - window]
-            if old == old:
-                nobs -= 1
-                total, comp_remove = _kahan_add(total, comp_remove, -old)
-                negatives -= old < 0
-        if v == v:
-            nobs += 1
-            total, comp_add = _kahan_add(total, comp_add, v)
-            negatives += v < 0
-            same = same + 1 if v == prev else 1
-            prev = v
-        if nobs >= window:
-            result = total / nobs
-            if same >= nobs:
-                result = prev
-            elif (negatives == 0 and result < 0) or (negatives == nobs and result > 0):
-                result = 0.0
-            out[t] = result
-    return out
+def macd(close, fast, slow, signal, out_macd, out_signal, out_diff):
+    """ta MACD line, signal and histogram, each divided by close (scale-free).
 
-
-@njit(cache=True, nogil=True)
-def rolling_sum(x, window):
-    """pandas rolling(window).sum(): a compensated running sum."""
-    n = x.shape[0]
-    out = np.full(n, np.nan)
-    nobs = 0
-    total = comp_add = comp_remove = 0.0
-    same = 0
-    prev = np.nan
-    for t in range(n):
-        v = x[t]
-        if t >= window:
-            old = x[t - window]
-            if old == old:
-                nobs -= 1
-                total, comp_remove = _kahan_add(total, comp_remove, -old)
-        if v == v:
-            nobs += 1
-            total, comp_add = _kahan_add(total, comp_add, v)
-            same = same + 1 if v == prev else 1
-            prev = v
-        if nobs >= window:
-            out[t] = prev * nobs if same >= nobs else total
-    return out
-
-
-@njit(cache=True, nogil=True)
-def rolling_std(x, window, ddof):
-    """pandas rolling(window).std(ddof): Welford updates with compensation, as pandas does."""
-    n = x.shape[0]
-    out = np.full(n, np.nan)
-    nobs = 0
-    mean = ssqdm = comp_add = comp_remove = 0.0
-    same = 0
-    prev = np.nan
-    for t in range(n):
-        v = x[t]
-        if t >= window:
-            old = x[t - window]
-            if old == old:
-                nobs -= 1
-                if nobs:
-                    prev_mean = mean - comp_remove
-                    y = old - comp_remove
-                    d = y - mean
-                    comp_remove = d + mean - y
-                    mean -= d / nobs
-                    ssqdm -= (old - prev_mean) * (old - mean)
-                else:
-                    mean = ssqdm = 0.0
-        if v == v:
-            same = same + 1 if v == prev else 1
-            prev = v
-            nobs += 1
-            prev_mean = mean - comp_add
-            y = v - comp_add
-            d = y - mean
-            comp_add = d + mean - y
-            mean += d / nobs
-            ssqdm += (v - prev_mean) * (v - mean)
-        if nobs >= window and nobs > ddof:
-            var = 0.0 if (nobs == 1 or same >= nobs) else ssqdm / (nobs - ddof)
-            out[t] = math.sqrt(var) if var > 0.0 else 0.0
-    return out
-
-
-@njit(cache=True, nogil=True)
-def rolling_corr(x, y, window):
-    """Rolling Pearson correlation over `window` rows (NaN where either is constant)."""
-    n = x.shape[0]
-    out = np.full(n, np.nan)
-    valid = 0
-    sx = sy = sxx = syy = sxy = 0.0
-    rx = ry = 0.0
-    for t in range(n):
-        a = x[t]
-        b = y[t]
-        valid = valid + 1 if (a == a and b == b) else 0
-        if valid < window:
+    The fast and slow averages run from row 0; the line exists once both have
+    their min_periods; the signal averages the line from its first value on.
+    """
+    a_fast, a_slow, a_sig = _span_alpha(fast), _span_alpha(slow), _span_alpha(signal)
+    n_fast, n_slow, n_sig = (1.0 - a_fast) + a_fast, (1.0 - a_slow) + a_slow, (1.0 - a_sig) + a_sig
+    e_fast = e_slow = e_sig = np.nan
+    seen = 0
+    for t in range(close.shape[0]):
+        c = close[t]
+        e_fast = _ewm_step(e_fast, c, a_fast, n_fast)
+        e_slow = _ewm_step(e_slow, c, a_slow, n_slow)
+        if t + 1 < max(fast, slow):
+            out_macd[t] = out_signal[t] = out_diff[t] = np.nan
             continue
-        if valid == window or (t % window) == 0:
-            rx = a
-            ry = b
-            sx = sy = sxx = syy = sxy = 0.0
-            for k in range(t - window + 1, t + 1):
-                dx = x[k] - rx
-                dy = y[k] - ry
-                sx += dx
-                sy += dy
-                sxx += dx * dx
-                syy += dy * dy
-                sxy += dx * dy
+        line = e_fast - e_slow
+        e_sig = _ewm_step(e_sig, line, a_sig, n_sig)
+        seen += 1
+        out_macd[t] = line / c
+        if seen < signal:
+            out_signal[t] = out_diff[t] = np.nan
         else:
-            dx = a - rx
-            dy = b - ry
-            ox = x[t - window] - rx
-            oy = y[t - window] - ry
+            out_signal[t] = e_sig / c
+            out_diff[t] = (line - e_sig) / c
+
+
+@njit(cache=True, nogil=True)
+def rsi(close, window, out):
+    """ta RSIIndicator: Wilder averages (alpha 1/window) of gains and losses from row 0.
+
+    Row 0 has no change and counts as a zero gain and loss, as in 'ta'; 100
+    where the average loss is 0.
+    """
+    alpha = _alpha_alpha(1.0 / window)
+    norm = (1.0 - alpha) + alpha
+    up = down = np.nan
+    for t in range(close.shape[0]):
+        d = close[t] - close[t - 1] if t > 0 else 0.0
+        up = _ewm_step(up, d if d > 0.0 else 0.0, alpha, norm)
+        down = _ewm_step(down, -d if d < 0.0 else 0.0, alpha, norm)
+        if t + 1 < window:
+            out[t] = np.nan
+        elif down == 0.0:
+            out[t] = 100.0
+        else:
+            out[t] = 100.0 - 100.0 / (1.0 + up / down)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _true_range(high, low, close, t):
+    """max(high - low, |high - previous close|, |low - previous close|); row 0: high - low."""
+    r = high[t] - low[t]
+    if t > 0:
+        r = max(r, abs(high[t] - close[t - 1]), abs(low[t] - close[t - 1]))
+    return r
+
+
+@njit(cache=True, nogil=True)
+def atr(high, low, close, window, seed, out_atr, out_pct):
+    """ta AverageTrueRange (Wilder) and ATR / close; NaN for the warm-up (ta writes 0.0).
+
+    `seed` is the mean true range of the first `window` bars, which 'ta' takes
+    with pandas' mean (numpy's pairwise sum); the caller computes it the same way.
+    """
+    value = seed
+    for t in range(close.shape[0]):
+        if t < window - 1:
+            out_atr[t] = out_pct[t] = np.nan
+            continue
+        if t >= window:
+            value = (value * (window - 1) + _true_range(high, low, close, t)) / float(window)
+        out_atr[t] = value
+        out_pct[t] = value / close[t]
+
+
+@njit(cache=True, nogil=True)
+def obv(close, volume, out):
+    """ta OnBalanceVolumeIndicator: running sum of volume, negative on a lower close."""
+    total = 0.0
+    for t in range(close.shape[0]):
+        total += -volume[t] if (t > 0 and close[t] < close[t - 1]) else volume[t]
+        out[t] = total
+
+
+@njit(cache=True, nogil=True)
+def last_funding(rate, event, out):
+    """The last funding rate known at each row (NaN before the first event)."""
+    last = np.nan
+    for t in range(rate.shape[0]):
+        if event[t] > 0.0:
+            last = rate[t]
+        out[t] = last
+
+
+@njit(cache=True, nogil=True)
+def _anchor(x, t, window):
+    """Exact mean of x[t-window+1..t] (two passes) and the sums of deviations from it."""
+    ref = 0.0
+    for k in range(t - window + 1, t + 1):
+        ref += x[k]
+    ref /= window
+    sx = sxx = 0.0
+    for k in range(t - window + 1, t + 1):
+        d = x[k] - ref
+        sx += d
+        sxx += d * d
+    return ref, sx, sxx
+
+
+@njit(cache=True, nogil=True)
+def _cross_anchor(x, y, t, window):
+    """Exact means of both windows and the sums of their deviations and cross-products."""
+    rx, sx, sxx = _anchor(x, t, window)
+    ry, sy, syy = _anchor(y, t, window)
+    sxy = 0.0
+    for k in range(t - window + 1, t + 1):
+        sxy += (x[k] - rx) * (y[k] - ry)
+    return rx, ry, sx, sy, sxx, syy, sxy
+
+
+@njit(cache=True, nogil=True)
+def rolling_corr(x, y, window, out):
+    """pandas x.rolling(window).corr(y) into out: NaN where either window is constant.
+
+    Exact rather than a copy of pandas' compiled roll_corr: sums of deviations
+    from the window means, redone from scratch every `window` rows, so squares
+    never cancel and rounding never builds up. pandas is accurate here too
+    (returns have a mean near zero: it differs by ~3e-11 over 1M bars), and
+    correlations are not z-scored, so nothing amplifies the difference.
+    """
+    run = same_x = same_y = age = 0
+    rx = ry = sx = sy = sxx = syy = sxy = 0.0
+    for t in range(x.shape[0]):
+        a, b = x[t], y[t]
+        if a != a or b != b:
+            run = same_x = same_y = 0
+            out[t] = np.nan
+            continue
+        same_x = same_x + 1 if run > 0 and a == x[t - 1] else 1
+        same_y = same_y + 1 if run > 0 and b == y[t - 1] else 1
+        run += 1
+        if run < window:
+            out[t] = np.nan
+            continue
+        if run == window or age == window:
+            rx, ry, sx, sy, sxx, syy, sxy = _cross_anchor(x, y, t, window)
+            age = 0
+        else:
+            dx, dy = a - rx, b - ry
+            ox, oy = x[t - window] - rx, y[t - window] - ry
             sx += dx - ox
             sy += dy - oy
             sxx += dx * dx - ox * ox
             syy += dy * dy - oy * oy
             sxy += dx * dy - ox * oy
-        cov = sxy - sx * sy / window
+        age += 1
         vx = sxx - sx * sx / window
         vy = syy - sy * sy / window
-        if vx > 0.0 and vy > 0.0:
-            out[t] = cov / math.sqrt(vx * vy)
-    return out
-
-
-@njit(cache=True, nogil=True)
-def rsi(close, window):
-    """ta RSIIndicator: Wilder-smoothed gains over losses (100 where there are no losses)."""
-    n = close.shape[0]
-    up = np.zeros(n)
-    down = np.zeros(n)
-    for t in range(1, n):
-        d = close[t] - close[t - 1]
-        if d > 0.0:
-            up[t] = d
-        elif d < 0.0:
-            down[t] = -d
-    up_avg = ewm(up, 1.0 / window, window)
-    down_avg = ewm(down, 1.0 / window, window)
-    out = np.full(n, np.nan)
-    for t in range(n):
-        if down_avg[t] == 0.0:
-            out[t] = 100.0
-        elif down_avg[t] == down_avg[t]:
-            out[t] = 100.0 - 100.0 / (1.0 + up_avg[t] / down_avg[t])
-    return out
-
-
-@njit(cache=True, nogil=True)
-def atr(high, low, close, window):
-    """ta AverageTrueRange (Wilder), NaN for its warm-up rows (ta writes 0.0 there)."""
-    n = close.shape[0]
-    tr = np.empty(n)
-    for t in range(n):
-        r = high[t] - low[t]
-        if t > 0:
-            r = max(r, abs(high[t] - close[t - 1]), abs(low[t] - close[t - 1]))
-        tr[t] = r
-    out = np.full(n, np.nan)
-    if n < window:
-        return out
-    s = 0.0
-    for t in range(window):
-        s += tr[t]
-    value = s / window
-    out[window - 1] = value
-    for t in range(window, n):
-        value = (value * (window - 1) + tr[t]) / float(window)
-        out[t] = value
-    return out
-
-
-@njit(cache=True, nogil=True)
-def obv(close, volume):
-    """ta OnBalanceVolumeIndicator: cumulative volume signed by the close's direction."""
-    n = close.shape[0]
-    out = np.empty(n)
-    s = 0.0
-    for t in range(n):
-        s += -volume[t] if (t > 0 and close[t] < close[t - 1]) else volume[t]
-        out[t] = s
-    return out
-
-
-@njit(cache=True, nogil=True)
-def corwin_schultz(high, low):
-    """Corwin-Schultz half-spread from bars t-1 and t, negatives clipped to 0."""
-    n = high.shape[0]
-    out = np.full(n, np.nan)
-    k = 3.0 - 2.0 * math.sqrt(2.0)
-    for t in range(1, n):
-        b = math.log(high[t] / low[t]) ** 2 + math.log(high[t - 1] / low[t - 1]) ** 2
-        g = math.log(max(high[t], high[t - 1]) / min(low[t], low[t - 1])) ** 2
-        alpha = (math.sqrt(2.0 * b) - math.sqrt(b)) / k - math.sqrt(g / k)
-        spread = 2.0 * (math.exp(alpha) - 1.0) / (1.0 + math.exp(alpha))
-        out[t] = max(spread, 0.0) / 2.0
-    return out
-
-
-@njit(cache=True, nogil=True)
-def forward_fill_events(rate, event):
-    """The last funding rate known at each row (NaN before the first event)."""
-    n = rate.shape[0]
-    out = np.full(n, np.nan)
-    last = np.nan
-    for t in range(n):
-        if event[t] > 0.0:
-            last = rate[t]
-        out[t] = last
-    return out
-
-
-@njit(cache=True, nogil=True)
-def zscore(x, window):
-    """(x - rolling mean) / rolling std (ddof 1); 0 where the window is constant.
-
-    One pass that runs pandas' rolling mean (compensated sum) and rolling std
-    (compensated Welford) updates side by side, so it equals
-    ``(s - s.rolling(w).mean()) / s.rolling(w).std()`` of pandas to rounding.
-    """
-    n = x.shape[0]
-    out = np.full(n, np.nan)
-    nobs = 0
-    total = sum_add = sum_remove = 0.0
-    mean = ssqdm = comp_add = comp_remove = 0.0
-    same = 0
-    prev = np.nan
-    negatives = 0
-    for t in range(n):
-        v = x[t]
-        if t >= window:
-            old = x[t - window]
-            if old == old:
-                nobs -= 1
-                total, sum_remove = _kahan_add(total, sum_remove, -old)
-                negatives -= old < 0
-                if nobs:
-                    prev_mean = mean - comp_remove
-                    y = old - comp_remove
-                    d = y - mean
-                    comp_remove = d + mean - y
-                    mean -= d / nobs
-                    ssqdm -= (old - prev_mean) * (old - mean)
-                else:
-                    mean = ssqdm = 0.0
-        if v == v:
-            nobs += 1
-            total, sum_add = _kahan_add(total, sum_add, v)
-            negatives += v < 0
-            same = same + 1 if v == prev else 1
-            prev = v
-            prev_mean = mean - comp_add
-            y = v - comp_add
-            d = y - mean
-            comp_add = d + mean - y
-            mean += d / nobs
-            ssqdm += (v - prev_mean) * (v - mean)
-        if nobs < window:
-            continue
-        average = total / nobs
-        if same >= nobs:
-            average = prev
-        elif (negatives == 0 and average < 0) or (negatives == nobs and average > 0):
-            average = 0.0
-        var = 0.0 if same >= nobs else ssqdm / (nobs - 1)
-        std = math.sqrt(var) if var > 0.0 else 0.0
-        out[t] = (v - average) / std if std > _tol(average) else 0.0
-    return out
-
-
-@njit(cache=True, inline="always")
-def _tol(mean):
-    return 1e-9 * (abs(mean) + 1e-12)
+        if same_x >= window or same_y >= window or vx <= 0.0 or vy <= 0.0:
+            out[t] = np.nan
+        else:
+            out[t] = (sxy - sx * sy / window) / math.sqrt(vx * vy)
