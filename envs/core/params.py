@@ -28,9 +28,8 @@ P_W_LEVERAGE = 18
 P_REWARD_SCALE = 19
 P_INITIAL = 20
 P_EPISODE_STEPS = 21
-P_MAX_HORIZON = 22
-P_REBALANCE_BAND = 23
-N_PARAMS = 24
+P_REBALANCE_BAND = 22
+N_PARAMS = 23
 
 
 def pack_params(config: EnvConfig) -> np.ndarray:
@@ -60,7 +59,6 @@ def pack_params(config: EnvConfig) -> np.ndarray:
         P_REWARD_SCALE: rw.scale,
         P_INITIAL: config.initial_balance,
         P_EPISODE_STEPS: config.episode_steps,
-        P_MAX_HORIZON: ex.max_horizon,
     }
     out = np.zeros(N_PARAMS, dtype=np.float64)
     for index, value in values.items():
