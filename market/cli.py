@@ -167,11 +167,11 @@ def summary(
     stats = market_summary(aligned, timeframe)
     first, last = aligned.index[0], aligned.index[-1]
     table = Table(title=f"{exchange} {timeframe}: {len(aligned):,} bars, {first} .. {last}")
-    table.add_column("asset")
-    for col in stats.columns:
-        table.add_column(col, justify="right")
-    for asset, row in stats.iterrows():
-        table.add_row(str(asset), *(_fmt(v) for v in row))
+    table.add_column("")
+    for asset in stats.index:
+        table.add_column(str(asset), justify="right")
+    for metric in stats.columns:
+        table.add_row(metric, *(_fmt(v) for v in stats[metric]))
     console.print(table)
     corr = correlation_matrix(aligned)
     ctable = Table(title="correlation of bar log returns")

@@ -15,7 +15,11 @@ want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     exit 0
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet "torch==2.13.0"
-.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+log=.venv/setup.log
+echo "installing dependencies into .venv (log: $log) ..."
+{
+    .venv/bin/python -m pip install --upgrade pip
+    .venv/bin/python -m pip install "torch==2.13.0"
+    .venv/bin/python -m pip install -c constraints.txt -e ".[dev]"
+} > "$log" 2>&1 || { tail -n 40 "$log"; echo "set-up failed; full log in $log" >&2; exit 1; }
 echo "$want" > "$stamp"
