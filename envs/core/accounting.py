@@ -118,9 +118,8 @@ def apply_fill(acct, book, asset, qty, price, fee, spread, impact, bar):
 def maintenance_margin(notional, floors, rates, allowances):
     """Tiered maintenance margin of one position: notional * rate - allowance of its bracket."""
     k = 0
-    for i in range(floors.shape[0]):
-        if notional >= floors[i]:
-            k = i
+    while k + 1 < floors.shape[0] and notional >= floors[k + 1]:
+        k += 1
     return notional * rates[k] - allowances[k]
 
 

@@ -47,8 +47,10 @@ N_PORTFOLIO = len(PORTFOLIO_FEATURES)
 
 
 @njit(cache=True, inline="always")
-def observe(acc, bk, hist, mkt, feats, params, b, log_return, out_market, out_risk, out_portfolio):
-    """Write the observation after bar b into the three output arrays."""
+def observe(
+    acc, bk, hist, mkt, feats, params, b, log_return, gross, out_market, out_risk, out_portfolio
+):
+    """Write the observation after bar b (gross: notional at bar b's marks) into the outputs."""
     window, n_assets, n_feats = out_market.shape
     first = b - window + 1
     for w in range(window):
@@ -56,9 +58,6 @@ def observe(acc, bk, hist, mkt, feats, params, b, log_return, out_market, out_ri
             for f in range(n_feats):
                 out_market[w, a, f] = feats[first + w, a, f]
     equity = max(acc[EQUITY], params[P_INITIAL] * 1e-9)
-    gross = 0.0
-    for a in range(bk.shape[0]):
-        gross += abs(bk[a, QTY]) * mkt[b, a, M_MARK]
     length = hist.shape[0]
     head = int(acc[HIST_HEAD])
     row = hist[head]

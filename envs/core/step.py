@@ -153,7 +153,8 @@ def step_batch(
         acc[EWVAR] = 0.94 * acc[EWVAR] + 0.06 * log_return * log_return
         drawdown = max(0.0, (1.0 - after / acc[PEAK]) - drawdown_before)
         turnover = acc[TRADED] / before
-        leverage = _gross(bk, mkt, b) / max(after, floor) / params[P_MAX_LEVERAGE]
+        gross = _gross(bk, mkt, b)
+        leverage = gross / max(after, floor) / params[P_MAX_LEVERAGE]
         terms[n, 0] = log_return
         terms[n, 1] = drawdown
         terms[n, 2] = turnover
@@ -168,7 +169,7 @@ def step_batch(
         truncated[n] = (not terminated[n]) and (
             steps[n] >= params[P_EPISODE_STEPS] or b + per_step > last_bar
         )
-        observe(acc, bk, hist[n], mkt, feats, params, b, log_return,
+        observe(acc, bk, hist[n], mkt, feats, params, b, log_return, gross,
                 obs_market[n], obs_risk[n], obs_portfolio[n])  # fmt: skip
 
 
@@ -184,7 +185,7 @@ def reset_batch(
         t[n] = starts[n]
         steps[n] = 0
         reset_account(acct[n], book[n], hist[n], starts[n], days[starts[n]], params[P_INITIAL])
-        observe(acct[n], book[n], hist[n], mkt, feats, params, starts[n], 0.0,
+        observe(acct[n], book[n], hist[n], mkt, feats, params, starts[n], 0.0, 0.0,
                 obs_market[n], obs_risk[n], obs_portfolio[n])  # fmt: skip
 
 
