@@ -1,0 +1,110 @@
+"""Building envs from a plain config dict: what RLlib and gymnasium registries call.
+
+RLlib's EnvRunner calls an env creator with its ``env_config`` dict, adding
+``num_envs`` when it wants a vector env (``gym_env_vectorize_mode="vector_entry_point"``):
+``make_env`` then returns the native batched :class:`PerpetualVectorEnv`, so each
+EnvRunner steps all its envs in one numba call instead of looping over copies.
+
+Keys of the dict (all optional):
+
+- ``data_dir``, ``exchange``, ``symbols``, ``timeframe``, ``start``, ``end``: stored
+  market data (market/ parquet store). Without ``data_dir`` the embedded default is
+  used: the synthetic market (``synthetic_days``, ``synthetic_seed``) built in memory.
+- ``env``: a dict of EnvConfig fields (unknown keys are errors).
+- ``start_range``: (first, last) bar of episode starts (e.g. a training split).
+- ``num_envs``: present -> a PerpetualVectorEnv with that many accounts.
+
+Market data is built once per process and shared by every env made from the same
+data keys: an EnvRunner with many envs holds one copy.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+import pandas as pd
+
+from envs.config import EnvConfig
+from envs.data import MarketArrays, load_market_arrays
+from envs.single import PerpetualEnv
+from envs.vector import PerpetualVectorEnv
+
+ENV_ID = "quantum/Perpetual-v0"
+_DATA_KEYS = ("data_dir", "exchange", "symbols", "timeframe", "start", "end")
+_SYNTH_KEYS = ("synthetic_days", "synthetic_seed")
+_KNOWN = {*_DATA_KEYS, *_SYNTH_KEYS, "env", "start_range", "num_envs"}
+
+
+@functools.lru_cache(maxsize=4)
+def _market(key: tuple) -> MarketArrays:
+    values = dict(key)
+    if values.get("data_dir") is None:
+        return _synthetic_market(
+            values.get("synthetic_days", 30.0), values.get("synthetic_seed", 7)
+        )
+    return load_market_arrays(
+        values["data_dir"],
+        values.get("exchange", "synthetic"),
+        tuple(values.get("symbols") or ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")),
+        values.get("timeframe", "1m"),
+        pd.Timestamp(values["start"], tz="UTC") if values.get("start") else None,
+        pd.Timestamp(values["end"], tz="UTC") if values.get("end") else None,
+    )
+
+
+def _synthetic_market(days: float, seed: int) -> MarketArrays:
+    from market.features import compute_features
+    from market.loader import align_asset
+    from market.schema import perp_symbol
+    from market.synthetic import SyntheticConfig, generate_market
+
+    market = generate_market(SyntheticConfig(days=days, seed=seed))
+    grid = market.ohlcv[perp_symbol(market.config.assets[0])].index
+    frames = {
+        asset: align_asset(
+            market.ohlcv[perp_symbol(asset)], market.mark[perp_symbol(asset)],
+            market.funding[perp_symbol(asset)], grid, market.config.timeframe,
+        )
+        for asset in market.config.assets
+    }  # fmt: skip
+    aligned = pd.concat(frames, axis=1, names=["asset", "field"])
+    return MarketArrays.from_frames(aligned, compute_features(aligned))
+
+
+def market_for(env_config: Mapping[str, Any]) -> MarketArrays:
+    """The (cached) market arrays an env config names."""
+    unknown = set(env_config) - _KNOWN
+    if unknown:
+        raise ValueError(f"unknown env_config keys {sorted(unknown)}; known: {sorted(_KNOWN)}")
+    key = tuple(
+        (k, tuple(v) if isinstance(v, list) else v)
+        for k, v in sorted(env_config.items())
+        if k in _DATA_KEYS or k in _SYNTH_KEYS
+    )
+    return _market(key)
+
+
+def make_env(env_config: Mapping[str, Any] | None = None) -> PerpetualEnv | PerpetualVectorEnv:
+    """A PerpetualEnv, or a PerpetualVectorEnv when ``num_envs`` is given (see module doc)."""
+    env_config = dict(env_config or {})
+    data = market_for(env_config)
+    config = EnvConfig(**env_config.get("env", {}))
+    start_range = env_config.get("start_range")
+    start_range = tuple(start_range) if start_range is not None else None
+    if "num_envs" in env_config:
+        return PerpetualVectorEnv(data, config, int(env_config["num_envs"]), start_range)
+    return PerpetualEnv(data, config, start_range)
+
+
+def register() -> None:
+    """Register ENV_ID with gymnasium (single and vector entry points); idempotent."""
+    if ENV_ID in gym.registry:
+        return
+    gym.register(
+        ENV_ID,
+        entry_point=lambda **kwargs: make_env(kwargs),
+        vector_entry_point=lambda num_envs, **kwargs: make_env({**kwargs, "num_envs": num_envs}),
+    )
