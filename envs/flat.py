@@ -31,8 +31,8 @@ class FlatActions(gym.ActionWrapper):
         super().__init__(env)
         n_assets = env.action_space["trade"].shape[0]
         self.action_space = spaces.Box(-1.0, 1.0, (n_assets,), np.float32)
-        self._risk = np.tile(np.array([stop_loss, take_profit], np.float32), (n_assets, 1))
-        self._execution = np.tile(np.array([int(style), 0]), (n_assets, 1))
+        self._risk = np.tile(np.array([stop_loss, take_profit], np.float32), n_assets)
+        self._execution = np.tile(np.array([int(style), 0]), n_assets)
 
     def action(self, action: np.ndarray) -> dict[str, np.ndarray]:
         x = np.asarray(action, dtype=np.float32)

@@ -34,8 +34,8 @@ class PerpetualEnv(gym.Env):
     |-----------|--------------------------|-----------------------------------------------|
     | trade     | MultiDiscrete([3] * A)   | 0 short, 1 flat, 2 long                       |
     | size      | Box(0, 1, (A,))          | fraction of the per-asset exposure budget     |
-    | risk      | Box(0, 1, (A, 2))        | stop-loss, take-profit distance (ATR ranges)  |
-    | execution | MultiDiscrete((A, 2))    | style (ExecStyle), horizon - 1 (bars)         |
+    | risk      | Box(0, 1, (2A,))         | per asset: stop-loss, take-profit distance    |
+    | execution | MultiDiscrete([5, H]*A)  | per asset: style (ExecStyle), horizon - 1     |
 
     The exposure budget of an asset is ``max_concentration * max_leverage * equity``;
     the risk limits scale orders down before they reach the book. ``envs.flat``

@@ -4,9 +4,15 @@ Action (Dict, one part per head of the hierarchical policy; gymnasium sorts the 
 
 - ``trade``     MultiDiscrete([3] * A): per asset 0 short, 1 flat, 2 long
 - ``size``      Box(0, 1, (A,)): fraction of the per-asset exposure budget
-- ``risk``      Box(0, 1, (A, 2)): stop-loss and take-profit distance, mapped linearly
-                onto the configured ATR-multiple ranges
-- ``execution`` MultiDiscrete([[5, H]] * A): style (ExecStyle) and horizon - 1 (bars)
+- ``risk``      Box(0, 1, (2A,)): per asset its stop-loss then its take-profit distance
+                ([sl_0, tp_0, sl_1, tp_1, ...]), mapped linearly onto the configured
+                ATR-multiple ranges
+- ``execution`` MultiDiscrete([5, H] * A): per asset its style (ExecStyle) then its
+                horizon - 1 in bars ([style_0, h_0, style_1, h_1, ...])
+
+Every part is one-dimensional, as RLlib's and SB3's action distributions expect
+(RLlib refuses a Box of shape (A, 2)); the kernels view risk and execution as
+(A, 2) without copying.
 
 Out-of-range, NaN or wrongly shaped actions raise ``ValueError``: clipping them
 would hide bugs in the policy or its action distribution. (The check is a numba
@@ -47,8 +53,8 @@ def action_space(config: EnvConfig, n_assets: int) -> spaces.Dict:
         {
             "trade": spaces.MultiDiscrete(np.full(n_assets, 3)),
             "size": spaces.Box(0.0, 1.0, (n_assets,), np.float32),
-            "risk": spaces.Box(0.0, 1.0, (n_assets, 2), np.float32),
-            "execution": spaces.MultiDiscrete(np.tile([N_STYLES, horizons], (n_assets, 1))),
+            "risk": spaces.Box(0.0, 1.0, (2 * n_assets,), np.float32),
+            "execution": spaces.MultiDiscrete(np.tile([N_STYLES, horizons], n_assets)),
         }
     )
 
@@ -95,13 +101,13 @@ def check_actions(
         raise ValueError(f"action must be a dict with trade, size, risk, execution; got {keys}")
     trade, size, risk, execution = (np.asarray(action[k]) for k in _KEYS)
     lead = () if n_envs is None else (n_envs,)
-    expected = ((*lead, n_assets), (*lead, n_assets), (*lead, n_assets, 2), (*lead, n_assets, 2))
+    expected = ((*lead, n_assets), (*lead, n_assets), (*lead, 2 * n_assets), (*lead, 2 * n_assets))
     for key, value, shape in zip(_KEYS, (trade, size, risk, execution), expected, strict=True):
         if value.shape != shape:
             raise ValueError(f"action[{key!r}] has shape {value.shape}, expected {shape}")
-    if n_envs is None:
-        trade, size = trade.reshape(1, n_assets), size.reshape(1, n_assets)
-        risk, execution = risk.reshape(1, n_assets, 2), execution.reshape(1, n_assets, 2)
+    batch = 1 if n_envs is None else n_envs
+    trade, size = trade.reshape(batch, n_assets), size.reshape(batch, n_assets)
+    risk, execution = risk.reshape(batch, n_assets, 2), execution.reshape(batch, n_assets, 2)
     if any(a.dtype.kind not in "iuf" for a in (trade, size, risk, execution)):
         raise ValueError("action arrays must be numeric")
     code = _first_error(trade, size, risk, execution, N_STYLES, max_horizon)

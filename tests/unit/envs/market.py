@@ -92,8 +92,8 @@ def action(n_assets: int = 1, trade=1, size=0.0, sl=0.5, tp=0.5, style=0, horizo
     return {
         "trade": np.full(n_assets, trade, dtype=np.int64),
         "size": np.full(n_assets, size, dtype=np.float32),
-        "risk": np.tile(np.array([sl, tp], dtype=np.float32), (n_assets, 1)),
-        "execution": np.tile(np.array([style, horizon - 1], dtype=np.int64), (n_assets, 1)),
+        "risk": np.tile(np.array([sl, tp], dtype=np.float32), n_assets),
+        "execution": np.tile(np.array([style, horizon - 1], dtype=np.int64), n_assets),
     }
 
 

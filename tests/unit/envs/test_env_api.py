@@ -118,9 +118,10 @@ def test_truncates_at_the_end_of_the_data():
         ({"trade": np.array([1.5])}, "trade"),
         ({"size": np.array([np.nan], dtype=np.float32)}, "NaN"),
         ({"size": np.array([1.2], dtype=np.float32)}, r"\[0, 1\]"),
-        ({"risk": np.array([[-0.1, 0.5]], dtype=np.float32)}, r"\[0, 1\]"),
-        ({"execution": np.array([[5, 0]])}, "execution"),
-        ({"execution": np.array([[0, 99]])}, "execution"),
+        ({"risk": np.array([-0.1, 0.5], dtype=np.float32)}, r"\[0, 1\]"),
+        ({"execution": np.array([5, 0])}, "execution"),
+        ({"execution": np.array([0, 99])}, "execution"),
+        ({"risk": np.array([[0.1, 0.5]], dtype=np.float32)}, "shape"),
         ({"size": np.array([0.5, 0.5], dtype=np.float32)}, "shape"),
     ],
 )

@@ -37,8 +37,8 @@ def as_action(raw):
     return {
         "trade": np.array(raw["trade"]),
         "size": np.array(raw["size"], dtype=np.float32),
-        "risk": np.array(raw["risk"], dtype=np.float32),
-        "execution": np.array(raw["execution"]),
+        "risk": np.array(raw["risk"], dtype=np.float32).reshape(-1),
+        "execution": np.array(raw["execution"]).reshape(-1),
     }
 
 
