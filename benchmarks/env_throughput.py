@@ -34,27 +34,14 @@ from envs.config import EnvConfig
 from envs.data import MarketArrays
 from envs.single import PerpetualEnv
 from envs.vector import PerpetualVectorEnv
-from market.features import compute_features
 from market.schema import perp_symbol
 from market.synthetic import SyntheticConfig, generate_market
 
 
 def build_market(days: float, seed: int) -> tuple[MarketArrays, pd.DataFrame]:
     """The synthetic market as Quantum's arrays, and BTC's bars for the peers."""
-    from market.loader import align_asset
-
     market = generate_market(SyntheticConfig(days=days, seed=seed))
-    grid = market.ohlcv[perp_symbol("BTC")].index
-    frames = {
-        asset: align_asset(
-            market.ohlcv[perp_symbol(asset)], market.mark[perp_symbol(asset)],
-            market.funding[perp_symbol(asset)], grid, "1m",
-        )
-        for asset in market.config.assets
-    }  # fmt: skip
-    aligned = pd.concat(frames, axis=1, names=["asset", "field"])
-    features = compute_features(aligned)
-    return MarketArrays.from_frames(aligned, features), market.ohlcv[perp_symbol("BTC")]
+    return MarketArrays.from_aligned(market.aligned()), market.ohlcv[perp_symbol("BTC")]
 
 
 def runner_batched(data: MarketArrays, n_envs: int):

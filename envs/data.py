@@ -87,6 +87,13 @@ class MarketArrays:
         return self.mkt.shape[1]
 
     @classmethod
+    def from_aligned(cls, aligned: pd.DataFrame, costs: CostConfig | None = None) -> MarketArrays:
+        """Compute the features of an aligned frame (market.features) and stack both."""
+        from market.features import compute_features
+
+        return cls.from_frames(aligned, compute_features(aligned), costs)
+
+    @classmethod
     def from_frames(
         cls,
         aligned: pd.DataFrame,
@@ -178,9 +185,8 @@ def load_market_arrays(
     Unknown symbols, empty spans and data too short for the features raise
     ValueError (DataValidationError) naming what is missing.
     """
-    from market.features import compute_features
     from market.loader import load_aligned
     from market.store import ParquetStore
 
     aligned = load_aligned(ParquetStore(root), exchange, list(symbols), timeframe, start, end)
-    return MarketArrays.from_frames(aligned, compute_features(aligned), costs)
+    return MarketArrays.from_aligned(aligned, costs)

@@ -56,22 +56,10 @@ def _market(key: tuple) -> MarketArrays:
 
 
 def _synthetic_market(days: float, seed: int) -> MarketArrays:
-    from market.features import compute_features
-    from market.loader import align_asset
-    from market.schema import perp_symbol
     from market.synthetic import SyntheticConfig, generate_market
 
     market = generate_market(SyntheticConfig(days=days, seed=seed))
-    grid = market.ohlcv[perp_symbol(market.config.assets[0])].index
-    frames = {
-        asset: align_asset(
-            market.ohlcv[perp_symbol(asset)], market.mark[perp_symbol(asset)],
-            market.funding[perp_symbol(asset)], grid, market.config.timeframe,
-        )
-        for asset in market.config.assets
-    }  # fmt: skip
-    aligned = pd.concat(frames, axis=1, names=["asset", "field"])
-    return MarketArrays.from_frames(aligned, compute_features(aligned))
+    return MarketArrays.from_aligned(market.aligned())
 
 
 def market_for(env_config: Mapping[str, Any]) -> MarketArrays:

@@ -66,6 +66,20 @@ class SyntheticMarket:
     funding: dict[str, pd.DataFrame]
     regimes: pd.Series
 
+    def aligned(self) -> pd.DataFrame:
+        """The multi-asset aligned frame (market.loader), straight from memory, no store."""
+        from market.loader import align_asset
+
+        grid = self.ohlcv[perp_symbol(self.config.assets[0])].index
+        frames = {
+            asset: align_asset(
+                self.ohlcv[perp_symbol(asset)], self.mark[perp_symbol(asset)],
+                self.funding[perp_symbol(asset)], grid, self.config.timeframe,
+            )
+            for asset in self.config.assets
+        }  # fmt: skip
+        return pd.concat(frames, axis=1, names=["asset", "field"])
+
 
 def generate_market(config: SyntheticConfig = DEFAULT_CONFIG) -> SyntheticMarket:
     """Generate the market described in the module docstring; the seed fixes every value."""
