@@ -13,6 +13,8 @@ Keys of the dict (all optional):
 - ``env``: a dict of EnvConfig fields (unknown keys are errors).
 - ``start_range``: (first, last) bar of episode starts (e.g. a training split).
 - ``num_envs``: present -> a PerpetualVectorEnv with that many accounts.
+- ``planted_signal``: ``{"horizon": 60, "informative": True, "seed": 0}`` appends the
+  test feature of ``envs.planted`` (a leaked future direction, or a decoy).
 
 Market data is built once per process and shared by every env made from the same
 data keys: an EnvRunner with many envs holds one copy.
@@ -35,12 +37,17 @@ from envs.vector import PerpetualVectorEnv
 ENV_ID = "quantum/Perpetual-v0"
 _DATA_KEYS = ("data_dir", "exchange", "symbols", "timeframe", "start", "end")
 _SYNTH_KEYS = ("synthetic_days", "synthetic_seed")
-_KNOWN = {*_DATA_KEYS, *_SYNTH_KEYS, "env", "start_range", "num_envs"}
+_KNOWN = {*_DATA_KEYS, *_SYNTH_KEYS, "env", "start_range", "num_envs", "planted_signal"}
 
 
 @functools.lru_cache(maxsize=4)
 def _market(key: tuple) -> MarketArrays:
     values = dict(key)
+    planted = values.pop("planted_signal", None)
+    if planted is not None:
+        from envs.planted import plant_signal
+
+        return plant_signal(_market(tuple(sorted(values.items()))), **dict(planted))
     if values.get("data_dir") is None:
         return _synthetic_market(
             values.get("synthetic_days", 30.0), values.get("synthetic_seed", 7)
@@ -68,11 +75,19 @@ def market_for(env_config: Mapping[str, Any]) -> MarketArrays:
     if unknown:
         raise ValueError(f"unknown env_config keys {sorted(unknown)}; known: {sorted(_KNOWN)}")
     key = tuple(
-        (k, tuple(v) if isinstance(v, list) else v)
+        (k, _hashable(v))
         for k, v in sorted(env_config.items())
-        if k in _DATA_KEYS or k in _SYNTH_KEYS
+        if k in _DATA_KEYS or k in _SYNTH_KEYS or k == "planted_signal"
     )
     return _market(key)
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_hashable(v) for v in value)
+    return value
 
 
 def make_env(env_config: Mapping[str, Any] | None = None) -> PerpetualEnv | PerpetualVectorEnv:

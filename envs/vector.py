@@ -18,6 +18,7 @@ from envs.core.observe import N_PORTFOLIO, N_RISK
 from envs.core.params import pack_params
 from envs.core.step import N_TERMS, REWARD_TERMS, new_state, reset_batch, step_batch
 from envs.data import MarketArrays
+from envs.episode_stats import EpisodeStats
 from envs.ledger import account_totals, ledger_frame
 from envs.spaces import action_space, check_actions, observation_space
 
@@ -76,6 +77,12 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
         self._ledgers: list[list[np.ndarray]] = [[] for _ in range(num_envs)]
         self._last_ledgers: list[pd.DataFrame | None] = [None] * num_envs
         self._np_random, self._np_random_seed = seeding.np_random(None)
+        self._stats = EpisodeStats(
+            num_envs,
+            self.config.initial_balance,
+            EpisodeStats.steps_per_year_of(data.timestamps, self.config.bars_per_step),
+            self.config.risk_free_rate,
+        )
 
     def _start_bounds(self, start_range: tuple[int, int] | None) -> tuple[int, int]:
         data, cfg = self.data, self.config
@@ -111,9 +118,10 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
         if starts is None:
             low, high = self._starts
             starts = self._np_random.integers(low, high, size=self.num_envs, endpoint=True)
-        for n in np.flatnonzero(mask):
-            if self.config.record_ledger:
+        if self.config.record_ledger:
+            for n in np.flatnonzero(mask):
                 self._finish_ledger(n)
+        self._stats.reset(mask)
         s = self._state
         reset_batch(
             self.data.mkt, self.data.feats, self.data.days, self._params, s["acct"], s["book"],
@@ -148,8 +156,12 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
         obs, rewards, terms, terminated, truncated = self._advance(*arrays)
         if self._pending_reset.any():
             self._reset_envs(self._pending_reset.copy(), obs, None)
-        self._pending_reset = terminated | truncated
-        return obs, rewards, terminated, truncated, self._infos(terms)
+        self._pending_reset = done = terminated | truncated
+        infos = self._infos(terms)
+        if done.any():
+            infos["episode"] = self._stats.finished(self._state["acct"])
+            infos["_episode"] = done
+        return obs, rewards, terminated, truncated, infos
 
     def _advance(self, trade, size, risk, execution):
         """Run the kernel for every env not waiting for its reset; record the ledger."""
@@ -167,6 +179,7 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
             self._events, self._counts, rewards, terms, terminated, truncated,
             obs["market"], obs["risk"], obs["portfolio"],
         )  # fmt: skip
+        self._stats.update(active, terms, rewards, s["acct"])
         if self.config.record_ledger:
             if self._counts.max(initial=0) > self._events.shape[1]:
                 raise RuntimeError("ledger event buffer overflow: a bug in the simulator core")

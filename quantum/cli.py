@@ -9,6 +9,7 @@ import typer
 from rich.logging import RichHandler
 
 from market.cli import app as data_app
+from rl.cli import train_command
 
 app = typer.Typer(
     help="Quantum: RL agents for crypto perpetual futures, on Ray.",
@@ -16,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(data_app, name="data", no_args_is_help=True)
+app.command("train")(train_command)
 
 
 @app.callback()

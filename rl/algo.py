@@ -1,0 +1,75 @@
+"""From a TrainConfig to RLlib's PPOConfig: the one place RLlib's dicts are built."""
+
+from __future__ import annotations
+
+from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.tune.registry import register_env
+
+from envs.registry import make_env
+from rl.callbacks import TradingMetricsCallback
+from rl.config import TrainConfig
+from rl.modules.policy import MODULES
+
+ENV_NAME = "quantum-perpetual"
+"""The env's name in Ray's registry (registered on first use; workers look it up)."""
+
+
+def module_spec(config: TrainConfig) -> RLModuleSpec:
+    """The RLModuleSpec of the configured policy (spaces come from the env)."""
+    return RLModuleSpec(
+        module_class=MODULES[config.model.kind],
+        model_config={"quantum": config.model.model_dump(mode="json")},
+    )
+
+
+def ppo_config(config: TrainConfig) -> PPOConfig:
+    """PPO on the native batched env: each EnvRunner steps ``envs_per_runner`` accounts in
+    one call (``gym_env_vectorize_mode="vector_entry_point"`` makes RLlib ask make_env
+    for a PerpetualVectorEnv instead of wrapping copies).
+
+    Actions go to the env exactly as the module produced them: the Box parts are
+    already in [0, 1] (Beta heads), so RLlib's unsquashing and clipping are off; the
+    env rejects anything out of range rather than clipping it.
+    """
+    register_env(ENV_NAME, make_env)
+    ppo, runs = config.ppo, config.rollouts
+    samplers = max(runs.env_runners, 1) * runs.envs_per_runner
+    rollout_fragment = max(1, ppo.train_batch_size // samplers)
+    return (
+        PPOConfig()
+        .environment(
+            env=ENV_NAME,
+            env_config=dict(config.env_config),
+            normalize_actions=False,
+            clip_actions=False,
+        )
+        .env_runners(
+            num_env_runners=runs.env_runners,
+            num_envs_per_env_runner=runs.envs_per_runner,
+            gym_env_vectorize_mode="vector_entry_point",
+            rollout_fragment_length=rollout_fragment,
+            num_cpus_per_env_runner=1,
+        )
+        .learners(num_learners=runs.num_learners, num_gpus_per_learner=runs.gpus_per_learner)
+        .training(
+            lr=ppo.lr,
+            minibatch_size=ppo.minibatch_size,
+            train_batch_size_per_learner=ppo.train_batch_size // max(runs.num_learners, 1),
+            num_epochs=ppo.num_epochs,
+            gamma=ppo.gamma,
+            lambda_=ppo.lambda_,
+            clip_param=ppo.clip_param,
+            entropy_coeff=ppo.entropy_coeff,
+            vf_loss_coeff=ppo.vf_loss_coeff,
+            vf_clip_param=ppo.vf_clip_param,
+            grad_clip=ppo.grad_clip,
+            grad_clip_by="global_norm",
+            use_kl_loss=ppo.kl_coeff > 0,
+            kl_coeff=ppo.kl_coeff,
+        )
+        .rl_module(rl_module_spec=module_spec(config))
+        .callbacks(TradingMetricsCallback)
+        .debugging(seed=config.seed)
+        .fault_tolerance(restart_failed_env_runners=True)
+    )

@@ -1,0 +1,127 @@
+"""`quantum train`: PPO with the hierarchical model on a local Ray instance or RAY_ADDRESS."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rl.config import TrainConfig
+from rl.train import SUMMARY_KEYS, STEPS_KEY, RunPaths, TrainResult, train
+
+console = Console()
+log = logging.getLogger(__name__)
+
+
+def load_config(
+    config: str,
+    *,
+    data: Path | None = None,
+    steps: int | None = None,
+    env_runners: int | None = None,
+    envs_per_runner: int | None = None,
+    model: str | None = None,
+    seed: int | None = None,
+    wandb: bool | None = None,
+) -> TrainConfig:
+    """``defaults`` or a YAML file, then the command-line overrides on top."""
+    base = TrainConfig() if config == "defaults" else TrainConfig.from_yaml(config)
+    overrides: dict[str, Any] = {
+        "steps": steps,
+        "rollouts.env_runners": env_runners,
+        "rollouts.envs_per_runner": envs_per_runner,
+        "model.kind": model,
+        "seed": seed,
+        "tracking.wandb": wandb,
+    }
+    if data is not None:
+        env_config = dict(base.env_config)
+        for key in ("synthetic_days", "synthetic_seed"):
+            env_config.pop(key, None)
+        env_config["data_dir"] = str(data)
+        overrides["env_config"] = env_config
+    return base.with_overrides(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def summary_table(result: TrainResult) -> Table:
+    table = Table(title=f"{result.run_dir.name}: {result.env_steps:,} env steps", show_header=True)
+    table.add_column("metric")
+    table.add_column("last iteration", justify="right")
+    for key in SUMMARY_KEYS:
+        if key in result.last:
+            table.add_row(key.split("/", 1)[-1], f"{result.last[key]:,.4g}")
+    table.add_row("checkpoint", str(result.checkpoint))
+    return table
+
+
+def train_command(
+    config: Annotated[
+        str, typer.Option(help="A TrainConfig YAML file, or 'defaults'.")
+    ] = "defaults",
+    data: Annotated[
+        Path | None, typer.Option(help="Market store (quantum data ...); default: synthetic.")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Env steps to train for (total).")] = None,
+    env_runners: Annotated[int | None, typer.Option(help="Remote EnvRunner actors.")] = None,
+    envs_per_runner: Annotated[
+        int | None, typer.Option(help="Envs stepped together in each EnvRunner.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="'hierarchical' or 'mlp'.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for RLlib, torch and the envs.")] = None,
+    out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/train"),
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run in --out from its latest checkpoint.")
+    ] = False,
+    from_manifest: Annotated[
+        Path | None,
+        typer.Option(help="Rerun the config recorded in a run's manifest.json (checks data)."),
+    ] = None,
+    iterations: Annotated[
+        int | None, typer.Option(help="Stop after this many iterations (e.g. a rerun check).")
+    ] = None,
+    wandb: Annotated[
+        bool | None, typer.Option("--wandb/--no-wandb", help="Track in W&B (offline by default).")
+    ] = None,
+) -> None:
+    """Train the hierarchical PPO policy and print a summary (see README: Training)."""
+    if from_manifest is not None:
+        from envs.registry import market_for
+        from rl.manifest import config_from_manifest
+
+        cfg = config_from_manifest(from_manifest)
+        config_from_manifest(from_manifest, market_for(cfg.env_config))
+    else:
+        cfg = load_config(
+            config, data=data, steps=steps, env_runners=env_runners,
+            envs_per_runner=envs_per_runner, model=model, seed=seed, wandb=wandb,
+        )  # fmt: skip
+    with Progress(
+        TextColumn("[bold]train[/]"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("train", total=cfg.steps, status="starting Ray")
+
+        def on_result(row: dict[str, float]) -> None:
+            ret = row.get("env_runners/trading/return", float("nan"))
+            progress.update(
+                task,
+                completed=min(row.get(STEPS_KEY, 0), cfg.steps),
+                status=f"iter {row.get('training_iteration', 0):.0f}  "
+                f"episode return {ret:+.2%}  {row.get('env_steps_per_s', 0):,.0f} steps/s",
+            )
+
+        result = train(
+            cfg, out, resume=resume, on_result=on_result, max_iterations=iterations
+        )
+    console.print(summary_table(result))
+    console.print(f"results: {RunPaths(result.run_dir).results}")

@@ -1,0 +1,143 @@
+"""The composite action distribution of the hierarchical policy.
+
+The action has four parts (gymnasium sorts the Dict keys, so the flat distribution
+inputs follow that order): ``execution`` (per asset a style and a horizon,
+categorical), ``risk`` (per asset stop-loss and take-profit distances in [0, 1],
+Beta), ``size`` (per asset in [0, 1], Beta) and ``trade`` (per asset short/flat/long,
+categorical).
+
+The heads are hierarchical: the module computes the size inputs *given* the trade
+decision, and the risk and execution inputs given both. A distribution object holds
+inputs that were computed for one particular choice of the earlier heads, so
+
+    log p(a) = log p(trade) + log p(size | trade) + log p(risk | trade, size)
+               + log p(execution | trade, size)
+
+is a plain sum over its parts, and so are its entropy (the conditional entropies at
+those earlier choices: an unbiased one-sample estimate of the joint entropy) and its
+KL. That is why the module computes the training inputs conditioned on the batch's
+stored actions, and why this class cannot sample a joint action on its own (the
+module samples head by head); ``sample`` raises instead of returning a wrong one.
+
+Beta concentrations are ``1 + softplus(raw)``: unimodal, so the size and distance
+heads never pile probability onto the interval's ends, and log-probabilities stay
+finite at the values the env accepts.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+from ray.rllib.core.distribution.distribution import Distribution
+from torch import distributions as td
+from torch.nn import functional as F
+
+EPS = 1e-4
+"""Beta samples are kept in [EPS, 1 - EPS]: float32 Beta samples can round to 0 or 1."""
+
+
+@dataclass(frozen=True)
+class ActionLayout:
+    """Sizes of the action parts for A assets, S execution styles and H horizons."""
+
+    n_assets: int
+    n_styles: int
+    n_horizons: int
+
+    @property
+    def sizes(self) -> tuple[int, int, int, int]:
+        """Widths of the execution, risk, size and trade inputs (sorted-key order)."""
+        a = self.n_assets
+        return a * (self.n_styles + self.n_horizons), 4 * a, 2 * a, 3 * a
+
+    @property
+    def input_dim(self) -> int:
+        return sum(self.sizes)
+
+
+def beta(raw: torch.Tensor) -> td.Beta:
+    """A Beta from raw (..., 2) inputs; concentrations in (1, inf)."""
+    conc = 1.0 + F.softplus(raw)
+    return td.Beta(conc[..., 0], conc[..., 1])
+
+
+def beta_mean(raw: torch.Tensor) -> torch.Tensor:
+    conc = 1.0 + F.softplus(raw)
+    return conc[..., 0] / conc.sum(-1)
+
+
+def clamp_unit(x: torch.Tensor) -> torch.Tensor:
+    return x.clamp(EPS, 1.0 - EPS)
+
+
+class HierarchicalActionDist(Distribution):
+    """Joint distribution of one action given its (already conditioned) head inputs."""
+
+    layout: ActionLayout
+
+    def __init__(self, inputs: torch.Tensor) -> None:
+        lay = self.layout
+        a, s, h = lay.n_assets, lay.n_styles, lay.n_horizons
+        execution, risk, size, trade = torch.split(inputs, lay.sizes, dim=-1)
+        lead = inputs.shape[:-1]
+        execution = execution.reshape(*lead, a, s + h)
+        self.style = td.Categorical(logits=execution[..., :s])
+        self.horizon = td.Categorical(logits=execution[..., s:])
+        self.risk = beta(risk.reshape(*lead, 2 * a, 2))
+        self.size = beta(size.reshape(*lead, a, 2))
+        self.trade = td.Categorical(logits=trade.reshape(*lead, a, 3))
+
+    @classmethod
+    def from_logits(cls, logits: torch.Tensor, **kwargs) -> HierarchicalActionDist:
+        return cls(logits)
+
+    @staticmethod
+    def required_input_dim(space, **kwargs) -> int:
+        raise NotImplementedError("use ActionLayout.input_dim")
+
+    def _parts(self):
+        return (self.trade, self.size, self.risk, self.style, self.horizon)
+
+    def logp(self, value: dict[str, torch.Tensor], **kwargs) -> torch.Tensor:
+        a = self.layout.n_assets
+        execution = value["execution"].long().reshape(*value["execution"].shape[:-1], a, 2)
+        terms = (
+            self.trade.log_prob(value["trade"].long()),
+            self.size.log_prob(clamp_unit(value["size"].float())),
+            self.risk.log_prob(clamp_unit(value["risk"].float())),
+            self.style.log_prob(execution[..., 0]),
+            self.horizon.log_prob(execution[..., 1]),
+        )
+        return sum(t.sum(-1) for t in terms)
+
+    def entropy(self) -> torch.Tensor:
+        return sum(p.entropy().sum(-1) for p in self._parts())
+
+    def kl(self, other: HierarchicalActionDist) -> torch.Tensor:
+        return sum(
+            td.kl_divergence(p, q).sum(-1)
+            for p, q in zip(self._parts(), other._parts(), strict=True)
+        )
+
+    def sample(self, *, sample_shape=None, **kwargs):
+        raise NotImplementedError(
+            "a hierarchical action is sampled head by head by its module "
+            "(HierarchicalHeads.sample); these inputs are conditioned on earlier choices"
+        )
+
+    def rsample(self, *, sample_shape=None, **kwargs):
+        raise NotImplementedError("the action has discrete parts: no reparameterised sample")
+
+    def to_deterministic(self) -> Distribution:
+        raise NotImplementedError(
+            "deterministic actions come from the module's forward_inference (head by head)"
+        )
+
+
+@functools.cache
+def dist_class(layout: ActionLayout) -> type[HierarchicalActionDist]:
+    """The distribution class for one layout (cached: one class object per layout)."""
+    name = f"HierarchicalActionDist_{layout.n_assets}_{layout.n_styles}_{layout.n_horizons}"
+    return type(name, (HierarchicalActionDist,), {"layout": layout})

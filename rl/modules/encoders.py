@@ -1,0 +1,156 @@
+"""The hierarchical model's encoders: market transformer, cross-asset attention, risk LSTM,
+text encoder, and the MLP baseline's encoder.
+
+Every encoder maps the Dict observation (or one part of it) to a fixed-size embedding;
+shapes in the docstrings use B batch, W window bars, A assets, F features.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from rl.config import ModelConfig
+
+
+class MarketTransformer(nn.Module):
+    """A transformer encoder over time, per asset: (B, W, A, F) -> (B, A, d_model).
+
+    Bars are grouped into patches of ``patch`` bars (one token each, as PatchTST does),
+    a learned positional embedding marks each token's age, and a learned summary token
+    (like BERT's [CLS]) attends over the window; its output is the asset's encoding.
+    All assets share the weights (they are folded into the batch), so the model works
+    for any number of assets.
+    """
+
+    def __init__(self, config: ModelConfig, window: int, n_features: int) -> None:
+        super().__init__()
+        self.patch = config.patch
+        self.pad = (-window) % config.patch
+        tokens = (window + self.pad) // config.patch
+        self.embed = nn.Linear(config.patch * n_features, config.d_model)
+        self.position = nn.Parameter(torch.randn(tokens + 1, config.d_model) * 0.02)
+        self.summary = nn.Parameter(torch.zeros(1, 1, config.d_model))
+        layer = nn.TransformerEncoderLayer(
+            config.d_model,
+            config.heads,
+            config.ff_mult * config.d_model,
+            dropout=0.0,
+            batch_first=True,
+            norm_first=True,
+        )
+        self.encoder = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(config.d_model)
+
+    def forward(self, market: torch.Tensor) -> torch.Tensor:
+        b, w, a, f = market.shape
+        x = market.permute(0, 2, 1, 3)  # (B, A, W, F)
+        if self.pad:
+            x = nn.functional.pad(x, (0, 0, self.pad, 0))  # older bars padded with zeros
+        x = x.reshape(b * a, -1, self.patch * f)
+        x = self.embed(x)
+        x = torch.cat([self.summary.expand(b * a, 1, -1), x], dim=1) + self.position
+        x = self.encoder(x)
+        return self.norm(x[:, 0]).reshape(b, a, -1)
+
+
+class CrossAssetAttention(nn.Module):
+    """Assets attend to each other: (B, A, d) -> (B, A, d) and weights (B, A, A).
+
+    Each asset's token is its market encoding plus its portfolio state and a learned
+    asset embedding; the attention weights say which assets each decision looked at
+    (the Serve API returns them).
+    """
+
+    def __init__(self, config: ModelConfig, n_assets: int, n_portfolio: int) -> None:
+        super().__init__()
+        d = config.d_model
+        self.asset = nn.Parameter(torch.randn(n_assets, d) * 0.02)
+        self.portfolio = nn.Linear(n_portfolio, d)
+        self.attention = nn.MultiheadAttention(d, config.heads, batch_first=True)
+        self.norm1 = nn.LayerNorm(d)
+        self.norm2 = nn.LayerNorm(d)
+        self.ff = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+
+    def forward(
+        self, encoded: torch.Tensor, portfolio: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x = encoded + self.portfolio(portfolio) + self.asset
+        h = self.norm1(x)
+        attended, weights = self.attention(h, h, h, need_weights=True)
+        x = x + attended
+        x = x + self.ff(self.norm2(x))
+        return x, weights
+
+
+class AttentionPool(nn.Module):
+    """Weighted average over a sequence with learned scores: (B, T, h) -> (B, h)."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.score = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = torch.softmax(self.score(x), dim=1)
+        return (weights * x).sum(dim=1)
+
+
+class RiskLSTM(nn.Module):
+    """An LSTM over the portfolio-risk history with attention pooling: (B, T, R) -> (B, h)."""
+
+    def __init__(self, config: ModelConfig, n_risk: int) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(n_risk, config.risk_hidden, batch_first=True)
+        self.pool = AttentionPool(config.risk_hidden)
+
+    def forward(self, risk: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(risk)
+        return self.pool(out)
+
+
+class TextEncoder(nn.Module):
+    """News/social embeddings (B, N, E) -> (B, text_hidden), pooled with attention.
+
+    The embeddings come precomputed in the observation's ``text`` part (e.g. from
+    all-MiniLM-L6-v2); rows that are all zero are empty slots and are ignored.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.project = nn.Sequential(nn.Linear(config.text_dim, config.text_hidden), nn.GELU())
+        self.score = nn.Linear(config.text_hidden, 1)
+
+    def forward(self, text: torch.Tensor) -> torch.Tensor:
+        present = text.abs().sum(-1, keepdim=True) > 0
+        h = self.project(text)
+        scores = self.score(h).masked_fill(~present, -1e9)
+        weights = torch.softmax(scores, dim=1) * present
+        return (weights * h).sum(dim=1)
+
+
+class MLPEncoder(nn.Module):
+    """The baseline: every observation part flattened, concatenated, and an MLP."""
+
+    def __init__(self, sizes: list[int], hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = sum(sizes)
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.Tanh()]
+            width = h
+        self.net = nn.Sequential(*layers)
+        self.out_dim = width
+
+    def forward(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        flat = torch.cat([p.flatten(1) for p in parts], dim=-1)
+        return self.net(flat)
+
+
+def init_linear(module: nn.Module, gain: float = math.sqrt(2)) -> None:
+    """Orthogonal weights, zero biases (the PPO implementation-detail default)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.orthogonal_(m.weight, gain)
+            nn.init.zeros_(m.bias)

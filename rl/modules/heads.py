@@ -1,0 +1,101 @@
+"""The ordered action heads: trade decision, then size, then risk limits and execution.
+
+Each head is a small MLP shared by all assets, applied to a per-asset input (B, A, E)
+(the fused context next to the asset's own encoding) plus the choices already made:
+
+- trade:               base
+- size:                base, own decision (one-hot), every asset's decision
+- risk and execution:  base, own decision, own size, every asset's signed size
+
+so a size depends on the whole book of decisions, and stops and execution on the
+direction and size they protect and work. Sampling runs the heads in that order;
+training runs them once, conditioned on the batch's stored actions (see
+rl.distribution for why that gives the right log-probabilities).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from rl.distribution import ActionLayout, beta, beta_mean, clamp_unit
+from rl.modules.encoders import init_linear
+
+
+def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
+    net = nn.Sequential(nn.Linear(n_in, hidden), nn.Tanh(), nn.Linear(hidden, n_out))
+    init_linear(net[0])
+    # small final weights: initial policy close to uniform (PPO implementation detail)
+    init_linear(net[2], gain=0.01)
+    return net
+
+
+class HierarchicalHeads(nn.Module):
+    """Per-asset heads for the composite action (see module docstring)."""
+
+    def __init__(self, layout: ActionLayout, base_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.layout = layout
+        a, s, h = layout.n_assets, layout.n_styles, layout.n_horizons
+        self.trade = _mlp(base_dim, hidden, 3)
+        self.size = _mlp(base_dim + 3 + 3 * a, hidden, 2)
+        self.later = _mlp(base_dim + 3 + 1 + a, hidden, 4 + s + h)
+
+    def _size_raw(self, base: torch.Tensor, trade: torch.Tensor) -> torch.Tensor:
+        onehot = F.one_hot(trade, 3).to(base.dtype)  # (B, A, 3)
+        book = onehot.flatten(1).unsqueeze(1).expand(-1, base.shape[1], -1)
+        return self.size(torch.cat([base, onehot, book], dim=-1))
+
+    def _later_raw(
+        self, base: torch.Tensor, trade: torch.Tensor, size: torch.Tensor
+    ) -> torch.Tensor:
+        onehot = F.one_hot(trade, 3).to(base.dtype)
+        signed = (trade.to(base.dtype) - 1.0) * size  # -size short, 0 flat, +size long
+        book = signed.unsqueeze(1).expand(-1, base.shape[1], -1)
+        return self.later(torch.cat([base, onehot, size.unsqueeze(-1), book], dim=-1))
+
+    def _flat(self, trade_raw, size_raw, later_raw) -> torch.Tensor:
+        """Distribution inputs in the action Dict's sorted-key order (see ActionLayout)."""
+        b = trade_raw.shape[0]
+        execution = later_raw[..., 4:].reshape(b, -1)
+        risk = later_raw[..., :4].reshape(b, -1)  # per asset [sl_a, sl_b, tp_a, tp_b]
+        return torch.cat([execution, risk, size_raw.reshape(b, -1), trade_raw.reshape(b, -1)], -1)
+
+    def inputs_given(self, base: torch.Tensor, actions: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Distribution inputs with every head conditioned on the given (stored) actions."""
+        trade = actions["trade"].long()
+        size = clamp_unit(actions["size"].to(base.dtype))
+        return self._flat(
+            self.trade(base), self._size_raw(base, trade), self._later_raw(base, trade, size)
+        )
+
+    def sample(
+        self, base: torch.Tensor, deterministic: bool
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Sample (or take the mode/mean of) each head in order; returns actions, inputs."""
+        s = self.layout.n_styles
+        trade_raw = self.trade(base)
+        trade_dist = torch.distributions.Categorical(logits=trade_raw)
+        trade = trade_raw.argmax(-1) if deterministic else trade_dist.sample()
+
+        size_raw = self._size_raw(base, trade)
+        size = beta_mean(size_raw) if deterministic else beta(size_raw).sample()
+        size = clamp_unit(size)
+
+        later_raw = self._later_raw(base, trade, size)
+        risk_raw = later_raw[..., :4].reshape(base.shape[0], -1, 2)
+        risk = beta_mean(risk_raw) if deterministic else beta(risk_raw).sample()
+        style_logits, horizon_logits = later_raw[..., 4 : 4 + s], later_raw[..., 4 + s :]
+        if deterministic:
+            style, horizon = style_logits.argmax(-1), horizon_logits.argmax(-1)
+        else:
+            style = torch.distributions.Categorical(logits=style_logits).sample()
+            horizon = torch.distributions.Categorical(logits=horizon_logits).sample()
+        actions = {
+            "execution": torch.stack([style, horizon], dim=-1).flatten(1),
+            "risk": clamp_unit(risk),
+            "size": size,
+            "trade": trade,
+        }
+        return actions, self._flat(trade_raw, size_raw, later_raw)

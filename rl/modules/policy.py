@@ -1,0 +1,160 @@
+"""The PPO RLModules: the hierarchical actor-critic and its MLP baseline.
+
+Both are RLlib new-API-stack ``TorchRLModule``s with the ``ValueFunctionAPI`` and the
+same interface: a Dict observation (``market``, ``risk``, ``portfolio``, optional
+``text``) in, the composite Dict action out, through the same ordered heads
+(rl.modules.heads) and action distribution (rl.distribution). They differ only in
+the encoder that turns the observation into the heads' per-asset inputs.
+
+Their settings arrive as ``model_config={"quantum": ModelConfig.model_dump()}``
+(see ``rl.algo``): a typed config inside, RLlib's plain dict only at the boundary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
+from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
+from torch import nn
+
+from rl.config import ModelConfig
+from rl.distribution import ActionLayout, dist_class
+from rl.modules.encoders import (
+    CrossAssetAttention,
+    MarketTransformer,
+    MLPEncoder,
+    RiskLSTM,
+    TextEncoder,
+    init_linear,
+)
+from rl.modules.heads import HierarchicalHeads
+
+ATTENTION = "cross_asset_attention"
+"""Extra forward output: (B, A, A) weights of each asset's decision over the assets."""
+
+
+def layout_of(action_space) -> ActionLayout:
+    """The ActionLayout of the env's Dict action space."""
+    nvec = action_space["execution"].nvec
+    return ActionLayout(len(action_space["trade"].nvec), int(nvec[0]), int(nvec[1]))
+
+
+class _PolicyModule(TorchRLModule, ValueFunctionAPI):
+    """Shared glue: sampling, training inputs and values around an encoder."""
+
+    def setup(self) -> None:
+        self.cfg = ModelConfig(**self.model_config["quantum"])
+        self.layout = layout_of(self.action_space)
+        spaces = self.observation_space
+        if self.cfg.text_dim and "text" not in spaces.spaces:
+            raise ValueError("model.text_dim > 0 needs a 'text' part in the observation space")
+        self.window, self.n_assets, self.n_features = spaces["market"].shape
+        self.base_dim, self.context_dim = self._build_encoder()
+        self.heads = HierarchicalHeads(self.layout, self.base_dim, self.cfg.head_hidden)
+        self.value_head = nn.Sequential(
+            nn.Linear(self.context_dim, self.cfg.head_hidden), nn.Tanh(),
+            nn.Linear(self.cfg.head_hidden, 1),
+        )  # fmt: skip
+        init_linear(self.value_head[0])
+        init_linear(self.value_head[2], gain=1.0)
+        self._dist_cls = dist_class(self.layout)
+
+    def _build_encoder(self) -> tuple[int, int]:
+        """Create the encoder's layers; return (per-asset base width, context width)."""
+        raise NotImplementedError
+
+    def encode(
+        self, obs: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Per-asset head inputs (B, A, base), context (B, C), cross-asset weights or None."""
+        raise NotImplementedError
+
+    def _sample(self, batch: dict[str, Any], deterministic: bool) -> dict[str, Any]:
+        base, _, weights = self.encode(batch[Columns.OBS])
+        actions, inputs = self.heads.sample(base, deterministic)
+        out = {Columns.ACTIONS: actions, Columns.ACTION_DIST_INPUTS: inputs}
+        if not deterministic:
+            out[Columns.ACTION_LOGP] = self._dist_cls(inputs).logp(actions)
+        if weights is not None:
+            out[ATTENTION] = weights
+        return out
+
+    def _forward_inference(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        return self._sample(batch, deterministic=True)
+
+    def _forward_exploration(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        return self._sample(batch, deterministic=False)
+
+    def _forward_train(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        base, context, _ = self.encode(batch[Columns.OBS])
+        inputs = self.heads.inputs_given(base, batch[Columns.ACTIONS])
+        return {Columns.ACTION_DIST_INPUTS: inputs, Columns.EMBEDDINGS: context}
+
+    def compute_values(
+        self, batch: dict[str, Any], embeddings: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if embeddings is None:
+            _, embeddings, _ = self.encode(batch[Columns.OBS])
+        return self.value_head(embeddings).squeeze(-1)
+
+    def get_train_action_dist_cls(self):
+        return self._dist_cls
+
+    def get_exploration_action_dist_cls(self):
+        return self._dist_cls
+
+    def get_inference_action_dist_cls(self):
+        return self._dist_cls
+
+
+class HierarchicalPPOModule(_PolicyModule):
+    """Market transformer per asset, cross-asset attention, risk LSTM, optional text
+    encoder, a fusion layer, then the ordered heads and a value head."""
+
+    def _build_encoder(self) -> tuple[int, int]:
+        cfg, spaces = self.cfg, self.observation_space
+        self.market = MarketTransformer(cfg, self.window, self.n_features)
+        self.cross = CrossAssetAttention(cfg, self.n_assets, spaces["portfolio"].shape[-1])
+        self.risk_lstm = RiskLSTM(cfg, spaces["risk"].shape[-1])
+        self.text = TextEncoder(cfg) if cfg.text_dim else None
+        fused_in = self.n_assets * cfg.d_model + cfg.risk_hidden
+        fused_in += cfg.text_hidden if cfg.text_dim else 0
+        self.fusion = nn.Sequential(nn.Linear(fused_in, cfg.fusion_hidden), nn.GELU())
+        return cfg.fusion_hidden + cfg.d_model, cfg.fusion_hidden
+
+    def encode(self, obs):
+        assets, weights = self.cross(self.market(obs["market"]), obs["portfolio"])
+        parts = [assets.flatten(1), self.risk_lstm(obs["risk"])]
+        if self.text is not None:
+            parts.append(self.text(obs["text"]))
+        context = self.fusion(torch.cat(parts, dim=-1))
+        base = torch.cat([context.unsqueeze(1).expand(-1, self.n_assets, -1), assets], -1)
+        return base, context, weights
+
+
+class MLPPPOModule(_PolicyModule):
+    """The baseline: one MLP over the flattened observation, then the same heads."""
+
+    def _build_encoder(self) -> tuple[int, int]:
+        spaces = self.observation_space
+        keys = ["market", "risk", "portfolio"] + (["text"] if self.cfg.text_dim else [])
+        self.keys = keys
+        sizes = [int(torch.tensor(spaces[k].shape).prod()) for k in keys]
+        self.mlp = MLPEncoder(sizes, self.cfg.mlp_hidden)
+        init_linear(self.mlp)
+        self.asset = nn.Parameter(torch.randn(self.n_assets, 8) * 0.1)
+        return self.mlp.out_dim + 8, self.mlp.out_dim
+
+    def encode(self, obs):
+        context = self.mlp([obs[k] for k in self.keys])
+        b = context.shape[0]
+        base = torch.cat(
+            [context.unsqueeze(1).expand(-1, self.n_assets, -1), self.asset.expand(b, -1, -1)], -1
+        )
+        return base, context, None
+
+
+MODULES = {"hierarchical": HierarchicalPPOModule, "mlp": MLPPPOModule}

@@ -1,0 +1,212 @@
+"""The training loop: build PPO, train to a step budget, checkpoint, record, track.
+
+A run folder holds everything about one run:
+
+    runs/NAME/
+      config.yaml          the TrainConfig (edit and pass to --config to start a variant)
+      manifest.json        reproducibility manifest (rl.manifest)
+      results.jsonl        one line per iteration: flattened numeric RLlib results
+      checkpoints/iter_000010/   Algorithm checkpoints (RLlib's save_to_path layout; the
+                                 RLModule alone is in learner_group/learner/rl_module/
+                                 default_policy and loads with RLModule.from_checkpoint)
+      checkpoints/final -> the last one
+      wandb/               the W&B run (offline unless a key is configured)
+
+Checkpoints are written to a temporary folder and renamed, so a crash mid-save
+never leaves a half checkpoint that ``--resume`` would pick up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rl.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+STEPS_KEY = "num_env_steps_sampled_lifetime"
+SUMMARY_KEYS = (
+    "env_runners/episode_return_mean",
+    "env_runners/trading/return",
+    "env_runners/trading/sharpe",
+    "env_runners/trading/max_drawdown",
+    "env_runners/trading/fees",
+    "env_runners/trading/funding",
+    "env_runners/trading/turnover",
+    "env_runners/trading/liquidated",
+    "learners/default_policy/entropy",
+    "learners/default_policy/vf_loss",
+    "learners/default_policy/policy_loss",
+    "env_steps_per_s",
+)
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results.jsonl"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def final(self) -> Path:
+        return self.checkpoints / "final"
+
+
+def flatten(result: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """Numeric scalars of a nested RLlib result as {'a/b/c': value} (config dropped)."""
+    out: dict[str, float] = {}
+    for key, value in result.items():
+        name = f"{prefix}{key}"
+        if key == "config":
+            continue
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}/"))
+        elif isinstance(value, bool):
+            out[name] = float(value)
+        elif isinstance(value, int | float) or hasattr(value, "item"):
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(number):
+                out[name] = number
+    return out
+
+
+def latest_checkpoint(paths: RunPaths) -> Path | None:
+    """The newest complete checkpoint of a run, or None."""
+    if not paths.checkpoints.is_dir():
+        return None
+    done = sorted(p for p in paths.checkpoints.glob("iter_*") if p.is_dir())
+    return done[-1] if done else None
+
+
+def _save(algo, paths: RunPaths, iteration: int) -> Path:
+    target = paths.checkpoints / f"iter_{iteration:06d}"
+    tmp = paths.checkpoints / f".tmp_iter_{iteration:06d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    algo.save_to_path(str(tmp.resolve()))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    final = paths.final
+    if final.is_symlink() or final.exists():
+        final.unlink()
+    final.symlink_to(target.name)
+    return target
+
+
+def init_ray(num_cpus: int | None = None) -> None:
+    """Connect to RAY_ADDRESS when set, else start a local instance (idempotent)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"])
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run reports: where it is and its last metrics."""
+
+    run_dir: Path
+    checkpoint: Path
+    iterations: int
+    env_steps: int
+    last: dict[str, float]
+
+
+def train(
+    config: TrainConfig,
+    out: Path,
+    *,
+    resume: bool = False,
+    on_result: Callable[[dict[str, float]], None] | None = None,
+    max_iterations: int | None = None,
+) -> TrainResult:
+    """Train until ``config.steps`` env steps (lifetime, so a resumed run continues).
+
+    ``on_result`` gets each iteration's flattened metrics (the CLI's progress bar).
+    ``max_iterations`` stops earlier (tests, manifest reruns).
+    """
+    from envs.registry import market_for
+    from rl.algo import ppo_config
+    from rl.manifest import build_manifest, write_manifest
+    from rl.tracking import Tracker
+
+    paths = RunPaths(Path(out))
+    previous = latest_checkpoint(paths) if resume else None
+    if resume and previous is None:
+        raise FileNotFoundError(f"--resume: no checkpoint under {paths.checkpoints}")
+    if not resume and paths.results.exists():
+        raise FileExistsError(f"{paths.root} already holds a run; use --resume or a new --out")
+    paths.checkpoints.mkdir(parents=True, exist_ok=True)
+    data = market_for(config.env_config)
+    paths.config.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    write_manifest(paths.manifest, build_manifest(config, data))
+
+    init_ray()
+    algo = ppo_config(config).build_algo()
+    tracker = None
+    try:
+        if previous is not None:
+            algo.restore_from_path(str(previous.resolve()))
+            log.info("resumed from %s", previous)
+        if config.tracking.wandb:
+            tracker = Tracker(
+                paths.root, config.tracking.project, config.model_dump(mode="json"),
+                group=config.tracking.group,
+            )  # fmt: skip
+        row: dict[str, float] = {}
+        iterations = int(algo.iteration)
+        steps = 0
+        done_iterations = 0
+        while steps < config.steps and (max_iterations is None or done_iterations < max_iterations):
+            row = flatten(algo.train())
+            iterations, done_iterations = int(algo.iteration), done_iterations + 1
+            steps = int(row.get(STEPS_KEY, row.get(f"env_runners/{STEPS_KEY}", 0)))
+            row["env_steps_per_s"] = row.get("env_runners/num_env_steps_sampled", 0) / max(
+                row.get("time_this_iter_s", 1e-9), 1e-9
+            )
+            with paths.results.open("a") as f:
+                f.write(json.dumps(row, sort_keys=True) + "\n")
+            if tracker is not None:
+                tracker.log(row, step=steps)
+            if on_result is not None:
+                on_result(row)
+            if iterations % config.checkpoint_every == 0:
+                _save(algo, paths, iterations)
+        checkpoint = _save(algo, paths, iterations)
+        if tracker is not None:
+            tracker.summary({k: row[k] for k in SUMMARY_KEYS if k in row})
+        return TrainResult(paths.root, checkpoint, iterations, steps, row)
+    finally:
+        if tracker is not None:
+            tracker.finish()
+        algo.stop()
