@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from rl.config import TrainConfig
-from rl.train import SUMMARY_KEYS, STEPS_KEY, RunPaths, TrainResult, train
+from rl.train import STEPS_KEY, SUMMARY_KEYS, RunPaths, TrainResult, train
 
 console = Console()
 log = logging.getLogger(__name__)
@@ -120,8 +120,6 @@ def train_command(
                 f"episode return {ret:+.2%}  {row.get('env_steps_per_s', 0):,.0f} steps/s",
             )
 
-        result = train(
-            cfg, out, resume=resume, on_result=on_result, max_iterations=iterations
-        )
+        result = train(cfg, out, resume=resume, on_result=on_result, max_iterations=iterations)
     console.print(summary_table(result))
     console.print(f"results: {RunPaths(result.run_dir).results}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ _SECRET_KEY = re.compile(r"(api[_-]?key|secret|token|password|passphrase|credent
 
 
 def wandb_mode() -> str:
-    """"online" with a configured key, "offline" otherwise (WANDB_MODE overrides)."""
+    """ "online" with a configured key, "offline" otherwise (WANDB_MODE overrides)."""
     explicit = os.environ.get("WANDB_MODE")
     if explicit:
         return explicit
@@ -55,7 +56,7 @@ class Tracker:
         import wandb
 
         id_file = run_dir / "wandb_id"
-        run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+        run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:12]
         id_file.write_text(run_id)
         self.run = wandb.init(
             project=project,

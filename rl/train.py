@@ -210,3 +210,20 @@ def train(
         if tracker is not None:
             tracker.finish()
         algo.stop()
+
+
+def module_dir(checkpoint: Path) -> Path:
+    """Where an Algorithm checkpoint keeps the policy's RLModule."""
+    return Path(checkpoint) / "learner_group" / "learner" / "rl_module" / "default_policy"
+
+
+def load_module(checkpoint: Path):
+    """The trained RLModule of an Algorithm (or RLModule) checkpoint, on CPU, eval mode."""
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    path = Path(checkpoint)
+    if module_dir(path).is_dir():
+        path = module_dir(path)
+    module = RLModule.from_checkpoint(str(path.resolve()))
+    module.eval()
+    return module

@@ -45,7 +45,7 @@ class MarketTransformer(nn.Module):
         self.norm = nn.LayerNorm(config.d_model)
 
     def forward(self, market: torch.Tensor) -> torch.Tensor:
-        b, w, a, f = market.shape
+        b, _, a, f = market.shape
         x = market.permute(0, 2, 1, 3)  # (B, A, W, F)
         if self.pad:
             x = nn.functional.pad(x, (0, 0, self.pad, 0))  # older bars padded with zeros

@@ -142,7 +142,9 @@ def test_the_distribution_refuses_to_sample_a_joint_action_on_its_own():
         cls.from_logits(torch.zeros(1, cls.layout.input_dim)).sample()
 
 
-@pytest.mark.parametrize(("kind", "text_dim"), [("hierarchical", 0), ("hierarchical", 6), ("mlp", 0)])
+@pytest.mark.parametrize(
+    ("kind", "text_dim"), [("hierarchical", 0), ("hierarchical", 6), ("mlp", 0)]
+)
 def test_modules_act_in_the_env_action_space_and_value_every_observation(kind, text_dim):
     module, space = _tiny_module(kind, n_assets=3, text_dim=text_dim)
     obs = _obs(space, 5)

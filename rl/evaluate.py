@@ -1,0 +1,81 @@
+"""Evaluate a policy on whole episodes of the batched env, without RLlib's machinery.
+
+Used by the learning tests, the benchmark and (later) backtests: a policy is any
+callable from a batch of Dict observations to a batch of Dict actions, so an RLModule
+(``module_policy``) and simple rules (``flat_policy``, ``random_policy``) are compared
+on exactly the same episodes (same env seed, same starts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from ray.rllib.core.columns import Columns
+
+from envs.registry import make_env
+
+Policy = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+def module_policy(module, deterministic: bool = True) -> Policy:
+    """An RLModule as a policy (forward_inference: mode/mean of each head, in order)."""
+
+    def act(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        batch = {Columns.OBS: {k: torch.from_numpy(v) for k, v in obs.items()}}
+        with torch.no_grad():
+            out = (
+                module.forward_inference(batch)
+                if deterministic
+                else module.forward_exploration(batch)
+            )
+        return {k: v.numpy() for k, v in out[Columns.ACTIONS].items()}
+
+    return act
+
+
+def flat_policy(action_space) -> Policy:
+    """Never holds a position (trade = flat for every asset)."""
+
+    def act(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        action = action_space.sample()
+        action["trade"][:] = 1
+        return action
+
+    return act
+
+
+def random_policy(action_space, seed: int = 0) -> Policy:
+    """Uniform over the action space."""
+    action_space.seed(seed)
+    return lambda obs: action_space.sample()
+
+
+def evaluate(
+    policy_factory: Callable[[Any], Policy],
+    env_config: Mapping[str, Any],
+    episodes: int = 64,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Mean per-episode statistics (envs.episode_stats keys) over ``episodes`` episodes.
+
+    One batched env with ``episodes`` accounts runs one episode each from seeded start
+    bars; ``policy_factory`` gets the batched action space and returns the policy.
+    """
+    env = make_env({**env_config, "num_envs": episodes})
+    policy = policy_factory(env.action_space)
+    obs, _ = env.reset(seed=seed)
+    finished: dict[str, np.ndarray] = {}
+    done = np.zeros(episodes, dtype=bool)
+    while not done.all():
+        obs, _, _, _, info = env.step(policy(obs))
+        if "episode" in info:
+            new = info["_episode"] & ~done
+            for key, values in info["episode"].items():
+                finished.setdefault(key, np.zeros(episodes))[new] = values[new]
+            done |= info["_episode"]
+    out = {key: float(values.mean()) for key, values in finished.items()}
+    out["return_sem"] = float(finished["return"].std(ddof=1) / np.sqrt(episodes))
+    return out
