@@ -49,7 +49,8 @@ class ModelConfig(BaseModel):
     fusion_hidden: int = Field(128, ge=8, description="Width of the fusion layer.")
     head_hidden: int = Field(64, ge=8, description="Hidden width of every action head.")
     mlp_hidden: tuple[int, ...] = Field(
-        (256, 256), description="Hidden layers of the MLP baseline encoder."
+        (64, 64),
+        description="Hidden layers of the MLP baseline encoder (SB3 MlpPolicy's default).",
     )
 
     @model_validator(mode="after")

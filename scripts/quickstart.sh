@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The main job on the embedded defaults: set up, then generate the synthetic
-# perpetual-futures market (BTC, ETH, SOL; 1-minute bars) and summarise it.
+# The main job on the embedded defaults: set up, generate the synthetic perpetual-futures
+# market (BTC, ETH, SOL; 1-minute bars), summarise it, then train the hierarchical PPO
+# policy on it for a short run (local Ray, W&B offline) and print the training summary.
+# Arguments go to `quantum data synth`; QUICKSTART_STEPS sets the training budget.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export WANDB_MODE="${WANDB_MODE:-offline}"
 .venv/bin/quantum data synth --out data/ "$@"
 .venv/bin/quantum data summary --data data/ --exchange synthetic
+.venv/bin/quantum train --config defaults --data data/ --steps "${QUICKSTART_STEPS:-16384}" \
+  --out "runs/quickstart-$(date -u +%Y%m%d-%H%M%S)"

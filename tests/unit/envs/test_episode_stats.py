@@ -1,0 +1,66 @@
+"""info["episode"]: the per-episode trading statistics agree with the account and ledger."""
+
+import numpy as np
+import pytest
+
+from envs.config import EnvConfig
+from envs.registry import make_env
+from envs.single import PerpetualEnv
+from envs.vector import PerpetualVectorEnv
+from tests.unit.envs.market import random_market
+
+CONFIG = EnvConfig(window=8, risk_window=4, episode_steps=40)
+
+
+def _run_to_end(env):
+    env.action_space.seed(0)
+    steps = 0
+    while True:
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        steps += 1
+        if terminated or truncated:
+            return info, steps
+
+
+def test_single_env_reports_episode_statistics_only_at_the_end():
+    env = PerpetualEnv(random_market(seed=1), CONFIG)
+    env.reset(seed=2)
+    _, _, _, _, info = env.step(env.action_space.sample())
+    assert "episode" not in info
+
+    env.reset(seed=2)
+    final, steps = _run_to_end(env)
+    stats = final["episode"]
+    account = env.account()
+    ledger = env.ledger()
+
+    assert stats["return"] == pytest.approx(final["equity"] / CONFIG.initial_balance - 1)
+    assert stats["fees"] == pytest.approx(account["fees"] + account["liquidation_fees"])
+    assert stats["funding"] == pytest.approx(account["funding"])
+    assert stats["fees"] == pytest.approx(ledger["fee"].sum())
+    assert stats["length"] == steps
+    assert 0.0 <= stats["max_drawdown"] < 1.0
+    assert stats["reward_log_return"] == pytest.approx(np.log1p(stats["return"]), abs=1e-9)
+
+
+def test_vector_env_masks_episode_statistics_to_the_envs_that_finished():
+    env = PerpetualVectorEnv(random_market(seed=1), CONFIG, num_envs=4)
+    env.reset(seed=0, options={"start": [100, 100, 100, 100]})
+    env.action_space.seed(1)
+    for _ in range(CONFIG.episode_steps):
+        _, rewards, terminated, truncated, info = env.step(env.action_space.sample())
+        finished = terminated | truncated
+        assert ("episode" in info) == finished.any()
+        if finished.any():
+            break
+    np.testing.assert_array_equal(info["_episode"], finished)
+    np.testing.assert_allclose(
+        info["episode"]["return"][finished], info["equity"][finished] / 1e6 - 1.0
+    )
+
+
+def test_sharpe_is_annualised_from_the_bar_spacing():
+    env = make_env({"synthetic_days": 4, "env": {"episode_steps": 30, "bars_per_step": 5}})
+    stats = env.unwrapped._vec._stats
+    minutes_per_year = 365.25 * 24 * 60
+    assert stats.steps_per_year == pytest.approx(minutes_per_year / 5)
