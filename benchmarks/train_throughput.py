@@ -20,11 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 import numpy as np
 
-ENV = {"synthetic_days": 10, "synthetic_seed": 5, "env": {"record_ledger": False, "episode_steps": 256}}
+ENV = {
+    "synthetic_days": 10,
+    "synthetic_seed": 5,
+    "env": {"record_ledger": False, "episode_steps": 256},
+}
 SEED_PPO = {"train_batch_size": 2048, "minibatch_size": 64, "num_epochs": 10}
 FAST = {
     "ppo": {"train_batch_size": 16384, "minibatch_size": 4096, "num_epochs": 2},
@@ -100,7 +105,7 @@ def main() -> None:
     results["rllib_mlp_seed_vs_sb3"] = round(results["rllib_mlp_seed"] / results["sb3_mlp_seed"], 3)
     results["torch_threads"] = torch.get_num_threads()
     results["numpy"] = np.__version__
-    print(json.dumps(results))
+    sys.stdout.write(json.dumps(results) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""Per-episode trading statistics, reported in ``info["episode"]`` when an episode ends.
+"""Per-episode trading statistics, reported in ``info["trading"]`` when an episode ends.
 
-Gymnasium's convention (RecordEpisodeStatistics): a vector env puts the finished
-episodes' statistics in ``infos["episode"]`` with the mask ``infos["_episode"]``;
-RLlib's ``DictInfoToList`` then hands each finished env its own dict. Training
+Like gymnasium's RecordEpisodeStatistics with ``info["episode"]`` (a key left to it
+and to SB3's Monitor, which expect their own r/l/t fields there), a vector env puts
+the finished episodes' statistics in ``infos["trading"]`` with the mask
+``infos["_trading"]``; RLlib's ``DictInfoToList`` hands each env its own dict. Training
 callbacks, backtests and benchmarks read the same numbers, so they are computed once,
 here, from the simulator's own account totals and reward terms.
 

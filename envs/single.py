@@ -61,7 +61,7 @@ class PerpetualEnv(gym.Env):
     ## Episode End
     Terminated on liquidation or when drawdown from peak equity reaches
     ``limits.max_drawdown``. Truncated after ``episode_steps`` decisions or when the
-    data ends. The last step's ``info["episode"]`` holds the episode's trading
+    data ends. The last step's ``info["trading"]`` holds the episode's trading
     statistics (return, Sharpe, max drawdown, fees, funding, turnover, ...; see
     ``envs.episode_stats``).
 
@@ -116,7 +116,7 @@ class PerpetualEnv(gym.Env):
             info[f"reward_{name}"] = float(terms[0, k])
         if self._done:
             stats = self._vec._stats.finished(self._vec._state["acct"])
-            info["episode"] = {key: float(value[0]) for key, value in stats.items()}
+            info["trading"] = {key: float(value[0]) for key, value in stats.items()}
         return (
             {"market": obs["market"][0], "risk": obs["risk"][0], "portfolio": obs["portfolio"][0]},
             float(reward[0]),

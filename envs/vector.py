@@ -159,8 +159,8 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
         self._pending_reset = done = terminated | truncated
         infos = self._infos(terms)
         if done.any():
-            infos["episode"] = self._stats.finished(self._state["acct"])
-            infos["_episode"] = done
+            infos["trading"] = self._stats.finished(self._state["acct"])
+            infos["_trading"] = done
         return obs, rewards, terminated, truncated, infos
 
     def _advance(self, trade, size, risk, execution):
@@ -186,6 +186,11 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
             for i in np.flatnonzero(active & (self._counts > 0)):
                 self._ledgers[i].append(self._events[i, : self._counts[i]].copy())
         return obs, rewards, terms, terminated, truncated
+
+    @property
+    def pending_reset(self) -> np.ndarray:
+        """Which envs finished and will be reset by the next ``step`` (a copy)."""
+        return self._pending_reset.copy()
 
     def _infos(self, terms: np.ndarray) -> dict[str, Any]:
         acct = self._state["acct"]

@@ -9,6 +9,7 @@ from ray.tune.registry import register_env
 from envs.registry import make_env
 from rl.callbacks import TradingMetricsCallback
 from rl.config import TrainConfig
+from rl.env_runner import VectorEnvRunner
 from rl.modules.policy import MODULES
 
 ENV_NAME = "quantum-perpetual"
@@ -45,6 +46,7 @@ def ppo_config(config: TrainConfig) -> PPOConfig:
             clip_actions=False,
         )
         .env_runners(
+            env_runner_cls=VectorEnvRunner,
             num_env_runners=runs.env_runners,
             num_envs_per_env_runner=runs.envs_per_runner,
             gym_env_vectorize_mode="vector_entry_point",

@@ -1,7 +1,7 @@
 """RLlib callback that turns each finished episode's trading statistics into metrics.
 
 The env computes the statistics (envs.episode_stats) and hands them over in the last
-step's ``info["episode"]``; here they are logged under the ``trading/`` namespace of
+step's ``info["trading"]``; here they are logged under the ``trading/`` namespace of
 the EnvRunner's MetricsLogger, averaged over the last 100 episodes (RLlib's own
 smoothing window for episode returns). They
 show up in the algorithm's results as ``env_runners/trading/<name>`` and from there
@@ -26,11 +26,16 @@ class TradingMetricsCallback(RLlibCallback):
         if metrics_logger is None:
             return
         info = episode.get_infos(-1)
-        stats = info.get("episode") if isinstance(info, dict) else None
+        stats = info.get("trading") if isinstance(info, dict) else None
         if not stats:
             return
-        for name, value in stats.items():
-            value = float(value)
-            if math.isfinite(value):
-                metrics_logger.log_value((NAMESPACE, name), value, reduce="mean", window=100)
-        metrics_logger.log_value((NAMESPACE, "episodes"), 1, reduce="sum")
+        log_trading_stats(metrics_logger, stats)
+
+
+def log_trading_stats(metrics_logger, stats: dict[str, Any]) -> None:
+    """Log one finished episode's statistics (envs.episode_stats) under ``trading/``."""
+    for name, value in stats.items():
+        value = float(value)
+        if math.isfinite(value):
+            metrics_logger.log_value((NAMESPACE, name), value, reduce="mean", window=100)
+    metrics_logger.log_value((NAMESPACE, "episodes"), 1, reduce="sum")

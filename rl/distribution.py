@@ -60,7 +60,18 @@ class ActionLayout:
 def beta(raw: torch.Tensor) -> td.Beta:
     """A Beta from raw (..., 2) inputs; concentrations in (1, inf)."""
     conc = 1.0 + F.softplus(raw)
-    return td.Beta(conc[..., 0], conc[..., 1])
+    return td.Beta(conc[..., 0], conc[..., 1], validate_args=False)
+
+
+def categorical(logits: torch.Tensor) -> td.Categorical:
+    # argument validation re-checks every batch (a third of the sampling time): the inputs
+    # are network outputs, finite by construction, and log-probs are checked in tests
+    return td.Categorical(logits=logits, validate_args=False)
+
+
+def sample_categorical(logits: torch.Tensor) -> torch.Tensor:
+    """Exact sample of Categorical(logits) by the Gumbel-max trick (no softmax/multinomial)."""
+    return (logits - torch.empty_like(logits).exponential_().log()).argmax(-1)
 
 
 def beta_mean(raw: torch.Tensor) -> torch.Tensor:
@@ -83,11 +94,11 @@ class HierarchicalActionDist(Distribution):
         execution, risk, size, trade = torch.split(inputs, lay.sizes, dim=-1)
         lead = inputs.shape[:-1]
         execution = execution.reshape(*lead, a, s + h)
-        self.style = td.Categorical(logits=execution[..., :s])
-        self.horizon = td.Categorical(logits=execution[..., s:])
+        self.style = categorical(execution[..., :s])
+        self.horizon = categorical(execution[..., s:])
         self.risk = beta(risk.reshape(*lead, 2 * a, 2))
         self.size = beta(size.reshape(*lead, a, 2))
-        self.trade = td.Categorical(logits=trade.reshape(*lead, a, 3))
+        self.trade = categorical(trade.reshape(*lead, a, 3))
 
     @classmethod
     def from_logits(cls, logits: torch.Tensor, **kwargs) -> HierarchicalActionDist:

@@ -71,11 +71,11 @@ def evaluate(
     done = np.zeros(episodes, dtype=bool)
     while not done.all():
         obs, _, _, _, info = env.step(policy(obs))
-        if "episode" in info:
-            new = info["_episode"] & ~done
-            for key, values in info["episode"].items():
+        if "trading" in info:
+            new = info["_trading"] & ~done
+            for key, values in info["trading"].items():
                 finished.setdefault(key, np.zeros(episodes))[new] = values[new]
-            done |= info["_episode"]
+            done |= info["_trading"]
     out = {key: float(values.mean()) for key, values in finished.items()}
     out["return_sem"] = float(finished["return"].std(ddof=1) / np.sqrt(episodes))
     return out

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from rl.distribution import ActionLayout, beta, beta_mean, clamp_unit
+from rl.distribution import ActionLayout, beta, beta_mean, clamp_unit, sample_categorical
 from rl.modules.encoders import init_linear
 
 
@@ -76,8 +76,7 @@ class HierarchicalHeads(nn.Module):
         """Sample (or take the mode/mean of) each head in order; returns actions, inputs."""
         s = self.layout.n_styles
         trade_raw = self.trade(base)
-        trade_dist = torch.distributions.Categorical(logits=trade_raw)
-        trade = trade_raw.argmax(-1) if deterministic else trade_dist.sample()
+        trade = trade_raw.argmax(-1) if deterministic else sample_categorical(trade_raw)
 
         size_raw = self._size_raw(base, trade)
         size = beta_mean(size_raw) if deterministic else beta(size_raw).sample()
@@ -90,8 +89,8 @@ class HierarchicalHeads(nn.Module):
         if deterministic:
             style, horizon = style_logits.argmax(-1), horizon_logits.argmax(-1)
         else:
-            style = torch.distributions.Categorical(logits=style_logits).sample()
-            horizon = torch.distributions.Categorical(logits=horizon_logits).sample()
+            style = sample_categorical(style_logits)
+            horizon = sample_categorical(horizon_logits)
         actions = {
             "execution": torch.stack([style, horizon], dim=-1).flatten(1),
             "risk": clamp_unit(risk),

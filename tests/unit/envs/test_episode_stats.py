@@ -1,4 +1,4 @@
-"""info["episode"]: the per-episode trading statistics agree with the account and ledger."""
+"""info["trading"]: the per-episode trading statistics agree with the account and ledger."""
 
 import numpy as np
 import pytest
@@ -16,7 +16,7 @@ def _run_to_end(env):
     env.action_space.seed(0)
     steps = 0
     while True:
-        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        _obs, _reward, terminated, truncated, info = env.step(env.action_space.sample())
         steps += 1
         if terminated or truncated:
             return info, steps
@@ -26,11 +26,11 @@ def test_single_env_reports_episode_statistics_only_at_the_end():
     env = PerpetualEnv(random_market(seed=1), CONFIG)
     env.reset(seed=2)
     _, _, _, _, info = env.step(env.action_space.sample())
-    assert "episode" not in info
+    assert "trading" not in info
 
     env.reset(seed=2)
     final, steps = _run_to_end(env)
-    stats = final["episode"]
+    stats = final["trading"]
     account = env.account()
     ledger = env.ledger()
 
@@ -48,14 +48,14 @@ def test_vector_env_masks_episode_statistics_to_the_envs_that_finished():
     env.reset(seed=0, options={"start": [100, 100, 100, 100]})
     env.action_space.seed(1)
     for _ in range(CONFIG.episode_steps):
-        _, rewards, terminated, truncated, info = env.step(env.action_space.sample())
+        _, _rewards, terminated, truncated, info = env.step(env.action_space.sample())
         finished = terminated | truncated
-        assert ("episode" in info) == finished.any()
+        assert ("trading" in info) == finished.any()
         if finished.any():
             break
-    np.testing.assert_array_equal(info["_episode"], finished)
+    np.testing.assert_array_equal(info["_trading"], finished)
     np.testing.assert_allclose(
-        info["episode"]["return"][finished], info["equity"][finished] / 1e6 - 1.0
+        info["trading"]["return"][finished], info["equity"][finished] / 1e6 - 1.0
     )
 
 
