@@ -175,7 +175,7 @@ class VectorEnvRunner(SingleAgentEnvRunner):
             infos=[{} for _ in range(length + 1)],
             actions=buffer({k: v[start:stop, i] for k, v in act.items()}),
             action_space=space.single_action_space,
-            rewards=buffer(rewards[start:stop, i].astype(np.float32)),
+            rewards=buffer(rewards[start:stop, i]),
             extra_model_outputs={
                 **{k: buffer(v[start:stop, i]) for k, v in model.items()},
                 WEIGHTS_SEQ_NO: buffer(np.full(length, self._weights_seq_no)),
