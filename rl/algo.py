@@ -10,6 +10,7 @@ from envs.registry import make_env
 from rl.callbacks import TradingMetricsCallback
 from rl.config import TrainConfig
 from rl.env_runner import VectorEnvRunner
+from rl.learner import QuantumPPOLearner
 from rl.modules.policy import MODULES
 
 ENV_NAME = "quantum-perpetual"
@@ -69,7 +70,10 @@ def ppo_config(config: TrainConfig) -> PPOConfig:
             grad_clip_by="global_norm",
             use_kl_loss=ppo.kl_coeff > 0,
             kl_coeff=ppo.kl_coeff,
+            learner_class=QuantumPPOLearner,
         )
+        # non-finite gradients are caught once per update by QuantumPPOLearner's clipping
+        .framework(torch_skip_nan_gradients=True)
         .rl_module(rl_module_spec=module_spec(config))
         .callbacks(TradingMetricsCallback)
         .debugging(seed=config.seed)

@@ -32,7 +32,6 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.env.utils.infinite_lookback_buffer import InfiniteLookbackBuffer
-from ray.rllib.utils.metrics import WEIGHTS_SEQ_NO
 
 from rl.callbacks import log_trading_stats
 
@@ -176,10 +175,9 @@ class VectorEnvRunner(SingleAgentEnvRunner):
             actions=buffer({k: v[start:stop, i] for k, v in act.items()}),
             action_space=space.single_action_space,
             rewards=buffer(rewards[start:stop, i]),
-            extra_model_outputs={
-                **{k: buffer(v[start:stop, i]) for k, v in model.items()},
-                WEIGHTS_SEQ_NO: buffer(np.full(length, self._weights_seq_no)),
-            },
+            # no WEIGHTS_SEQ_NO column: synchronous PPO is on-policy by construction, and the
+            # learner would spend a reduction per minibatch measuring that
+            extra_model_outputs={k: buffer(v[start:stop, i]) for k, v in model.items()},
             terminated=bool(done and terminated),
             truncated=bool(done and not terminated),
             t_started=int(self._fast_t[i]),

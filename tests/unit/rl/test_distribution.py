@@ -183,3 +183,33 @@ def test_text_dim_without_a_text_observation_is_an_error():
     )
     with pytest.raises(ValueError, match="'text' part"):
         spec.build()
+
+
+def test_closed_form_entropy_and_kl_match_torch_distributions_on_random_inputs():
+    layout = ActionLayout(n_assets=2, n_styles=5, n_horizons=3)
+    cls = dist_class(layout)
+    torch.manual_seed(3)
+    p_in, q_in = torch.randn(4, layout.input_dim), torch.randn(4, layout.input_dim)
+    p, q = cls.from_logits(p_in), cls.from_logits(q_in)
+
+    def parts(inputs):
+        execution, risk, size, trade = torch.split(inputs, layout.sizes, dim=-1)
+        execution = execution.reshape(4, 2, 8)
+        conc = 1 + torch.nn.functional.softplus(
+            torch.cat([size.reshape(4, 2, 2), risk.reshape(4, 4, 2)], 1)
+        )
+        td = torch.distributions
+        return [
+            td.Categorical(logits=trade.reshape(4, 2, 3)),
+            td.Categorical(logits=execution[..., :5]),
+            td.Categorical(logits=execution[..., 5:]),
+            td.Beta(conc[..., 0], conc[..., 1]),
+        ]
+
+    expected_entropy = sum(d.entropy().sum(-1) for d in parts(p_in))
+    expected_kl = sum(
+        torch.distributions.kl_divergence(a, b).sum(-1)
+        for a, b in zip(parts(p_in), parts(q_in), strict=True)
+    )
+    torch.testing.assert_close(p.entropy(), expected_entropy, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(p.kl(q), expected_kl, rtol=1e-5, atol=1e-5)
