@@ -82,6 +82,26 @@ class _PolicyModule(TorchRLModule, ValueFunctionAPI):
             out[ATTENTION] = weights
         return out
 
+    # TorchRLModule switches train/eval mode around every forward call, recursing through all
+    # submodules (a sixth of a small PPO update). These modules have no dropout or batch
+    # norm, so the mode only changes which kernels run: switch only when it differs.
+    def forward_inference(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        if self.training:
+            self.eval()
+        return self._forward_inference(batch, **kwargs)
+
+    def forward_exploration(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        if self.training:
+            self.eval()
+        return self._forward_exploration(batch, **kwargs)
+
+    def forward_train(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        if self.inference_only:
+            raise RuntimeError("forward_train on an inference-only module")
+        if not self.training:
+            self.train()
+        return self._forward_train(batch, **kwargs)
+
     def _forward_inference(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         return self._sample(batch, deterministic=True)
 
