@@ -116,8 +116,14 @@ class _PolicyModule(TorchRLModule, ValueFunctionAPI):
     def compute_values(
         self, batch: dict[str, Any], embeddings: torch.Tensor | None = None
     ) -> torch.Tensor:
+        """Value estimates. With ``embeddings`` (from forward_train: the PPO loss) they carry
+        gradients; without, they are targets (GAE, serving) and are computed without an
+        autograd graph: RLlib's GAE connector calls this on the whole train batch outside
+        no_grad, which cost a third of an iteration for the hierarchical model."""
         if embeddings is None:
-            _, embeddings, _ = self.encode(batch[Columns.OBS])
+            with torch.no_grad():
+                _, embeddings, _ = self.encode(batch[Columns.OBS])
+                return self.value_head(embeddings).squeeze(-1)
         return self.value_head(embeddings).squeeze(-1)
 
     def get_train_action_dist_cls(self):
