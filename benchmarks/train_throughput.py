@@ -1,18 +1,23 @@
 """End-to-end PPO training throughput: RLlib (ours) vs stable-baselines3, one run, JSON.
 
 Each entry is env steps per second of wall time over whole training iterations
-(sampling + GAE + SGD), after a warm-up iteration, on the same market:
+(sampling + GAE + SGD) on the same market: every trainer is built and warmed up
+in a fresh process of its own (as a user runs one trainer), timed over a
+few iterations, and the entries take turns for several rounds (interleaved A/B, so
+machine noise hits them alike); the median of the rounds is reported:
 
 - ``rllib_mlp_seed``   RLlib PPO, MLP module, seed hyperparameters (2048 steps per
                        update, minibatch 64, 10 epochs), 8 envs sampled in the driver
 - ``rllib_hier_seed``  the same with the hierarchical module
 - ``sb3_mlp_seed``     SB3 PPO MlpPolicy, DummyVecEnv(8) of the flat-Box variant,
                        n_steps 256 x 8 = 2048, batch 64, 10 epochs
-- ``rllib_mlp_fast``   throughput setting: many envs per runner, large minibatch
+- ``rllib_mlp_fast``   throughput setting: 256 envs in one EnvRunner, 16,384-step
+                       batches in 4,096-step minibatches, 2 epochs
+                       (rl/configs/throughput.yaml)
 - ``rllib_hier_fast``  the same with the hierarchical module
 
-Run: ``python benchmarks/train_throughput.py [--iterations 3]`` (needs the ``bench``
-extra for stable-baselines3). Prints one JSON object.
+Run: ``python benchmarks/train_throughput.py [--rounds 3] [--iterations 3]`` (needs
+the ``bench`` extra for stable-baselines3). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -37,74 +43,101 @@ FAST = {
 }
 
 
-def _rllib(kind: str, ppo: dict, rollouts: dict, iterations: int) -> float:
-    from rl.algo import ppo_config
-    from rl.config import TrainConfig
+class _RLlib:
+    """One RLlib PPO algorithm; ``step`` runs one training iteration, returns env steps."""
 
-    config = TrainConfig.model_validate(
-        {"env_config": ENV, "model": {"kind": kind}, "ppo": ppo, "rollouts": rollouts,
-         "tracking": {"wandb": False}}
-    )  # fmt: skip
-    algo = ppo_config(config).build_algo()
+    def __init__(self, kind: str, ppo: dict, rollouts: dict) -> None:
+        from rl.algo import ppo_config
+        from rl.config import TrainConfig
+
+        config = TrainConfig.model_validate(
+            {"env_config": ENV, "model": {"kind": kind}, "ppo": ppo, "rollouts": rollouts,
+             "tracking": {"wandb": False}}
+        )  # fmt: skip
+        self.algo = ppo_config(config).build_algo()
+
+    def step(self) -> int:
+        return int(self.algo.train()["env_runners"]["num_env_steps_sampled"])
+
+    def close(self) -> None:
+        self.algo.stop()
+
+
+class _SB3:
+    """SB3 PPO MlpPolicy on DummyVecEnv(8) of the flat-Box env; ``step`` = 2048 env steps."""
+
+    def __init__(self) -> None:
+        from stable_baselines3 import PPO
+        from stable_baselines3.common.vec_env import DummyVecEnv
+
+        from envs.flat import make_flat_env
+        from envs.registry import make_env
+
+        venv = DummyVecEnv([lambda: make_flat_env(make_env(ENV)) for _ in range(8)])
+        venv.seed(0)
+        self.model = PPO(
+            "MlpPolicy", venv, learning_rate=3e-4, n_steps=256, batch_size=64, n_epochs=10,
+            gamma=0.99, gae_lambda=0.95, clip_range=0.2, device="cpu", seed=0, verbose=0,
+        )  # fmt: skip
+        self.first = True
+
+    def step(self) -> int:
+        self.model.learn(2048, reset_num_timesteps=self.first)
+        self.first = False
+        return 2048
+
+    def close(self) -> None:
+        self.model.env.close()
+
+
+ENTRIES = {
+    "sb3_mlp_seed": lambda: _SB3(),
+    "rllib_mlp_seed": lambda: _RLlib("mlp", SEED_PPO, {"envs_per_runner": 8}),
+    "rllib_hier_seed": lambda: _RLlib("hierarchical", SEED_PPO, {"envs_per_runner": 8}),
+    "rllib_mlp_fast": lambda: _RLlib("mlp", FAST["ppo"], FAST["rollouts"]),
+    "rllib_hier_fast": lambda: _RLlib("hierarchical", FAST["ppo"], FAST["rollouts"]),
+}
+
+
+def _measure(name: str, iterations: int) -> float:
+    """Env steps/s of one entry over ``iterations`` iterations after a warm-up one."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    trainer = ENTRIES[name]()
     try:
-        algo.train()  # warm-up: numba compile, torch first calls, episode starts
+        trainer.step()  # warm-up: numba compile, torch first calls, episode starts
         steps, start = 0, time.perf_counter()
         for _ in range(iterations):
-            steps += int(algo.train()["env_runners"]["num_env_steps_sampled"])
+            steps += trainer.step()
         return steps / (time.perf_counter() - start)
     finally:
-        algo.stop()
-
-
-def _sb3(iterations: int) -> float:
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.vec_env import DummyVecEnv
-
-    from envs.flat import make_flat_env
-    from envs.registry import make_env
-
-    def factory(i: int):
-        return lambda: make_flat_env(make_env(ENV))
-
-    venv = DummyVecEnv([factory(i) for i in range(8)])
-    venv.seed(0)
-    model = PPO(
-        "MlpPolicy", venv, learning_rate=3e-4, n_steps=256, batch_size=64, n_epochs=10,
-        gamma=0.99, gae_lambda=0.95, clip_range=0.2, device="cpu", seed=0, verbose=0,
-    )  # fmt: skip
-    model.learn(2048)  # warm-up
-    start = time.perf_counter()
-    model.learn(2048 * iterations, reset_num_timesteps=False)
-    return 2048 * iterations / (time.perf_counter() - start)
+        trainer.close()
+        ray.shutdown()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=3, help="Timed iterations per entry.")
+    parser.add_argument("--rounds", type=int, default=3, help="Rounds (median taken).")
+    parser.add_argument("--iterations", type=int, default=3, help="Timed iterations per run.")
+    parser.add_argument("--entry", choices=sorted(ENTRIES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "disabled")
-    import ray
-    import torch
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        results = {
-            "sb3_mlp_seed": _sb3(args.iterations),
-            "rllib_mlp_seed": _rllib("mlp", SEED_PPO, {"envs_per_runner": 8}, args.iterations),
-            "rllib_hier_seed": _rllib(
-                "hierarchical", SEED_PPO, {"envs_per_runner": 8}, args.iterations
-            ),
-            "rllib_mlp_fast": _rllib("mlp", FAST["ppo"], FAST["rollouts"], args.iterations),
-            "rllib_hier_fast": _rllib(
-                "hierarchical", FAST["ppo"], FAST["rollouts"], args.iterations
-            ),
-        }
-    finally:
-        ray.shutdown()
-    results = {k: round(float(v), 1) for k, v in results.items()}
+    if args.entry:  # one measurement, in this (fresh) process
+        sys.stdout.write(json.dumps({"rate": _measure(args.entry, args.iterations)}) + "\n")
+        return
+    rates: dict[str, list[float]] = {name: [] for name in ENTRIES}
+    for _ in range(args.rounds):  # interleaved A/B: each round runs every entry once
+        for name in ENTRIES:
+            out = subprocess.run(
+                [sys.executable, __file__, "--entry", name, "--iterations", str(args.iterations)],
+                capture_output=True, text=True, check=True, timeout=1800,
+            )  # fmt: skip
+            rates[name].append(json.loads(out.stdout.strip().splitlines()[-1])["rate"])
+    results: dict[str, object] = {k: round(float(np.median(v)), 1) for k, v in rates.items()}
     results["rllib_mlp_seed_vs_sb3"] = round(results["rllib_mlp_seed"] / results["sb3_mlp_seed"], 3)
-    results["torch_threads"] = torch.get_num_threads()
-    results["numpy"] = np.__version__
+    results["rounds"] = args.rounds
+    results["runs"] = {k: [round(x) for x in v] for k, v in rates.items()}
     sys.stdout.write(json.dumps(results) + "\n")
 
 

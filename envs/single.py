@@ -115,7 +115,7 @@ class PerpetualEnv(gym.Env):
         for k, name in enumerate(REWARD_TERMS):
             info[f"reward_{name}"] = float(terms[0, k])
         if self._done:
-            stats = self._vec._stats.finished(self._vec._state["acct"])
+            stats = self._vec.episode_stats()
             info["trading"] = {key: float(value[0]) for key, value in stats.items()}
         return (
             {"market": obs["market"][0], "risk": obs["risk"][0], "portfolio": obs["portfolio"][0]},

@@ -18,7 +18,7 @@ from envs.core.observe import N_PORTFOLIO, N_RISK
 from envs.core.params import pack_params
 from envs.core.step import N_TERMS, REWARD_TERMS, new_state, reset_batch, step_batch
 from envs.data import MarketArrays
-from envs.episode_stats import EpisodeStats
+from envs.episode_stats import episode_stats, steps_per_year
 from envs.ledger import account_totals, ledger_frame
 from envs.spaces import action_space, check_actions, observation_space
 
@@ -77,12 +77,7 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
         self._ledgers: list[list[np.ndarray]] = [[] for _ in range(num_envs)]
         self._last_ledgers: list[pd.DataFrame | None] = [None] * num_envs
         self._np_random, self._np_random_seed = seeding.np_random(None)
-        self._stats = EpisodeStats(
-            num_envs,
-            self.config.initial_balance,
-            EpisodeStats.steps_per_year_of(data.timestamps, self.config.bars_per_step),
-            self.config.risk_free_rate,
-        )
+        self._steps_per_year = steps_per_year(data.timestamps, self.config.bars_per_step)
 
     def _start_bounds(self, start_range: tuple[int, int] | None) -> tuple[int, int]:
         data, cfg = self.data, self.config
@@ -121,7 +116,6 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
         if self.config.record_ledger:
             for n in np.flatnonzero(mask):
                 self._finish_ledger(n)
-        self._stats.reset(mask)
         s = self._state
         reset_batch(
             self.data.mkt, self.data.feats, self.data.days, self._params, s["acct"], s["book"],
@@ -159,7 +153,7 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
         self._pending_reset = done = terminated | truncated
         infos = self._infos(terms)
         if done.any():
-            infos["trading"] = self._stats.finished(self._state["acct"])
+            infos["trading"] = self.episode_stats()
             infos["_trading"] = done
         return obs, rewards, terminated, truncated, infos
 
@@ -179,13 +173,19 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
             self._events, self._counts, rewards, terms, terminated, truncated,
             obs["market"], obs["risk"], obs["portfolio"],
         )  # fmt: skip
-        self._stats.update(active, terms, rewards, s["acct"])
         if self.config.record_ledger:
             if self._counts.max(initial=0) > self._events.shape[1]:
                 raise RuntimeError("ledger event buffer overflow: a bug in the simulator core")
             for i in np.flatnonzero(active & (self._counts > 0)):
                 self._ledgers[i].append(self._events[i, : self._counts[i]].copy())
         return obs, rewards, terms, terminated, truncated
+
+    def episode_stats(self) -> dict[str, np.ndarray]:
+        """Every env's current-episode statistics (see envs.episode_stats)."""
+        cfg = self.config
+        return episode_stats(
+            self._state["acct"], cfg.initial_balance, self._steps_per_year, cfg.risk_free_rate
+        )
 
     @property
     def pending_reset(self) -> np.ndarray:

@@ -108,9 +108,7 @@ class HierarchicalActionDist(Distribution):
             raw = torch.cat([size.reshape(*lead, a, 2), risk.reshape(*lead, 2 * a, 2)], -2)
             conc = 1.0 + F.softplus(raw)
             self._cache["alpha"], self._cache["beta"] = conc[..., 0], conc[..., 1]
-            self._cache["lbeta"] = (
-                torch.lgamma(conc).sum(-1) - torch.lgamma(conc.sum(-1))
-            )
+            self._cache["lbeta"] = torch.lgamma(conc).sum(-1) - torch.lgamma(conc.sum(-1))
         return self._cache[name]
 
     def _categoricals(self):

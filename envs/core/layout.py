@@ -32,7 +32,17 @@ EWVAR = 15
 """Exponentially weighted variance of step log returns (a running risk estimate)."""
 HIST_HEAD = 16
 """Next row to write in the ring buffer of risk vectors."""
-N_ACCT = 17
+EP_STEPS = 17
+"""Episode totals from here on (envs.episode_stats reads them at the episode's end):
+decisions taken so far."""
+EP_REWARD = 18
+EP_SQ_RETURN = 19
+"""Sum of squared step log returns (for the episode's Sharpe ratio)."""
+EP_MAX_DRAWDOWN = 20
+EP_TERMS = 21
+"""First of the per-term sums of the reward terms (log_return, drawdown, turnover,
+leverage: 4 slots)."""
+N_ACCT = 25
 
 # book: per asset
 QTY = 0

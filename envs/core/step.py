@@ -20,6 +20,11 @@ from envs.core.execution import check_stops, work_orders
 from envs.core.layout import (
     DAY,
     DAY_START,
+    EP_MAX_DRAWDOWN,
+    EP_REWARD,
+    EP_SQ_RETURN,
+    EP_STEPS,
+    EP_TERMS,
     EQUITY,
     EWVAR,
     LIQUIDATED,
@@ -165,6 +170,12 @@ def step_batch(
             - params[P_W_TURNOVER] * turnover
             - params[P_W_LEVERAGE] * leverage
         )
+        acc[EP_STEPS] += 1.0
+        acc[EP_REWARD] += rewards[n]
+        acc[EP_SQ_RETURN] += log_return * log_return
+        acc[EP_MAX_DRAWDOWN] = max(acc[EP_MAX_DRAWDOWN], 1.0 - after / acc[PEAK])
+        for k in range(N_TERMS):
+            acc[EP_TERMS + k] += terms[n, k]
         terminated[n] = done or acc[LIQUIDATED] > 0.0
         truncated[n] = (not terminated[n]) and (
             steps[n] >= params[P_EPISODE_STEPS] or b + per_step > last_bar

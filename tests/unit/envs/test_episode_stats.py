@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from envs.config import EnvConfig
+from envs.episode_stats import steps_per_year
 from envs.registry import make_env
 from envs.single import PerpetualEnv
 from envs.vector import PerpetualVectorEnv
@@ -14,12 +15,14 @@ CONFIG = EnvConfig(window=8, risk_window=4, episode_steps=40)
 
 def _run_to_end(env):
     env.action_space.seed(0)
-    steps = 0
+    equity, turnover, rewards = [CONFIG.initial_balance], 0.0, 0.0
     while True:
-        _obs, _reward, terminated, truncated, info = env.step(env.action_space.sample())
-        steps += 1
+        _obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        equity.append(info["equity"])
+        turnover += info["reward_turnover"]
+        rewards += reward
         if terminated or truncated:
-            return info, steps
+            return info, np.array(equity), turnover, rewards
 
 
 def test_single_env_reports_episode_statistics_only_at_the_end():
@@ -29,7 +32,7 @@ def test_single_env_reports_episode_statistics_only_at_the_end():
     assert "trading" not in info
 
     env.reset(seed=2)
-    final, steps = _run_to_end(env)
+    final, equity, turnover, rewards = _run_to_end(env)
     stats = final["trading"]
     account = env.account()
     ledger = env.ledger()
@@ -38,7 +41,12 @@ def test_single_env_reports_episode_statistics_only_at_the_end():
     assert stats["fees"] == pytest.approx(account["fees"] + account["liquidation_fees"])
     assert stats["funding"] == pytest.approx(account["funding"])
     assert stats["fees"] == pytest.approx(ledger["fee"].sum())
-    assert stats["length"] == steps
+    assert stats["length"] == len(equity) - 1
+    assert stats["turnover"] == pytest.approx(turnover)
+    assert stats["reward"] == pytest.approx(rewards)
+    # equity is marked each bar and peaks are tracked per bar: at least the per-step drawdown
+    step_drawdown = np.max(1.0 - equity / np.maximum.accumulate(equity))
+    assert stats["max_drawdown"] >= step_drawdown - 1e-12
     assert 0.0 <= stats["max_drawdown"] < 1.0
     assert stats["reward_log_return"] == pytest.approx(np.log1p(stats["return"]), abs=1e-9)
 
@@ -61,6 +69,7 @@ def test_vector_env_masks_episode_statistics_to_the_envs_that_finished():
 
 def test_sharpe_is_annualised_from_the_bar_spacing():
     env = make_env({"synthetic_days": 4, "env": {"episode_steps": 30, "bars_per_step": 5}})
-    stats = env.unwrapped._vec._stats
     minutes_per_year = 365.25 * 24 * 60
-    assert stats.steps_per_year == pytest.approx(minutes_per_year / 5)
+    assert steps_per_year(env.unwrapped._vec.data.timestamps, 5) == pytest.approx(
+        minutes_per_year / 5
+    )
