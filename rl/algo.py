@@ -54,7 +54,11 @@ def ppo_config(config: TrainConfig) -> PPOConfig:
             rollout_fragment_length=rollout_fragment,
             num_cpus_per_env_runner=1,
         )
-        .learners(num_learners=runs.num_learners, num_gpus_per_learner=runs.gpus_per_learner)
+        .learners(
+            learner_class=QuantumPPOLearner,
+            num_learners=runs.num_learners,
+            num_gpus_per_learner=runs.gpus_per_learner,
+        )
         .training(
             lr=ppo.lr,
             minibatch_size=ppo.minibatch_size,
@@ -70,7 +74,6 @@ def ppo_config(config: TrainConfig) -> PPOConfig:
             grad_clip_by="global_norm",
             use_kl_loss=ppo.kl_coeff > 0,
             kl_coeff=ppo.kl_coeff,
-            learner_class=QuantumPPOLearner,
         )
         # non-finite gradients are caught once per update by QuantumPPOLearner's clipping
         .framework(torch_skip_nan_gradients=True)

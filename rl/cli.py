@@ -51,7 +51,7 @@ def load_config(
 def summary_table(result: TrainResult) -> Table:
     table = Table(title=f"{result.run_dir.name}: {result.env_steps:,} env steps", show_header=True)
     table.add_column("metric")
-    table.add_column("last iteration", justify="right")
+    table.add_column("latest", justify="right")
     for key in SUMMARY_KEYS:
         if key in result.last:
             table.add_row(key.split("/", 1)[-1], f"{result.last[key]:,.4g}")

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 STEPS_KEY = "num_env_steps_sampled_lifetime"
 SUMMARY_KEYS = (
+    "env_runners/num_episodes_lifetime",
     "env_runners/episode_return_mean",
     "env_runners/trading/return",
     "env_runners/trading/sharpe",
@@ -140,6 +141,8 @@ class TrainResult:
     iterations: int
     env_steps: int
     last: dict[str, float]
+    """The latest value of every metric (episode metrics from the last iteration that
+    finished an episode)."""
 
 
 def train(
@@ -184,6 +187,7 @@ def train(
                 group=config.tracking.group,
             )  # fmt: skip
         row: dict[str, float] = {}
+        latest: dict[str, float] = {}  # last seen value of every metric (some skip iterations)
         iterations = int(algo.iteration)
         steps = 0
         done_iterations = 0
@@ -194,18 +198,19 @@ def train(
             row["env_steps_per_s"] = row.get("env_runners/num_env_steps_sampled", 0) / max(
                 row.get("time_this_iter_s", 1e-9), 1e-9
             )
+            latest.update(row)
             with paths.results.open("a") as f:
                 f.write(json.dumps(row, sort_keys=True) + "\n")
             if tracker is not None:
                 tracker.log(row, step=steps)
             if on_result is not None:
-                on_result(row)
+                on_result(latest)
             if iterations % config.checkpoint_every == 0:
                 _save(algo, paths, iterations)
         checkpoint = _save(algo, paths, iterations)
         if tracker is not None:
-            tracker.summary({k: row[k] for k in SUMMARY_KEYS if k in row})
-        return TrainResult(paths.root, checkpoint, iterations, steps, row)
+            tracker.summary({k: latest[k] for k in SUMMARY_KEYS if k in latest})
+        return TrainResult(paths.root, checkpoint, iterations, steps, latest)
     finally:
         if tracker is not None:
             tracker.finish()
