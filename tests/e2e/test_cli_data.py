@@ -1,23 +1,10 @@
 """The `quantum data` commands as a user runs them: real subprocesses, real files."""
 
-import os
-import subprocess
-import sys
-
 import pandas as pd
 import pytest
 
 from market.store import ParquetStore, SeriesKey
-
-
-def quantum(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "quantum", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "250", "NO_COLOR": "1"},
-    )
+from tests.e2e.cli import quantum
 
 
 @pytest.fixture(scope="module")

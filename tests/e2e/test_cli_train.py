@@ -1,11 +1,10 @@
 """`quantum train` as a user runs it: a subprocess on stored data, a YAML config, resume."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+
+from tests.e2e.cli import quantum
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -18,19 +17,6 @@ checkpoint_every: 1
 """
 
 
-def quantum(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "quantum", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={
-            **{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
-            "COLUMNS": "250", "NO_COLOR": "1", "WANDB_MODE": "offline",
-        },
-    )  # fmt: skip
-
-
 def test_train_on_stored_data_prints_a_summary_and_resumes(tmp_path):
     data = tmp_path / "data"
     synth = quantum("data", "synth", "--days", "4", "--seed", "2", "--out", str(data))
@@ -39,10 +25,9 @@ def test_train_on_stored_data_prints_a_summary_and_resumes(tmp_path):
     config.write_text(TINY_YAML)
     run = tmp_path / "runs" / "cli"
 
-    first = quantum("train", "--config", str(config), "--data", str(data), "--steps", "256",
-                    "--out", str(run), "--no-wandb")  # fmt: skip
-    resumed = quantum("train", "--config", str(config), "--data", str(data), "--steps", "512",
-                      "--out", str(run), "--no-wandb", "--resume")  # fmt: skip
+    args = ("train", "--config", str(config), "--data", str(data), "--out", str(run), "--no-wandb")
+    first = quantum(*args, "--steps", "256", timeout=600)
+    resumed = quantum(*args, "--steps", "512", "--resume", timeout=600)
 
     assert first.returncode == 0, first.stdout + first.stderr
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
