@@ -155,21 +155,31 @@ class TextEncoder(nn.Module):
 
 
 class MLPEncoder(nn.Module):
-    """The baseline: every observation part flattened, concatenated, and an MLP."""
+    """The baseline: every observation part flattened, concatenated, and an MLP.
+
+    The first layer is applied part by part and summed (a Linear on the concatenation,
+    with its weight split in blocks): the same function without copying the whole
+    flattened observation batch into one tensor first, which cost a tenth of an update.
+    """
 
     def __init__(self, sizes: list[int], hidden: tuple[int, ...]) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        width = sum(sizes)
-        for h in hidden:
+        if not hidden:
+            raise ValueError("the MLP baseline needs at least one hidden layer")
+        self.first = nn.ModuleList(
+            nn.Linear(size, hidden[0], bias=i == 0) for i, size in enumerate(sizes)
+        )
+        layers: list[nn.Module] = [nn.Tanh()]
+        width = hidden[0]
+        for h in hidden[1:]:
             layers += [nn.Linear(width, h), nn.Tanh()]
             width = h
         self.net = nn.Sequential(*layers)
         self.out_dim = width
 
     def forward(self, parts: list[torch.Tensor]) -> torch.Tensor:
-        flat = torch.cat([p.flatten(1) for p in parts], dim=-1)
-        return self.net(flat)
+        x = sum(layer(p.flatten(1)) for layer, p in zip(self.first, parts, strict=True))
+        return self.net(x)
 
 
 def init_linear(module: nn.Module, gain: float = math.sqrt(2)) -> None:
@@ -177,4 +187,5 @@ def init_linear(module: nn.Module, gain: float = math.sqrt(2)) -> None:
     for m in module.modules():
         if isinstance(m, nn.Linear):
             nn.init.orthogonal_(m.weight, gain)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
