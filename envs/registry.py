@@ -12,6 +12,8 @@ Keys of the dict (all optional):
   used: the synthetic market (``synthetic_days``, ``synthetic_seed``) built in memory.
 - ``env``: a dict of EnvConfig fields (unknown keys are errors).
 - ``start_range``: (first, last) bar of episode starts (e.g. a training split).
+- ``start_fraction``: (low, high) in [0, 1]: episode starts within that fraction of the
+  usable span (a phase's data span that holds on any dataset); not with start_range.
 - ``num_envs``: present -> a PerpetualVectorEnv with that many accounts.
 - ``planted_signal``: ``{"horizon": 60, "informative": True, "seed": 0}`` appends the
   test feature of ``envs.planted`` (a leaked future direction, or a decoy).
@@ -37,7 +39,10 @@ from envs.vector import PerpetualVectorEnv
 ENV_ID = "quantum/Perpetual-v0"
 _DATA_KEYS = ("data_dir", "exchange", "symbols", "timeframe", "start", "end")
 _SYNTH_KEYS = ("synthetic_days", "synthetic_seed")
-_KNOWN = {*_DATA_KEYS, *_SYNTH_KEYS, "env", "start_range", "num_envs", "planted_signal"}
+_KNOWN = {
+    *_DATA_KEYS, *_SYNTH_KEYS, "env", "start_range", "start_fraction", "num_envs",
+    "planted_signal",
+}  # fmt: skip
 
 
 @functools.lru_cache(maxsize=4)
@@ -82,6 +87,17 @@ def market_for(env_config: Mapping[str, Any]) -> MarketArrays:
     return _market(key)
 
 
+def _fraction_range(
+    data: MarketArrays, config: EnvConfig, fraction: tuple[float, float]
+) -> tuple[int, int]:
+    lo, hi = fraction
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise ValueError(f"start_fraction {fraction} must satisfy 0 <= low <= high <= 1")
+    first = max(data.first_valid, config.window - 1)
+    last = max(first, data.n_bars - 1 - config.episode_steps * config.bars_per_step)
+    return first + round(lo * (last - first)), first + round(hi * (last - first))
+
+
 def _hashable(value: Any) -> Any:
     if isinstance(value, Mapping):
         return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
@@ -97,6 +113,10 @@ def make_env(env_config: Mapping[str, Any] | None = None) -> PerpetualEnv | Perp
     config = EnvConfig(**env_config.get("env", {}))
     start_range = env_config.get("start_range")
     start_range = tuple(start_range) if start_range is not None else None
+    if env_config.get("start_fraction") is not None:
+        if start_range is not None:
+            raise ValueError("give start_range or start_fraction, not both")
+        start_range = _fraction_range(data, config, tuple(env_config["start_fraction"]))
     if "num_envs" in env_config:
         return PerpetualVectorEnv(data, config, int(env_config["num_envs"]), start_range)
     return PerpetualEnv(data, config, start_range)

@@ -72,7 +72,7 @@ def ppo_config(config: TrainConfig) -> PPOConfig:
             vf_clip_param=ppo.vf_clip_param,
             grad_clip=ppo.grad_clip,
             grad_clip_by="global_norm",
-            use_kl_loss=ppo.kl_coeff > 0,
+            use_kl_loss=ppo.kl_coeff > 0 or ppo.track_kl,
             kl_coeff=ppo.kl_coeff,
         )
         # non-finite gradients are caught once per update by QuantumPPOLearner's clipping

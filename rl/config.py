@@ -81,6 +81,11 @@ class PPOSettings(BaseModel):
     kl_coeff: float = Field(
         0.0, ge=0, description="KL penalty (0 = plain clipped PPO, as the seed's SB3 PPO)."
     )
+    track_kl: bool = Field(
+        True,
+        description="Measure the KL of each update even without a penalty (the phase "
+        "recommendations read it; costs a few percent of an update).",
+    )
 
 
 class RolloutSettings(BaseModel):
@@ -133,9 +138,12 @@ class TrainConfig(BaseModel):
         for dotted, value in overrides.items():
             node = data
             *parents, leaf = dotted.split(".")
+            free = parents[:1] == ["env_config"]  # a plain dict: make_env validates it
             for key in parents:
-                node = node[key]
-            if leaf not in node and parents[:1] != ["env_config"]:
+                if key not in node and not free:
+                    raise ValueError(f"unknown config key {dotted!r}")
+                node = node.setdefault(key, {})
+            if leaf not in node and not free:
                 raise ValueError(f"unknown config key {dotted!r}")
             node[leaf] = value
         return TrainConfig.model_validate(data)
