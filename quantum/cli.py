@@ -9,7 +9,7 @@ import typer
 from rich.logging import RichHandler
 
 from market.cli import app as data_app
-from rl.cli import train_command
+from rl.cli import train_command, tune_command
 
 app = typer.Typer(
     help="Quantum: RL agents for crypto perpetual futures, on Ray.",
@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data", no_args_is_help=True)
 app.command("train")(train_command)
+app.command("tune")(tune_command)
 
 
 @app.callback()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.tune.registry import register_env
@@ -17,18 +19,22 @@ ENV_NAME = "quantum-perpetual"
 """The env's name in Ray's registry (registered on first use; workers look it up)."""
 
 
-def module_spec(config: TrainConfig) -> RLModuleSpec:
-    """The RLModuleSpec of the configured policy (spaces come from the env)."""
+def module_spec(config: TrainConfig, init_module: Path | None = None) -> RLModuleSpec:
+    """The RLModuleSpec of the configured policy (spaces come from the env); with
+    ``init_module`` (an RLModule checkpoint folder) its weights start from there."""
     return RLModuleSpec(
         module_class=MODULES[config.model.kind],
         model_config={"quantum": config.model.model_dump(mode="json")},
+        load_state_path=str(Path(init_module).resolve()) if init_module else None,
     )
 
 
-def ppo_config(config: TrainConfig) -> PPOConfig:
+def ppo_config(config: TrainConfig, init_module: Path | None = None) -> PPOConfig:
     """PPO on the native batched env: each EnvRunner steps ``envs_per_runner`` accounts in
     one call (``gym_env_vectorize_mode="vector_entry_point"`` makes RLlib ask make_env
     for a PerpetualVectorEnv instead of wrapping copies).
+
+    ``init_module`` starts the policy from a trained RLModule (phase continuation).
 
     Actions go to the env exactly as the module produced them: the Box parts are
     already in [0, 1] (Beta heads), so RLlib's unsquashing and clipping are off; the
@@ -77,7 +83,7 @@ def ppo_config(config: TrainConfig) -> PPOConfig:
         )
         # non-finite gradients are caught once per update by QuantumPPOLearner's clipping
         .framework(torch_skip_nan_gradients=True)
-        .rl_module(rl_module_spec=module_spec(config))
+        .rl_module(rl_module_spec=module_spec(config, init_module))
         .callbacks(TradingMetricsCallback)
         .debugging(seed=config.seed)
         .fault_tolerance(restart_failed_env_runners=True)

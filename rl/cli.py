@@ -123,3 +123,58 @@ def train_command(
         result = train(cfg, out, resume=resume, on_result=on_result, max_iterations=iterations)
     console.print(summary_table(result))
     console.print(f"results: {RunPaths(result.run_dir).results}")
+
+
+def tune_command(
+    schedule: Annotated[
+        str, typer.Option(help="A shipped schedule ('default', 'ci') or a YAML file.")
+    ] = "default",
+    phases: Annotated[str, typer.Option(help="Phases to run, e.g. '1-9' or '3'.")] = "1-9",
+    population: Annotated[int, typer.Option(help="Trials per phase (PBT when > 1).")] = 1,
+    config: Annotated[
+        str, typer.Option(help="Base TrainConfig YAML (phases apply on top), or 'defaults'.")
+    ] = "defaults",
+    data: Annotated[
+        Path | None, typer.Option(help="Market store (quantum data ...); default: synthetic.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/tune"),
+    use_recommendations: Annotated[
+        bool, typer.Option(help="Apply each phase's phaseN_recommendations.json.")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue an interrupted run in --out (Tuner.restore).")
+    ] = False,
+) -> None:
+    """Run the phase schedule with Ray Tune (see README: Phases and PBT)."""
+    from rl.phases import run_phases
+    from rl.schedule import Schedule
+
+    if population < 1:
+        raise typer.BadParameter("population must be >= 1")
+    sched = Schedule.load(schedule)
+    base = load_config(config, data=data)
+    sched.select(phases)  # a bad range fails before Ray starts
+    results = run_phases(
+        sched, phases, base, out, population=population,
+        use_recommendations=use_recommendations, resume=resume,
+    )  # fmt: skip
+    table = Table(title=f"{sched.name} schedule, phases {phases}")
+    for column in ("phase", "name", "until steps", "best score", "trials", "PBT exploits"):
+        table.add_column(column)
+    for r in results:
+        best = max((t["score"] for t in r.trials if t["score"] is not None), default=None)
+        table.add_row(
+            str(r.number), r.name, f"{r.global_env_steps:,}",
+            "-" if best is None else f"{best:.4g}", str(len(r.trials)), str(len(r.lineage)),
+        )  # fmt: skip
+    console.print(table)
+    lineage = [(r.number, e) for r in results for e in r.lineage]
+    if lineage:
+        pbt = Table(title="PBT lineage")
+        for column in ("phase", "trial", "copied", "at iteration", "new hyperparameters"):
+            pbt.add_column(column)
+        for number, e in lineage:
+            changes = ", ".join(f"{k} {v[0]:.3g}->{v[1]:.3g}" for k, v in e["changed"].items())
+            pbt.add_row(str(number), e["trial"], e["copied"], str(e["trial_iteration"]), changes)
+        console.print(pbt)
+    console.print(f"summary: {out / 'phases.json'}")

@@ -1,0 +1,287 @@
+"""Ray Tune runs the phase schedule: one Tune experiment per phase, PBT within a phase.
+
+For phase N, ``run_phases``:
+
+1. builds the phase's TrainConfig (base + phases 1..N, + the previous phase's
+   recommendations with ``use_recommendations``);
+2. starts the policy from the best checkpoint of phase N-1 (the RLModule's weights;
+   optimizers start fresh, since the hyperparameters changed);
+3. runs a Tune experiment ``runs/NAME/tune/phaseN`` of ``population`` trials (PBT
+   perturbing the phase's mutable keys when population > 1) until the phase's step
+   budget or its early-end criteria;
+4. writes ``phase{N+1}_recommendations.json`` from the best trial's results.
+
+Every result is tagged ``quantum/phase`` and ``quantum/global_env_steps`` (the
+schedule's cumulative counter: phase start + steps trained in the phase).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rl.callbacks import TradingMetricsCallback
+from rl.config import TrainConfig
+from rl.recommend import read_recommendations, recommend, write_recommendations
+from rl.schedule import MUTABLE_KEYS, Phase, Schedule
+from rl.train import flatten, module_dir
+
+log = logging.getLogger(__name__)
+
+SCORE = "quantum/score"
+"""Tune's metric: the latest mean episode return (reward incl. penalties), carried
+forward over iterations in which no episode finished."""
+STEPS = "num_env_steps_sampled_lifetime"
+
+_ALGO_KEYS = {
+    "ppo.lr": "lr",
+    "ppo.entropy_coeff": "entropy_coeff",
+    "ppo.clip_param": "clip_param",
+    "ppo.vf_loss_coeff": "vf_loss_coeff",
+    "ppo.num_epochs": "num_epochs",
+}
+
+
+def phase_callbacks(phase: int, start: int) -> type[TradingMetricsCallback]:
+    """Trading metrics plus the phase tags and Tune's score on every result."""
+
+    class PhaseCallbacks(TradingMetricsCallback):
+        def on_train_result(self, *, algorithm, result, **kwargs: Any) -> None:
+            score = result.get("env_runners", {}).get("episode_return_mean")
+            if score is not None and math.isfinite(score):
+                algorithm._quantum_score = float(score)
+            result["quantum"] = {
+                "phase": phase,
+                "global_env_steps": start + int(result.get(STEPS, 0)),
+                "score": getattr(algorithm, "_quantum_score", -1e9),
+            }
+
+    return PhaseCallbacks
+
+
+def _mutations(phase: Phase, config: TrainConfig) -> dict[str, Any]:
+    """PBT's hyperparam_mutations for the phase's mutable AlgorithmConfig keys: resampling
+    stays within a band around the phase's own value (x/4..x4 for the learning rate,
+    0..x3 for the entropy bonus, x0.5..x1.5 otherwise), clipped to MUTABLE_KEYS."""
+    from ray import tune
+
+    ppo = config.ppo.model_dump()
+    out = {}
+    for key in phase.mutable:
+        if key not in _ALGO_KEYS:
+            continue  # env reward weights are not algorithm config keys: not perturbed here
+        lo, hi = MUTABLE_KEYS[key]
+        value = ppo[key.split(".", 1)[1]]
+        if key == "ppo.lr":
+            out["lr"] = tune.loguniform(max(lo, value / 4), min(hi, value * 4))
+        elif key == "ppo.num_epochs":
+            out["num_epochs"] = tune.randint(max(int(lo), value // 2), min(int(hi), value * 2) + 1)
+        elif key == "ppo.entropy_coeff":
+            out["entropy_coeff"] = tune.uniform(lo, min(hi, max(3 * value, 1e-3)))
+        else:
+            out[_ALGO_KEYS[key]] = tune.uniform(max(lo, value / 2), min(hi, value * 1.5))
+    return out
+
+
+def keep_valid(config: dict[str, Any]) -> dict[str, Any]:
+    """PBT's custom_explore_fn: clamp every perturbed value into its allowed range."""
+    for key, name in _ALGO_KEYS.items():
+        if name in config and isinstance(config[name], int | float):
+            lo, hi = MUTABLE_KEYS[key]
+            value = min(max(config[name], lo), hi)
+            config[name] = round(value) if key == "ppo.num_epochs" else float(value)
+    return config
+
+
+_EVIDENCE = (
+    "env_runners/trading/", "env_runners/episode_return_mean", "quantum/", STEPS,
+    "learners/default_policy/entropy", "learners/default_policy/vf_loss",
+    "learners/default_policy/vf_explained_var", "learners/default_policy/mean_kl_loss",
+    "learners/default_policy/policy_loss", "training_iteration",
+)  # fmt: skip
+
+
+def _evidence(row: dict[str, float]) -> dict[str, float]:
+    """The metrics the recommendations read (Tune's frames also hold the whole config)."""
+    return {k: v for k, v in row.items() if k.startswith(_EVIDENCE)}
+
+
+def pbt_lineage(experiment: Path) -> list[dict[str, Any]]:
+    """Who copied whom with which new hyperparameters, from PBT's pbt_global.txt log
+    (one JSON line per exploit: target, source, their iterations, old and new config)."""
+    log_file = experiment / "pbt_global.txt"
+    if not log_file.exists():
+        return []
+    events = []
+    for line in log_file.read_text().splitlines():
+        target, source, target_iter, source_iter, old, new = json.loads(line)
+        changed = {
+            name: [old.get(name), new.get(name)]
+            for name in _ALGO_KEYS.values()
+            if old.get(name) != new.get(name)
+        }
+        events.append(
+            {
+                "trial": target, "copied": source, "trial_iteration": target_iter,
+                "source_iteration": source_iter, "changed": changed,
+            }
+        )  # fmt: skip
+    return events
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    number: int
+    name: str
+    best_checkpoint: Path
+    global_env_steps: int
+    trials: list[dict[str, Any]]
+    recommendations: Path | None
+    lineage: list[dict[str, Any]]
+
+
+def _run_phase(
+    number: int,
+    phase: Phase,
+    schedule: Schedule,
+    config: TrainConfig,
+    out: Path,
+    population: int,
+    init_module: Path | None,
+    resume: bool,
+) -> PhaseResult:
+    from ray import tune
+    from ray.rllib.algorithms.ppo import PPO
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    from rl.algo import ppo_config
+
+    start = schedule.start_of(number)
+    budget = phase.until_steps - start
+    param_space = ppo_config(config, init_module).callbacks(phase_callbacks(number, start))
+    scheduler = None
+    if population > 1:
+        scheduler = PopulationBasedTraining(
+            time_attr=STEPS,
+            perturbation_interval=max(config.ppo.train_batch_size, budget // 4),
+            hyperparam_mutations=_mutations(phase, config),
+            custom_explore_fn=keep_valid,
+            quantile_fraction=0.5 if population < 4 else 0.25,
+            log_config=True,
+        )
+
+    def stop(trial_id: str, result: dict) -> bool:
+        steps = int(result.get(STEPS, 0))
+        return steps >= budget or phase.criteria.met(steps, flatten(result))
+
+    storage = str((out / "tune").resolve())
+    experiment = Path(storage) / f"phase{number}"
+    if resume and tune.Tuner.can_restore(str(experiment)):
+        tuner = tune.Tuner.restore(str(experiment), trainable=PPO, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            PPO,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                metric=SCORE, mode="max", num_samples=population, scheduler=scheduler
+            ),
+            run_config=tune.RunConfig(
+                name=f"phase{number}",
+                storage_path=storage,
+                stop=stop,
+                checkpoint_config=tune.CheckpointConfig(
+                    checkpoint_frequency=config.checkpoint_every,
+                    checkpoint_at_end=True,
+                    # PBT exploits copy other trials' checkpoints: keep a few more
+                    num_to_keep=2 if population == 1 else 4,
+                ),
+                failure_config=tune.FailureConfig(max_failures=2),
+                verbose=0,
+            ),
+        )
+    grid = tuner.fit()
+    best = grid.get_best_result(metric=SCORE, mode="max", scope="last")
+    if best.checkpoint is None:
+        raise RuntimeError(f"phase {number}: the best trial left no checkpoint")
+    trials = [
+        {
+            "trial": r.path.rsplit("/", 1)[-1],
+            "score": (r.metrics or {}).get("quantum", {}).get("score"),
+            "env_steps": (r.metrics or {}).get(STEPS),
+            "config": {k: r.config.get(k) for k in _ALGO_KEYS.values() if k in r.config},
+            "error": str(r.error) if r.error else None,
+        }
+        for r in grid
+    ]
+    frame = best.metrics_dataframe
+    rows = [] if frame is None else [_evidence(flatten(m)) for m in frame.to_dict("records")]
+    recs_path = None
+    if number < len(schedule.phases):
+        next_config = schedule.config_for(number + 1, config)
+        recs = recommend(rows, next_config)
+        recs_path = out / f"phase{number + 1}_recommendations.json"
+        write_recommendations(recs_path, number + 1, recs, rows[-1] if rows else {})
+    return PhaseResult(
+        number, phase.name, Path(best.checkpoint.path), phase.until_steps, trials, recs_path,
+        pbt_lineage(experiment),
+    )  # fmt: skip
+
+
+def run_phases(
+    schedule: Schedule,
+    phases: str,
+    base: TrainConfig,
+    out: Path,
+    *,
+    population: int = 1,
+    use_recommendations: bool = False,
+    resume: bool = False,
+) -> list[PhaseResult]:
+    """Run the selected phases in order (see module docstring); returns each phase's result.
+
+    Phases already finished in ``out`` (their summary in phases.json) are skipped on
+    ``resume``; the first selected phase after phase 1 continues from the best checkpoint
+    recorded for its predecessor.
+    """
+    from rl.train import init_ray
+
+    out.mkdir(parents=True, exist_ok=True)
+    summary_path = out / "phases.json"
+    done: dict[str, dict] = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    if done and not resume:
+        raise FileExistsError(f"{out} already holds phases; use --resume or a new --out")
+    init_ray()
+    results = []
+    for number, phase in schedule.select(phases):
+        if str(number) in done:
+            log.info("phase %d already finished, skipped", number)
+            continue
+        previous = done.get(str(number - 1))
+        if number > 1 and previous is None:
+            raise FileNotFoundError(
+                f"phase {number} continues phase {number - 1}, which has no result in {out}"
+            )
+        init = module_dir(Path(previous["best_checkpoint"])) if previous else None
+        recs_file = out / f"phase{number}_recommendations.json"
+        extra = (
+            read_recommendations(recs_file) if use_recommendations and recs_file.exists() else {}
+        )
+        config = schedule.config_for(number, base, extra)
+        result = _run_phase(number, phase, schedule, config, out, population, init, resume)
+        done[str(number)] = {
+            "name": result.name,
+            "best_checkpoint": str(result.best_checkpoint),
+            "global_env_steps": result.global_env_steps,
+            "trials": result.trials,
+            "pbt_lineage": result.lineage,
+            "applied_recommendations": extra,
+        }
+        tmp = summary_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(done, indent=2, sort_keys=True))
+        tmp.replace(summary_path)
+        results.append(result)
+    return results
