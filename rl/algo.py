@@ -86,5 +86,8 @@ def ppo_config(config: TrainConfig, init_module: Path | None = None) -> PPOConfi
         .rl_module(rl_module_spec=module_spec(config, init_module))
         .callbacks(TradingMetricsCallback)
         .debugging(seed=config.seed)
-        .fault_tolerance(restart_failed_env_runners=True)
+        # a crashed or killed EnvRunner is recreated at the next iteration; runners are cheap
+        # to rebuild (the market is cached per process), so there is no point waiting RLlib's
+        # default minute between restarts
+        .fault_tolerance(restart_failed_env_runners=True, delay_between_env_runner_restarts_s=1.0)
     )

@@ -133,6 +133,29 @@ def pbt_lineage(experiment: Path) -> list[dict[str, Any]]:
     return events
 
 
+def _tracking(config: TrainConfig, out: Path, number: int) -> list:
+    """Tune's W&B logger (one W&B run per trial, grouped by run and phase), if enabled."""
+    if not config.tracking.wandb:
+        return []
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    from rl.tracking import wandb_mode
+
+    return [
+        WandbLoggerCallback(
+            project=config.tracking.project,
+            group=config.tracking.group or out.name,
+            tags=[f"phase{number}"],
+            mode=wandb_mode(),
+            dir=str((out / "wandb").resolve()),
+            # the logged config is RLlib's algorithm config: no credentials live there
+            # (exchange keys come from the environment), and the callbacks/spec objects
+            # are left out
+            excludes=["callbacks", "_rl_module_spec", "env_runner_cls", "_learner_class"],
+        )
+    ]
+
+
 @dataclass(frozen=True)
 class PhaseResult:
     number: int
@@ -200,6 +223,7 @@ def _run_phase(
                     num_to_keep=2 if population == 1 else 4,
                 ),
                 failure_config=tune.FailureConfig(max_failures=2),
+                callbacks=_tracking(config, out, number),
                 verbose=0,
             ),
         )
@@ -284,4 +308,32 @@ def run_phases(
         tmp.write_text(json.dumps(done, indent=2, sort_keys=True))
         tmp.replace(summary_path)
         results.append(result)
+    if base.tracking.wandb and results:
+        _log_summary(base, out, results)
     return results
+
+
+def _log_summary(base: TrainConfig, out: Path, results: list[PhaseResult]) -> None:
+    """One W&B run with the phases' best scores and the PBT lineage as tables."""
+    import wandb
+
+    from rl.tracking import Tracker
+
+    (out / "wandb").mkdir(exist_ok=True)
+    tracker = Tracker(out, base.tracking.project, {"phases": [r.name for r in results]},
+                      group=base.tracking.group or out.name, tags=("summary",))  # fmt: skip
+    try:
+        phases = wandb.Table(columns=["phase", "name", "global_env_steps", "best_score"])
+        for r in results:
+            best = max((t["score"] for t in r.trials if t["score"] is not None), default=None)
+            phases.add_data(r.number, r.name, r.global_env_steps, best)
+        lineage = wandb.Table(columns=["phase", "trial", "copied", "iteration", "changed"])
+        for r in results:
+            for e in r.lineage:
+                lineage.add_data(
+                    r.number, e["trial"], e["copied"], e["trial_iteration"],
+                    json.dumps(e["changed"]),
+                )  # fmt: skip
+        tracker.run.log({"phases": phases, "pbt_lineage": lineage})
+    finally:
+        tracker.finish()

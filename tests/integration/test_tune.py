@@ -11,6 +11,7 @@ from rl.config import TrainConfig
 from rl.phases import run_phases
 from rl.schedule import Schedule
 from rl.train import load_module, module_dir
+from tests.integration.wandb_offline import history
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -20,7 +21,7 @@ BASE = TrainConfig.model_validate(
         "ppo": {"train_batch_size": 512, "minibatch_size": 128, "num_epochs": 2},
         "rollouts": {"envs_per_runner": 8},
         "checkpoint_every": 2,
-        "tracking": {"wandb": False},
+        "tracking": {"wandb": True},
     }
 )
 
@@ -88,3 +89,21 @@ def test_each_phase_starts_from_the_previous_phases_best_policy(ci_run):
     assert str(module_dir(results[0].best_checkpoint).resolve()) in params["_rl_module_spec"]
     first = load_module(results[0].best_checkpoint)
     assert all(torch.isfinite(p).all() for p in first.parameters())
+
+
+def test_every_trial_is_a_wandb_run_and_the_summary_holds_the_lineage(ci_run):
+    out, results = ci_run
+    trial_runs = sorted((out / "wandb" / "wandb").glob("offline-run-*/run-*.wandb"))
+    summary_runs = sorted((out / "wandb").glob("offline-run-*/run-*.wandb"))
+
+    assert len(trial_runs) == 6  # 3 phases x population 2
+    phases_seen = set()
+    for run in trial_runs:
+        last = history(run)[-1]
+        assert "env_runners/trading/return" in last and "quantum/global_env_steps" in last
+        phases_seen.add(last["quantum/phase"])
+    assert phases_seen == {1, 2, 3}
+    assert len(summary_runs) == 1
+    logged = history(summary_runs[0])[-1]
+    assert logged["phases/nrows"] == 3
+    assert logged["pbt_lineage/nrows"] == sum(len(r.lineage) for r in results)
