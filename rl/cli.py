@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -48,6 +49,17 @@ def load_config(
     return base.with_overrides(**{k: v for k, v in overrides.items() if v is not None})
 
 
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """['ppo.lr=1e-4', 'env_config.env.episode_steps=240'] -> typed overrides (YAML values)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--set needs KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 def summary_table(result: TrainResult) -> Table:
     table = Table(title=f"{result.run_dir.name}: {result.env_steps:,} env steps", show_header=True)
     table.add_column("metric")
@@ -87,6 +99,21 @@ def train_command(
     wandb: Annotated[
         bool | None, typer.Option("--wandb/--no-wandb", help="Track in W&B (offline by default).")
     ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override any config key: --set ppo.lr=1e-4 (repeatable)."),
+    ] = None,
+    continue_from: Annotated[
+        Path | None,
+        typer.Option(help="Start from a trained checkpoint's policy, with this run's settings."),
+    ] = None,
+    recalibrate_value: Annotated[
+        int,
+        typer.Option(
+            help="With --continue-from: first train only the value head for this many "
+            "iterations (policy frozen), then continue from the recalibrated checkpoint."
+        ),
+    ] = 0,
 ) -> None:
     """Train the hierarchical PPO policy and print a summary (see README: Training)."""
     if from_manifest is not None:
@@ -100,6 +127,18 @@ def train_command(
             config, data=data, steps=steps, env_runners=env_runners,
             envs_per_runner=envs_per_runner, model=model, seed=seed, wandb=wandb,
         )  # fmt: skip
+        cfg = cfg.with_overrides(**parse_sets(set_ or []))
+    if recalibrate_value and continue_from is None:
+        raise typer.BadParameter("--recalibrate-value needs --continue-from")
+    if continue_from is not None and recalibrate_value > 0:
+        recalibration = train(
+            cfg.with_overrides(**{"model.value_only": True}),
+            out / "value_recalibration",
+            max_iterations=recalibrate_value,
+            init_module=continue_from,
+        )
+        console.print(f"value head recalibrated: {recalibration.checkpoint}")
+        continue_from = recalibration.checkpoint
     with Progress(
         TextColumn("[bold]train[/]"),
         BarColumn(),
@@ -120,7 +159,10 @@ def train_command(
                 f"episode return {ret:+.2%}  {row.get('env_steps_per_s', 0):,.0f} steps/s",
             )
 
-        result = train(cfg, out, resume=resume, on_result=on_result, max_iterations=iterations)
+        result = train(
+            cfg, out, resume=resume, on_result=on_result, max_iterations=iterations,
+            init_module=continue_from,
+        )  # fmt: skip
     console.print(summary_table(result))
     console.print(f"results: {RunPaths(result.run_dir).results}")
 

@@ -50,6 +50,11 @@ class ModelConfig(BaseModel):
     text_hidden: int = Field(32, ge=4, description="Text encoder output size.")
     fusion_hidden: int = Field(128, ge=8, description="Width of the fusion layer.")
     head_hidden: int = Field(64, ge=8, description="Hidden width of every action head.")
+    value_only: bool = Field(
+        False,
+        description="Train only the value head (everything else frozen): value-function "
+        "recalibration before continuing with new hyperparameters or rewards.",
+    )
     mlp_hidden: tuple[int, ...] = Field(
         (64, 64),
         description="Hidden layers of the MLP baseline encoder (SB3 MlpPolicy's default).",

@@ -152,11 +152,14 @@ def train(
     resume: bool = False,
     on_result: Callable[[dict[str, float]], None] | None = None,
     max_iterations: int | None = None,
+    init_module: Path | None = None,
 ) -> TrainResult:
     """Train until ``config.steps`` env steps (lifetime, so a resumed run continues).
 
     ``on_result`` gets each iteration's flattened metrics (the CLI's progress bar).
-    ``max_iterations`` stops earlier (tests, manifest reruns).
+    ``max_iterations`` stops earlier (tests, manifest reruns). ``init_module`` (an
+    Algorithm or RLModule checkpoint) starts the policy from trained weights with this
+    config's hyperparameters (``quantum train --continue-from``).
     """
     from envs.registry import market_for
     from rl.algo import ppo_config
@@ -175,7 +178,9 @@ def train(
     write_manifest(paths.manifest, build_manifest(config, data))
 
     init_ray()
-    algo = ppo_config(config).build_algo()
+    if init_module is not None and module_dir(Path(init_module)).is_dir():
+        init_module = module_dir(Path(init_module))
+    algo = ppo_config(config, init_module).build_algo()
     tracker = None
     try:
         if previous is not None:

@@ -61,6 +61,9 @@ class _PolicyModule(TorchRLModule, ValueFunctionAPI):
         init_linear(self.value_head[0])
         init_linear(self.value_head[2], gain=1.0)
         self._dist_cls = dist_class(self.layout)
+        if self.cfg.value_only:  # recalibration: gradients reach the value head only
+            for name, param in self.named_parameters():
+                param.requires_grad_(name.startswith("value_head."))
 
     def _build_encoder(self) -> tuple[int, int]:
         """Create the encoder's layers; return (per-asset base width, context width)."""

@@ -17,7 +17,7 @@ pytest.importorskip("ray.rllib")
 from envs.registry import market_for
 from rl.config import TrainConfig
 from rl.manifest import config_from_manifest, data_digest
-from rl.train import RunPaths, module_dir, train
+from rl.train import RunPaths, load_module, module_dir, train
 from tests.integration.wandb_offline import config as wandb_config
 from tests.integration.wandb_offline import history
 
@@ -187,3 +187,37 @@ def test_two_env_runners_train_and_a_restored_checkpoint_acts_identically(ray_lo
     restored = np.load(tmp_path / "actions.npz")
     for key, value in expected.items():
         np.testing.assert_array_equal(restored[key], value.numpy(), err_msg=key)
+
+
+def _state(module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_continue_from_starts_with_the_trained_policy_and_new_hyperparameters(tiny_run):
+    from rl.algo import ppo_config
+
+    trained = _state(load_module(tiny_run.checkpoint))
+    config = TrainConfig.model_validate(TINY).with_overrides(**{"ppo.lr": 1e-4})
+    algo = ppo_config(config, module_dir(tiny_run.checkpoint)).build_algo()
+    try:
+        started = _state(algo.get_module())
+        lr = algo.config.lr
+    finally:
+        algo.stop()
+
+    assert lr == 1e-4
+    for key, value in trained.items():
+        torch.testing.assert_close(started[key], value, msg=key)
+
+
+def test_value_recalibration_trains_the_value_head_alone(tiny_run, tmp_path):
+    config = TrainConfig.model_validate(TINY).with_overrides(
+        **{"model.value_only": True, "tracking.wandb": False}
+    )
+    before = _state(load_module(tiny_run.checkpoint))
+
+    result = train(config, tmp_path / "recal", max_iterations=2, init_module=tiny_run.checkpoint)
+
+    after = _state(load_module(result.checkpoint))
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("value_head.") for k in changed), changed
