@@ -17,6 +17,8 @@ Keys of the dict (all optional):
 - ``num_envs``: present -> a PerpetualVectorEnv with that many accounts.
 - ``planted_signal``: ``{"horizon": 60, "informative": True, "seed": 0}`` appends the
   test feature of ``envs.planted`` (a leaked future direction, or a decoy).
+- ``augment``: ``envs.augment.AugmentConfig`` fields (asset permutation, price
+  scaling, segment shuffling, feature noise), applied before features are computed.
 
 Market data is built once per process and shared by every env made from the same
 data keys: an EnvRunner with many envs holds one copy.
@@ -32,7 +34,7 @@ import gymnasium as gym
 import pandas as pd
 
 from envs.config import EnvConfig
-from envs.data import MarketArrays, load_market_arrays
+from envs.data import MarketArrays
 from envs.single import PerpetualEnv
 from envs.vector import PerpetualVectorEnv
 
@@ -41,7 +43,7 @@ _DATA_KEYS = ("data_dir", "exchange", "symbols", "timeframe", "start", "end")
 _SYNTH_KEYS = ("synthetic_days", "synthetic_seed")
 _KNOWN = {
     *_DATA_KEYS, *_SYNTH_KEYS, "env", "start_range", "start_fraction", "num_envs",
-    "planted_signal",
+    "planted_signal", "augment",
 }  # fmt: skip
 
 
@@ -53,25 +55,37 @@ def _market(key: tuple) -> MarketArrays:
         from envs.planted import plant_signal
 
         return plant_signal(_market(tuple(sorted(values.items()))), **dict(planted))
+    augment = values.pop("augment", None)
+    aligned = _aligned(values)
+    if augment is None:
+        return MarketArrays.from_aligned(aligned)
+    from envs.augment import AugmentConfig, add_feature_noise, augment_aligned
+
+    config = AugmentConfig(**dict(augment))
+    data = MarketArrays.from_aligned(augment_aligned(aligned, config))
+    return add_feature_noise(data, config.feature_noise, config.seed)
+
+
+def _aligned(values: dict[str, Any]) -> pd.DataFrame:
+    """The aligned bar frame the data keys name (stored data, or the synthetic market)."""
     if values.get("data_dir") is None:
-        return _synthetic_market(
-            values.get("synthetic_days", 30.0), values.get("synthetic_seed", 7)
+        from market.synthetic import SyntheticConfig, generate_market
+
+        config = SyntheticConfig(
+            days=values.get("synthetic_days", 30.0), seed=values.get("synthetic_seed", 7)
         )
-    return load_market_arrays(
-        values["data_dir"],
+        return generate_market(config).aligned()
+    from market.loader import load_aligned
+    from market.store import ParquetStore
+
+    return load_aligned(
+        ParquetStore(values["data_dir"]),
         values.get("exchange", "synthetic"),
-        tuple(values.get("symbols") or ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")),
+        list(values.get("symbols") or ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")),
         values.get("timeframe", "1m"),
         pd.Timestamp(values["start"], tz="UTC") if values.get("start") else None,
         pd.Timestamp(values["end"], tz="UTC") if values.get("end") else None,
     )
-
-
-def _synthetic_market(days: float, seed: int) -> MarketArrays:
-    from market.synthetic import SyntheticConfig, generate_market
-
-    market = generate_market(SyntheticConfig(days=days, seed=seed))
-    return MarketArrays.from_aligned(market.aligned())
 
 
 def market_for(env_config: Mapping[str, Any]) -> MarketArrays:
@@ -82,7 +96,7 @@ def market_for(env_config: Mapping[str, Any]) -> MarketArrays:
     key = tuple(
         (k, _hashable(v))
         for k, v in sorted(env_config.items())
-        if k in _DATA_KEYS or k in _SYNTH_KEYS or k == "planted_signal"
+        if k in _DATA_KEYS or k in _SYNTH_KEYS or k in ("planted_signal", "augment")
     )
     return _market(key)
 
