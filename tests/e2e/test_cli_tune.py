@@ -1,4 +1,5 @@
-"""`quantum tune` killed from outside (SIGKILL of the driver and its local Ray) resumes."""
+"""`quantum tune` killed from outside (SIGKILL of the driver and its local Ray) resumes,
+applying each phase's recommendations."""
 
 import json
 import os
@@ -9,6 +10,7 @@ import time
 
 import pytest
 
+from rl.recommend import read_recommendations
 from tests.e2e.cli import quantum
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -27,7 +29,7 @@ def test_a_killed_tune_run_resumes_and_finishes_the_same_phase_sequence(tmp_path
     base.write_text(BASE_YAML)
     out = tmp_path / "run"
     args = ["tune", "--schedule", "ci", "--phases", "1-3", "--config", str(base),
-            "--out", str(out)]  # fmt: skip
+            "--out", str(out), "--use-recommendations"]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     first = subprocess.Popen(
         [sys.executable, "-m", "quantum", *args],
@@ -64,3 +66,6 @@ def test_a_killed_tune_run_resumes_and_finishes_the_same_phase_sequence(tmp_path
     assert done["1"] == phase1  # the finished phase was not run again
     assert len(list((out / "tune" / "phase1").glob("PPO_*"))) == 1
     assert "mastery-1" in resumed.stdout
+    for phase in ("2", "3"):  # each phase ran with its predecessor's recommendations
+        recommended = read_recommendations(out / f"phase{phase}_recommendations.json")
+        assert done[phase]["applied_recommendations"] == recommended
