@@ -12,23 +12,13 @@ import ray
 
 from rl.algo import ppo_config
 from rl.callbacks import TradingMetricsCallback
-from rl.config import TrainConfig
+from tests.integration.configs import tiny
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-TINY = {
-    "env_config": {
-        "synthetic_days": 4, "synthetic_seed": 3,
-        "env": {"record_ledger": False, "episode_steps": 32},
-    },
-    "ppo": {"train_batch_size": 256, "minibatch_size": 128, "num_epochs": 1},
-    "rollouts": {"envs_per_runner": 8},
-    "tracking": {"wandb": False},
-}  # fmt: skip
-
 
 def test_a_killed_env_runner_is_replaced_and_training_continues(ray_local):
-    config = TrainConfig.model_validate(TINY).with_overrides(**{"rollouts.env_runners": 2})
+    config = tiny(**{"rollouts.env_runners": 2, "ppo.num_epochs": 1, "tracking.wandb": False})
     algo = ppo_config(config).build_algo()
     try:
         before = algo.train()
@@ -72,7 +62,7 @@ def test_a_crashed_trial_is_restored_from_its_last_checkpoint(ray_local, tmp_pat
                 marker.touch()
                 raise RuntimeError("injected trial crash")
 
-    config = TrainConfig.model_validate(TINY)
+    config = tiny(**{"ppo.num_epochs": 1, "tracking.wandb": False})
     tuner = tune.Tuner(
         PPO,
         param_space=ppo_config(config).callbacks(CrashOnce),

@@ -18,22 +18,13 @@ from envs.registry import market_for
 from rl.config import TrainConfig
 from rl.manifest import config_from_manifest, data_digest
 from rl.train import RunPaths, load_module, module_dir, train
+from tests.integration.configs import TINY
 from tests.integration.wandb_offline import config as wandb_config
 from tests.integration.wandb_offline import history
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-TINY = {
-    "env_config": {
-        "synthetic_days": 4, "synthetic_seed": 3,
-        "env": {"record_ledger": False, "episode_steps": 32},
-    },
-    "ppo": {"train_batch_size": 256, "minibatch_size": 64, "num_epochs": 2},
-    "rollouts": {"envs_per_runner": 8},
-    "steps": 512,
-    "checkpoint_every": 1,
-    "seed": 11,
-}  # fmt: skip
+
 SECRET = "sk-live-0123456789abcdef"
 TRADING = ("return", "sharpe", "max_drawdown", "fees", "funding", "turnover", "liquidated")
 REPRODUCED = (
