@@ -34,6 +34,12 @@ from ray.rllib.core.distribution.distribution import Distribution
 from torch import distributions as td
 from torch.nn import functional as F
 
+
+class HeadByHeadOnly(NotImplementedError):
+    """An operation this distribution refuses on purpose (see the module docstring): a
+    joint action is sampled head by head by its module, never from one object's inputs."""
+
+
 EPS = 1e-4
 """Beta samples are kept in [EPS, 1 - EPS]: float32 Beta samples can round to 0 or 1."""
 
@@ -120,7 +126,7 @@ class HierarchicalActionDist(Distribution):
 
     @staticmethod
     def required_input_dim(space, **kwargs) -> int:
-        raise NotImplementedError("use ActionLayout.input_dim")
+        raise HeadByHeadOnly("the input size depends on the layout: use ActionLayout.input_dim")
 
     def logp(self, value: dict[str, torch.Tensor], **kwargs) -> torch.Tensor:
         a = self.layout.n_assets
@@ -163,16 +169,16 @@ class HierarchicalActionDist(Distribution):
         return total + beta_kl.sum(-1)
 
     def sample(self, *, sample_shape=None, **kwargs):
-        raise NotImplementedError(
+        raise HeadByHeadOnly(
             "a hierarchical action is sampled head by head by its module "
             "(HierarchicalHeads.sample); these inputs are conditioned on earlier choices"
         )
 
     def rsample(self, *, sample_shape=None, **kwargs):
-        raise NotImplementedError("the action has discrete parts: no reparameterised sample")
+        raise HeadByHeadOnly("the action has discrete parts: no reparameterised sample")
 
     def to_deterministic(self) -> Distribution:
-        raise NotImplementedError(
+        raise HeadByHeadOnly(
             "deterministic actions come from the module's forward_inference (head by head)"
         )
 

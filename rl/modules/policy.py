@@ -12,6 +12,7 @@ Their settings arrive as ``model_config={"quantum": ModelConfig.model_dump()}``
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import torch
@@ -65,15 +66,15 @@ class _PolicyModule(TorchRLModule, ValueFunctionAPI):
             for name, param in self.named_parameters():
                 param.requires_grad_(name.startswith("value_head."))
 
+    @abc.abstractmethod
     def _build_encoder(self) -> tuple[int, int]:
         """Create the encoder's layers; return (per-asset base width, context width)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def encode(
         self, obs: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Per-asset head inputs (B, A, base), context (B, C), cross-asset weights or None."""
-        raise NotImplementedError
 
     def _sample(self, batch: dict[str, Any], deterministic: bool) -> dict[str, Any]:
         base, _, weights = self.encode(batch[Columns.OBS])
