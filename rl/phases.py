@@ -63,37 +63,80 @@ def phase_callbacks(phase: int, start: int) -> type[TradingMetricsCallback]:
     return PhaseCallbacks
 
 
+def _path(key: str) -> tuple[str, ...]:
+    """Where a mutable TrainConfig key lives in RLlib's (Tune's) param space."""
+    if key in _ALGO_KEYS:
+        return (_ALGO_KEYS[key],)
+    return tuple(key.split("."))  # env_config.env.reward.<term>: the same nesting
+
+
+def _get_path(tree: dict, path: tuple[str, ...]) -> Any:
+    for part in path:
+        tree = tree.get(part, {}) if isinstance(tree, dict) else {}
+    return None if isinstance(tree, dict) else tree
+
+
+def _nest(path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    for part in reversed(path):
+        value = {part: value}
+    return value
+
+
+def _merge(into: dict[str, Any], other: dict[str, Any]) -> None:
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
 def _mutations(phase: Phase, config: TrainConfig) -> dict[str, Any]:
-    """PBT's hyperparam_mutations for the phase's mutable AlgorithmConfig keys: resampling
-    stays within a band around the phase's own value (x/4..x4 for the learning rate,
-    0..x3 for the entropy bonus, x0.5..x1.5 otherwise), clipped to MUTABLE_KEYS."""
+    """PBT's hyperparam_mutations for the phase's mutable keys, nested as in the param
+    space: resampling stays within a band around the phase's own value (x/4..x4 for the
+    learning rate, 0..x3 for the entropy bonus and reward weights, x0.5..x1.5
+    otherwise), clipped to MUTABLE_KEYS."""
     from ray import tune
 
-    ppo = config.ppo.model_dump()
-    out = {}
+    values = config.model_dump()
+    out: dict[str, Any] = {}
     for key in phase.mutable:
-        if key not in _ALGO_KEYS:
-            continue  # env reward weights are not algorithm config keys: not perturbed here
         lo, hi = MUTABLE_KEYS[key]
-        value = ppo[key.split(".", 1)[1]]
+        value = _get_path(values, tuple(key.split("."))) or 0.0
         if key == "ppo.lr":
-            out["lr"] = tune.loguniform(max(lo, value / 4), min(hi, value * 4))
+            domain = tune.loguniform(max(lo, value / 4), min(hi, value * 4))
         elif key == "ppo.num_epochs":
-            out["num_epochs"] = tune.randint(max(int(lo), value // 2), min(int(hi), value * 2) + 1)
-        elif key == "ppo.entropy_coeff":
-            out["entropy_coeff"] = tune.uniform(lo, min(hi, max(3 * value, 1e-3)))
+            domain = tune.randint(max(int(lo), value // 2), min(int(hi), value * 2) + 1)
+        elif key == "ppo.entropy_coeff" or key.startswith("env_config."):
+            domain = tune.uniform(lo, min(hi, max(3 * value, 1e-3)))
         else:
-            out[_ALGO_KEYS[key]] = tune.uniform(max(lo, value / 2), min(hi, value * 1.5))
+            domain = tune.uniform(max(lo, value / 2), min(hi, value * 1.5))
+        _merge(out, _nest(_path(key), domain))
     return out
+
+
+def with_mutable_defaults(phase: Phase, config: TrainConfig) -> TrainConfig:
+    """The config with every mutable env key present (PBT perturbs existing keys only)."""
+    values = config.model_dump()
+    missing = {
+        key: 0.0
+        for key in phase.mutable
+        if key.startswith("env_config.") and _get_path(values, tuple(key.split("."))) is None
+    }
+    return config.with_overrides(**missing) if missing else config
 
 
 def keep_valid(config: dict[str, Any]) -> dict[str, Any]:
     """PBT's custom_explore_fn: clamp every perturbed value into its allowed range."""
-    for key, name in _ALGO_KEYS.items():
-        if name in config and isinstance(config[name], int | float):
-            lo, hi = MUTABLE_KEYS[key]
-            value = min(max(config[name], lo), hi)
-            config[name] = round(value) if key == "ppo.num_epochs" else float(value)
+    for key, (lo, hi) in MUTABLE_KEYS.items():
+        path = _path(key)
+        value = _get_path(config, path)
+        if not isinstance(value, int | float):
+            continue
+        value = min(max(value, lo), hi)
+        node = config
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = round(value) if key == "ppo.num_epochs" else float(value)
     return config
 
 
@@ -120,9 +163,9 @@ def pbt_lineage(experiment: Path) -> list[dict[str, Any]]:
     for line in log_file.read_text().splitlines():
         target, source, target_iter, source_iter, old, new = json.loads(line)
         changed = {
-            name: [old.get(name), new.get(name)]
-            for name in _ALGO_KEYS.values()
-            if old.get(name) != new.get(name)
+            ".".join(_path(key)): [_get_path(old, _path(key)), _get_path(new, _path(key))]
+            for key in MUTABLE_KEYS
+            if _get_path(old, _path(key)) != _get_path(new, _path(key))
         }
         events.append(
             {
@@ -183,6 +226,7 @@ def _run_phase(
 
     from rl.algo import ppo_config
 
+    config = with_mutable_defaults(phase, config) if population > 1 else config
     start = schedule.start_of(number)
     budget = phase.until_steps - start
     param_space = ppo_config(config, init_module).callbacks(phase_callbacks(number, start))
@@ -195,6 +239,11 @@ def _run_phase(
             custom_explore_fn=keep_valid,
             quantile_fraction=0.5 if population < 4 else 0.25,
             log_config=True,
+            # synchronous: at each perturbation point the whole population has reported,
+            # so the bottom quantile always exploits the top (asynchronous PBT skips a
+            # trial whose peers have not reached the point yet; small populations then
+            # often skip every exploit)
+            synch=True,
         )
 
     def stop(trial_id: str, result: dict) -> bool:

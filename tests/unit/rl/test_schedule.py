@@ -125,3 +125,26 @@ def test_early_end_criteria_need_every_given_condition_and_the_minimum_steps():
     assert not criteria.met(1000, {**good, "env_runners/trading/max_drawdown": 0.2})
     assert not criteria.met(1000, {})
     assert not Criteria().met(10**9, good)  # no conditions: the phase runs its budget
+
+
+def test_pbt_mutations_cover_algorithm_and_env_keys_and_stay_valid():
+    from rl.phases import _mutations, keep_valid, with_mutable_defaults
+    from rl.schedule import Phase
+
+    phase = Phase(
+        name="p", stage="mastery", until_steps=10,
+        mutable=("ppo.lr", "ppo.num_epochs", "env_config.env.reward.drawdown"),
+    )  # fmt: skip
+    config = with_mutable_defaults(phase, TrainConfig())
+
+    space = _mutations(phase, config)
+    wild = {"lr": 5.0, "num_epochs": 99.7, "env_config": {"env": {"reward": {"drawdown": -3}}}}
+    valid = keep_valid(wild)
+
+    assert config.env_config["env"]["reward"]["drawdown"] == 0.0  # present for PBT to perturb
+    assert set(space) == {"lr", "num_epochs", "env_config"}
+    assert 3e-4 / 4 <= space["lr"].lower and space["lr"].upper <= 3e-4 * 4
+    assert "drawdown" in space["env_config"]["env"]["reward"]
+    assert valid["lr"] == MUTABLE_KEYS["ppo.lr"][1]
+    assert valid["num_epochs"] == MUTABLE_KEYS["ppo.num_epochs"][1]
+    assert valid["env_config"]["env"]["reward"]["drawdown"] == 0.0
