@@ -143,7 +143,7 @@ def test_pbt_mutations_cover_algorithm_and_env_keys_and_stay_valid():
 
     assert config.env_config["env"]["reward"]["drawdown"] == 0.0  # present for PBT to perturb
     assert set(space) == {"lr", "num_epochs", "env_config"}
-    assert 3e-4 / 4 <= space["lr"].lower and space["lr"].upper <= 3e-4 * 4
+    assert space["lr"].lower >= 3e-4 / 4 and space["lr"].upper <= 3e-4 * 4
     assert "drawdown" in space["env_config"]["env"]["reward"]
     assert valid["lr"] == MUTABLE_KEYS["ppo.lr"][1]
     assert valid["num_epochs"] == MUTABLE_KEYS["ppo.num_epochs"][1]
