@@ -19,6 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
+def get_path(tree: Any, path: tuple[str, ...]) -> Any:
+    """The leaf at ``path`` in nested dicts, or None (a missing key or a non-leaf)."""
+    for part in path:
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return None if isinstance(tree, dict) else tree
+
+
 class ModelConfig(BaseModel):
     """The policy network (``rl.modules``): sizes are small by default so CPUs train fast."""
 
@@ -152,6 +159,11 @@ class TrainConfig(BaseModel):
                 raise ValueError(f"unknown config key {dotted!r}")
             node[leaf] = value
         return TrainConfig.model_validate(data)
+
+    def value(self, dotted: str) -> Any:
+        """The value at a dotted key ('ppo.lr', 'env_config.env.reward.drawdown'), or None
+        where the key is not set (the reverse of with_overrides)."""
+        return get_path(self.model_dump(), tuple(dotted.split(".")))
 
     def digest(self) -> str:
         """sha256 of the canonical JSON form (the manifest's config hash)."""

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rl.callbacks import TradingMetricsCallback
-from rl.config import TrainConfig
+from rl.config import TrainConfig, get_path
 from rl.recommend import read_recommendations, recommend, write_recommendations
 from rl.schedule import MUTABLE_KEYS, Phase, Schedule
 from rl.train import flatten, module_dir
@@ -70,12 +70,6 @@ def _path(key: str) -> tuple[str, ...]:
     return tuple(key.split("."))  # env_config.env.reward.<term>: the same nesting
 
 
-def _get_path(tree: dict, path: tuple[str, ...]) -> Any:
-    for part in path:
-        tree = tree.get(part, {}) if isinstance(tree, dict) else {}
-    return None if isinstance(tree, dict) else tree
-
-
 def _nest(path: tuple[str, ...], value: Any) -> dict[str, Any]:
     for part in reversed(path):
         value = {part: value}
@@ -97,11 +91,10 @@ def _mutations(phase: Phase, config: TrainConfig) -> dict[str, Any]:
     otherwise), clipped to MUTABLE_KEYS."""
     from ray import tune
 
-    values = config.model_dump()
     out: dict[str, Any] = {}
     for key in phase.mutable:
         lo, hi = MUTABLE_KEYS[key]
-        value = _get_path(values, tuple(key.split("."))) or 0.0
+        value = config.value(key) or 0.0
         if key == "ppo.lr":
             domain = tune.loguniform(max(lo, value / 4), min(hi, value * 4))
         elif key == "ppo.num_epochs":
@@ -116,11 +109,10 @@ def _mutations(phase: Phase, config: TrainConfig) -> dict[str, Any]:
 
 def with_mutable_defaults(phase: Phase, config: TrainConfig) -> TrainConfig:
     """The config with every mutable env key present (PBT perturbs existing keys only)."""
-    values = config.model_dump()
     missing = {
         key: 0.0
         for key in phase.mutable
-        if key.startswith("env_config.") and _get_path(values, tuple(key.split("."))) is None
+        if key.startswith("env_config.") and config.value(key) is None
     }
     return config.with_overrides(**missing) if missing else config
 
@@ -129,7 +121,7 @@ def keep_valid(config: dict[str, Any]) -> dict[str, Any]:
     """PBT's custom_explore_fn: clamp every perturbed value into its allowed range."""
     for key, (lo, hi) in MUTABLE_KEYS.items():
         path = _path(key)
-        value = _get_path(config, path)
+        value = get_path(config, path)
         if not isinstance(value, int | float):
             continue
         value = min(max(value, lo), hi)
@@ -163,9 +155,9 @@ def pbt_lineage(experiment: Path) -> list[dict[str, Any]]:
     for line in log_file.read_text().splitlines():
         target, source, target_iter, source_iter, old, new = json.loads(line)
         changed = {
-            ".".join(_path(key)): [_get_path(old, _path(key)), _get_path(new, _path(key))]
+            ".".join(_path(key)): [get_path(old, _path(key)), get_path(new, _path(key))]
             for key in MUTABLE_KEYS
-            if _get_path(old, _path(key)) != _get_path(new, _path(key))
+            if get_path(old, _path(key)) != get_path(new, _path(key))
         }
         events.append(
             {

@@ -59,12 +59,7 @@ def _slope(values: np.ndarray) -> float:
 
 
 def _get(config: TrainConfig, dotted: str) -> float:
-    node: Any = config.model_dump()
-    for key in dotted.split("."):
-        node = node.get(key, {}) if isinstance(node, dict) else {}
-    if isinstance(node, dict):  # unset env reward weights default to 0
-        return 0.0
-    return float(node)
+    return float(config.value(dotted) or 0.0)  # unset env reward weights default to 0
 
 
 def recommend(
