@@ -3,7 +3,8 @@
 numba's `cache=True` checks only the timestamp of the file that defines a
 function, so editing a kernel that another kernel calls (in another module)
 would silently keep running the stale compiled caller. Keying the cache
-directory by a hash of every kernel source (market/ and envs/) and numba's
+directory by a hash of every kernel source (market/, envs/ and the backtest
+drivers) and numba's
 version makes any edit start from a fresh cache, while unchanged code still
 loads compiled kernels from disk (Ray workers skip the ~10 s compile).
 Set NUMBA_CACHE_DIR to override.
@@ -19,14 +20,18 @@ from pathlib import Path
 import numba
 
 _ROOT = Path(__file__).resolve().parent.parent
-_KERNEL_PACKAGES = ("market", "envs")
+_KERNEL_SOURCES = (
+    "market", "envs", "backtest/engine.py", "backtest/fast.py", "backtest/fast_kernels.py",
+)  # fmt: skip
+"""Folders (every .py inside) and files whose numba kernels share the cache."""
 
 
 @functools.cache
 def _source_digest() -> str:
     digest = hashlib.sha256(numba.__version__.encode())
-    for package in _KERNEL_PACKAGES:
-        for path in sorted((_ROOT / package).rglob("*.py")):
+    for source in _KERNEL_SOURCES:
+        base = _ROOT / source
+        for path in sorted(base.rglob("*.py")) if base.is_dir() else [base]:
             digest.update(path.relative_to(_ROOT).as_posix().encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

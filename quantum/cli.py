@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.logging import RichHandler
 
+from backtest.cli import analyze_bias_command, backtest_command
 from market.cli import app as data_app
 from rl.cli import train_command, tune_command
 
@@ -19,6 +20,8 @@ app = typer.Typer(
 app.add_typer(data_app, name="data", no_args_is_help=True)
 app.command("train")(train_command)
 app.command("tune")(tune_command)
+app.command("backtest")(backtest_command)
+app.command("analyze-bias")(analyze_bias_command)
 
 
 @app.callback()

@@ -1,0 +1,154 @@
+"""Year-long backtests of the hierarchical policy: market encoding batched over time,
+then one numba loop that runs the per-step policy and the simulator together.
+
+The market transformer reads only the observation's market window, which does not
+depend on the account, so every decision bar's encoding is computed up front in large
+torch batches (no look-ahead: step k's encoding uses bars up to its own decision bar).
+Cross-asset attention, the risk LSTM, fusion and the heads depend on the account and
+run per step in ``backtest.fast_kernels``. Deterministic actions only (the mode of
+each head, as ``forward_inference``); other modules use ``engine.run_policy``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import njit
+
+from backtest.engine import Account, _outputs, backtest_config, record_step, span_steps
+from backtest.fast_kernels import decide
+from backtest.result import BacktestResult
+from envs.config import EnvConfig
+from envs.core.step import step_batch
+from envs.data import MarketArrays
+
+
+def supports(module) -> bool:
+    """Whether the fast path reproduces this module (the hierarchical one without text)."""
+    from rl.modules.policy import HierarchicalPPOModule
+
+    return isinstance(module, HierarchicalPPOModule) and module.text is None
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float64)
+
+
+def export_weights(module) -> tuple:
+    """The per-step layers' weights as float64 numpy arrays, grouped as decide() reads them."""
+    c, r, h = module.cross, module.risk_lstm, module.heads
+    att = c.attention
+    w_cross = (
+        _np(c.portfolio.weight), _np(c.portfolio.bias), _np(c.asset),
+        _np(c.norm1.weight), _np(c.norm1.bias), _np(att.in_proj_weight), _np(att.in_proj_bias),
+        _np(att.out_proj.weight), _np(att.out_proj.bias), _np(c.norm2.weight), _np(c.norm2.bias),
+        _np(c.ff[0].weight), _np(c.ff[0].bias), _np(c.ff[2].weight), _np(c.ff[2].bias),
+        int(att.num_heads),
+    )  # fmt: skip
+    lstm = r.lstm
+    if lstm.num_layers != 1 or lstm.bidirectional:
+        raise ValueError("the fast path supports the one-layer unidirectional risk LSTM")
+    w_lstm = (
+        _np(lstm.weight_ih_l0), _np(lstm.weight_hh_l0), _np(lstm.bias_ih_l0),
+        _np(lstm.bias_hh_l0), _np(r.pool.score.weight), _np(r.pool.score.bias),
+    )  # fmt: skip
+    w_fusion = (_np(module.fusion[0].weight), _np(module.fusion[0].bias))
+    w_heads = tuple(
+        _np(t)
+        for net in (h.trade, h.size, h.later)
+        for t in (net[0].weight, net[0].bias, net[2].weight, net[2].bias)
+    )
+    return w_cross, w_lstm, w_fusion, w_heads
+
+
+def encode_market(
+    module, data: MarketArrays, window: int, bars: np.ndarray, chunk: int = 8192
+) -> np.ndarray:
+    """Market encodings (n, A, d) of the observation windows ending at ``bars``."""
+    view = np.lib.stride_tricks.sliding_window_view(data.feats, window, axis=0)  # (n-W+1,A,F,W)
+    out = np.empty((len(bars), data.n_assets, module.cfg.d_model))
+    with torch.inference_mode():
+        for lo in range(0, len(bars), chunk):
+            idx = bars[lo : lo + chunk] - (window - 1)
+            x = torch.from_numpy(np.ascontiguousarray(view[idx].transpose(0, 3, 1, 2)))
+            out[lo : lo + len(idx)] = module.market(x).double().numpy()
+    return out
+
+
+@njit(cache=True)
+def _drive(mkt, feats, days, params, floors, rates, allowances, acct, book, hist, t, steps,
+           active, encoded, weights, n_styles, step_events, counts, rewards, terms, terminated,
+           truncated, obs_market, obs_risk, obs_portfolio, record, positions, bars, events,
+           n_events, k_from, k_to):  # fmt: skip
+    """Steps k_from..k_to-1 (1-based step numbers k_from..); stops early when the event
+    buffer could overflow. Returns (next step, events kept, terminated)."""
+    w_cross, w_lstm, w_fusion, w_heads = weights
+    n_assets = book.shape[1]
+    trade = np.zeros((1, n_assets), dtype=np.int64)
+    size = np.zeros((1, n_assets))
+    limits = np.zeros((1, n_assets, 2))
+    execution = np.zeros((1, n_assets, 2), dtype=np.int64)
+    risk = np.empty(obs_risk.shape[1:])
+    portfolio = np.empty(obs_portfolio.shape[1:])
+    capacity = step_events.shape[1]
+    k = k_from
+    while k < k_to:
+        if n_events + capacity > events.shape[0]:
+            return k, n_events, False
+        risk[:] = obs_risk[0]
+        portfolio[:] = obs_portfolio[0]
+        decide(encoded[k - 1], risk, portfolio, w_cross, w_lstm, w_fusion, w_heads, n_styles,
+               trade[0], size[0], limits[0], execution[0])  # fmt: skip
+        step_batch(mkt, feats, days, params, floors, rates, allowances, acct, book, hist, t,
+                   steps, active, trade, size, limits, execution, step_events, counts, rewards,
+                   terms, terminated, truncated, obs_market, obs_risk, obs_portfolio)  # fmt: skip
+        for i in range(counts[0]):
+            events[n_events + i] = step_events[0, i]
+        n_events += counts[0]
+        record_step(acct[0], book[0], mkt, t[0], k, record, positions)
+        bars[k] = t[0]
+        k += 1
+        if terminated[0] or truncated[0]:
+            return k, n_events, terminated[0]
+    return k, n_events, False
+
+
+def run_hierarchical(
+    module,
+    data: MarketArrays,
+    config: EnvConfig,
+    start_bar: int,
+    end_bar: int,
+    name: str,
+    meta: dict | None = None,
+) -> BacktestResult:
+    """``engine.run_policy(module_policy(module))``, fast (see module docstring)."""
+    if not supports(module):
+        raise ValueError("the fast path needs the hierarchical module without a text encoder")
+    n_steps = span_steps(data, config, start_bar, end_bar)
+    cfg = backtest_config(config, n_steps)
+    account = Account(data, cfg, start_bar, n_steps)
+    # decision k (1-based) is taken after bar start + (k - 1) * bars_per_step; if the run ends
+    # early the later encodings are simply unused
+    decision_bars = start_bar + np.arange(n_steps, dtype=np.int64) * cfg.bars_per_step
+    encoded = encode_market(module, data, cfg.window, decision_bars)
+    weights = export_weights(module)
+    n_styles = module.layout.n_styles
+    out = _outputs()
+    obs = account.obs
+    k, terminated = 1, False
+    while k <= n_steps and not terminated:
+        k, account.n_events, terminated = _drive(
+            *account.kernel_args(), encoded, weights, n_styles, account.step_events,
+            account.counts, *out, obs["market"], obs["risk"], obs["portfolio"], account.record,
+            account.positions, account.bars, account.events, account.n_events, k, n_steps + 1,
+        )  # fmt: skip
+        account.done_steps = k - 1
+        if out[3][0]:
+            break
+        if k <= n_steps and not terminated:  # the event buffer is full: grow it and go on
+            grown = np.zeros((2 * len(account.events), account.events.shape[1]))
+            grown[: account.n_events] = account.events[: account.n_events]
+            account.events = grown
+    account.finish(bool(terminated))
+    return account.result(name, meta)

@@ -1,0 +1,218 @@
+"""A complete backtest: data span, policy and baselines on the simulator, metrics,
+regime analysis and the report.
+
+``quantum backtest`` is a thin CLI over :func:`backtest_policy` (one span) and
+``backtest.walk_forward`` (train/test windows).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from backtest.baselines import RULES
+from backtest.engine import benchmark_equity, run_policy
+from backtest.result import BacktestResult
+from envs.config import EnvConfig
+from envs.core.layout import M_CLOSE
+from envs.data import MarketArrays
+
+log = logging.getLogger(__name__)
+
+
+class BacktestOptions(BaseModel):
+    """The seed's backtest options; None keeps the value the policy was trained with."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    initial_capital: float | None = Field(None, gt=0, description="Starting wallet (USDC).")
+    risk_free_rate: float | None = Field(None, description="Annual rate for Sharpe/Sortino.")
+    commission: float | None = Field(
+        None, ge=0, lt=0.01, description="Taker fee on traded notional (maker fee unchanged)."
+    )
+    slippage: float | None = Field(
+        None,
+        ge=0,
+        lt=0.05,
+        description="Floor of the half-spread paid on taker fills, as a fraction of price "
+        "(on top of square-root impact, which the simulator always charges).",
+    )
+    max_leverage: float | None = Field(None, gt=0, le=125, description="Leverage cap.")
+    benchmark: str | None = Field(
+        "BTC", description="Asset of the buy-and-hold benchmark line (None: no benchmark)."
+    )
+    start: str | None = Field(None, description="First timestamp (UTC) of the span.")
+    end: str | None = Field(None, description="Last timestamp (UTC) of the span.")
+    baselines: tuple[str, ...] = Field(
+        ("flat", "buy_and_hold", "momentum"), description="Rule baselines run alongside."
+    )
+    deterministic: bool = Field(True, description="Mode of each head instead of sampling.")
+    n_trials: int = Field(
+        1, ge=1, description="Configurations tried before picking this policy (deflated Sharpe)."
+    )
+
+    def env_config(self, base: EnvConfig) -> EnvConfig:
+        """The training env config with these overrides applied."""
+        update: dict[str, Any] = {}
+        if self.initial_capital is not None:
+            update["initial_balance"] = self.initial_capital
+        if self.risk_free_rate is not None:
+            update["risk_free_rate"] = self.risk_free_rate
+        costs: dict[str, Any] = {}
+        if self.commission is not None:
+            costs["taker_fee"] = self.commission
+        if self.slippage is not None:
+            costs["min_half_spread"] = self.slippage
+            costs["max_half_spread"] = max(base.costs.max_half_spread, self.slippage)
+        if costs:
+            update["costs"] = base.costs.model_copy(update=costs)
+        if self.max_leverage is not None:
+            update["limits"] = base.limits.model_copy(update={"max_leverage": self.max_leverage})
+        return EnvConfig.model_validate({**base.model_dump(), **_dumped(update)})
+
+
+def _dumped(update: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in update.items()}
+
+
+def span_bars(
+    data: MarketArrays, config: EnvConfig, start: str | None, end: str | None
+) -> tuple[int, int]:
+    """Bar indices of [start, end] clipped to the usable data (warm-up excluded)."""
+    stamps = data.timestamps
+    first = max(data.first_valid, config.window - 1)
+    lo = first if start is None else max(first, int(np.searchsorted(stamps, _ns(start))))
+    hi = data.n_bars - 1
+    if end is not None:
+        hi = min(hi, int(np.searchsorted(stamps, _ns(end), side="right")) - 1)
+    if hi <= lo:
+        raise ValueError(
+            f"no usable bars between {start} and {end}: the data spans "
+            f"{pd.Timestamp(stamps[first], tz='UTC')} .. {pd.Timestamp(stamps[-1], tz='UTC')}"
+        )
+    return lo, hi
+
+
+def _ns(stamp: str) -> int:
+    ts = pd.Timestamp(stamp)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return int(ts.as_unit("ns").value)
+
+
+def resolve_asset(assets: tuple[str, ...], name: str) -> str:
+    """'BTC' names 'BTC' or 'BTC/USDT:USDT'; unknown names are errors."""
+    for asset in assets:
+        if name.upper() in (asset.upper(), asset.split("/")[0].upper()):
+            return asset
+    raise ValueError(f"benchmark {name!r} is not one of the data's assets {list(assets)}")
+
+
+def run_module(
+    module, data: MarketArrays, config: EnvConfig, start: int, end: int, name: str,
+    deterministic: bool = True, meta: Mapping[str, Any] | None = None,
+) -> BacktestResult:  # fmt: skip
+    """A trained module on the simulator: the fast path when it applies, else the
+    general loop (stochastic actions, the MLP baseline, a text encoder)."""
+    from backtest.fast import run_hierarchical, supports
+    from rl.evaluate import module_policy
+
+    meta = dict(meta or {})
+    if deterministic and supports(module):
+        return run_hierarchical(module, data, config, start, end, name, meta)
+    return run_policy(module_policy(module, deterministic), data, config, start, end, name, meta)
+
+
+def run_baselines(
+    data: MarketArrays, config: EnvConfig, start: int, end: int, names: tuple[str, ...]
+) -> dict[str, BacktestResult]:
+    unknown = sorted(set(names) - set(RULES))
+    if unknown:
+        raise ValueError(f"unknown baselines {unknown}; known: {sorted(RULES)}")
+    return {
+        name: run_policy(RULES[name](data, config), data, config, start, end, name)
+        for name in names
+    }
+
+
+def with_benchmark(result: BacktestResult, asset: str | None) -> BacktestResult:
+    """The result with its buy-and-hold benchmark line attached (same index)."""
+    if asset is None:
+        return result
+    resolved = resolve_asset(result.assets, asset)
+    line = benchmark_equity(result.prices, resolved, result.initial_capital)
+    return replace(result, benchmark=line)
+
+
+def regime_table(result: BacktestResult, labels: pd.Series) -> pd.DataFrame:
+    """Performance per market regime: the step returns grouped by the regime label of the
+    bar each step started from (labels use past data only, risk.regimes)."""
+    from backtest.sharpe import per_period_rate, sharpe_ratio
+
+    returns = result.returns
+    start_labels = labels.reindex(result.steps.index).shift(1).iloc[1:]
+    rf = per_period_rate(result.risk_free_rate, result.periods_per_year)
+    rows = []
+    for label, group in returns.groupby(start_labels.astype(str), observed=True):
+        rows.append(
+            {
+                "regime": label,
+                "steps": len(group),
+                "share": len(group) / len(returns),
+                "total_return": float(np.prod(1.0 + group.to_numpy()) - 1.0),
+                "mean_return": float(group.mean()),
+                "sharpe": sharpe_ratio(group.to_numpy(), rf, result.periods_per_year),
+                "hit_rate": float((group > 0).mean()),
+            }
+        )
+    return pd.DataFrame(rows).sort_values("steps", ascending=False, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class BacktestRun:
+    """Everything one `quantum backtest` produced."""
+
+    result: BacktestResult
+    metrics: dict[str, float]
+    baselines: dict[str, BacktestResult]
+    baseline_metrics: dict[str, dict[str, float]]
+    regimes: pd.DataFrame
+    report: Path | None
+
+
+def analyse(
+    result: BacktestResult,
+    data: MarketArrays,
+    baselines: dict[str, BacktestResult],
+    options: BacktestOptions,
+    output_dir: Path | None,
+    walk_forward: pd.DataFrame | None = None,
+) -> BacktestRun:
+    """Benchmark, metrics, regimes and (with ``output_dir``) the report of a finished run."""
+    from backtest.metrics import compute_metrics
+    from risk.regimes import market_regimes
+
+    result = with_benchmark(result, options.benchmark)
+    baselines = {k: with_benchmark(v, options.benchmark) for k, v in baselines.items()}
+    metrics = compute_metrics(result, n_trials=options.n_trials)
+    baseline_metrics = {k: compute_metrics(v) for k, v in baselines.items()}
+    index = pd.to_datetime(data.timestamps, utc=True)
+    close = pd.DataFrame(data.mkt[:, :, M_CLOSE], index=index, columns=list(data.assets))
+    focus = resolve_asset(data.assets, options.benchmark) if options.benchmark else None
+    labels = market_regimes(close[focus] if focus else close)
+    regimes = regime_table(result, labels)
+    report = None
+    if output_dir is not None:
+        from backtest.report import write_report
+
+        report = write_report(
+            Path(output_dir), result, metrics, baselines=baselines,
+            baseline_metrics=baseline_metrics, regime_labels=labels.reindex(result.steps.index),
+            regime_table=regimes, walk_forward=walk_forward,
+        )  # fmt: skip
+    return BacktestRun(result, metrics, baselines, baseline_metrics, regimes, report)
