@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from envs.config import CostConfig
 from envs.core.layout import (
     M_ATR,
     M_AVG_VOLUME,
@@ -87,23 +86,21 @@ class MarketArrays:
         return self.mkt.shape[1]
 
     @classmethod
-    def from_aligned(cls, aligned: pd.DataFrame, costs: CostConfig | None = None) -> MarketArrays:
+    def from_aligned(cls, aligned: pd.DataFrame) -> MarketArrays:
         """Compute the features of an aligned frame (market.features) and stack both."""
         from market.features import compute_features
 
-        return cls.from_frames(aligned, compute_features(aligned), costs)
+        return cls.from_frames(aligned, compute_features(aligned))
 
     @classmethod
     def from_frames(
         cls,
         aligned: pd.DataFrame,
         features: pd.DataFrame,
-        costs: CostConfig | None = None,
         obs_features: tuple[str, ...] = OBS_FEATURES,
         volume_window: int = 1440,
     ) -> MarketArrays:
         """Stack an aligned frame and its features (same index) into kernel arrays."""
-        costs = costs or CostConfig()
         if not aligned.index.equals(features.index):
             raise ValueError("features must share the aligned frame's index")
         assets = tuple(aligned.columns.get_level_values("asset").unique())
@@ -128,11 +125,10 @@ class MarketArrays:
             volume = aligned[(asset, "volume")]
             mkt[:, j, M_AVG_VOLUME] = volume.rolling(volume_window, min_periods=1).mean().to_numpy()
             mkt[:, j, M_NEXT_EVENT] = _bars_to_next_event(mkt[:, j, M_EVENT])
-        mkt[:, :, M_HALF_SPREAD] = np.clip(
-            np.nan_to_num(mkt[:, :, M_HALF_SPREAD], nan=costs.min_half_spread),
-            costs.min_half_spread,
-            costs.max_half_spread,
-        )
+        # the raw estimate (undefined or negative high-low estimates read as 0); the kernels
+        # bound it by the env's CostConfig, so one dataset serves envs with other cost settings
+        spread = mkt[:, :, M_HALF_SPREAD]
+        mkt[:, :, M_HALF_SPREAD] = np.maximum(np.nan_to_num(spread, nan=0.0), 0.0)
         feats = np.stack(
             [
                 features.xs(f, axis=1, level=1)[list(assets)].to_numpy(np.float32)
@@ -178,7 +174,6 @@ def load_market_arrays(
     timeframe: str = "1m",
     start: pd.Timestamp | None = None,
     end: pd.Timestamp | None = None,
-    costs: CostConfig | None = None,
 ) -> MarketArrays:
     """Stored data (market/ parquet store) -> aligned frame -> features -> MarketArrays.
 
@@ -189,4 +184,4 @@ def load_market_arrays(
     from market.store import ParquetStore
 
     aligned = load_aligned(ParquetStore(root), exchange, list(symbols), timeframe, start, end)
-    return MarketArrays.from_aligned(aligned, costs)
+    return MarketArrays.from_aligned(aligned)

@@ -39,3 +39,49 @@ class RiskLimits(BaseModel):
     max_drawdown: float = Field(
         0.30, gt=0, le=1, description="Drawdown from peak equity that ends the episode."
     )
+    warning_fraction: float = Field(
+        0.8,
+        gt=0,
+        lt=1,
+        description=(
+            "Alerts warn when a metric reaches this fraction of its limit and turn critical at "
+            "the limit: a warning leaves time to act before the hard stop."
+        ),
+    )
+    var_confidence: float = Field(
+        0.99, gt=0, lt=1, description="Confidence of the VaR checked against max_var."
+    )
+    max_var: float = Field(
+        0.10,
+        gt=0,
+        description=(
+            "Cap on one-period historical VaR of the current book, as a fraction of equity "
+            "(the period is that of the return history supplied)."
+        ),
+    )
+    max_margin_ratio: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Cap on maintenance margin / equity; liquidation happens at 1.",
+    )
+    correlation_threshold: float = Field(
+        0.7,
+        gt=-1,
+        lt=1,
+        description="Return correlation above which assets are grouped as one correlated bet.",
+    )
+    max_correlated_exposure: float = Field(
+        15.0,
+        gt=0,
+        description="Cap on the gross notional / equity of one correlated group of assets.",
+    )
+    max_counterparty_share: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description=(
+            "Cap on the share of equity held at one exchange; 1 allows a single venue, lower "
+            "values force spreading equity so one exchange failure cannot take it all."
+        ),
+    )

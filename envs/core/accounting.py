@@ -41,6 +41,7 @@ from envs.core.layout import (
     K_LIQUIDATION,
     LIQ_FEES,
     LIQUIDATED,
+    M_HALF_SPREAD,
     M_MARK,
     MAINT,
     OPENED_AT,
@@ -53,6 +54,15 @@ from envs.core.layout import (
     TRADED,
     WALLET,
 )
+from envs.core.params import P_MAX_HALF_SPREAD, P_MIN_HALF_SPREAD
+
+
+@njit(cache=True, inline="always")
+def half_spread(mkt, params, b, a):
+    """The half-spread paid on a taker fill at bar b's information: the data's estimate,
+    bounded by the env's floor and cap (CostConfig), so a backtest's slippage setting
+    applies to data built once and shared by every env."""
+    return min(max(mkt[b, a, M_HALF_SPREAD], params[P_MIN_HALF_SPREAD]), params[P_MAX_HALF_SPREAD])
 
 
 @njit(cache=True, inline="always")

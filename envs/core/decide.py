@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from numba import njit
 
+from envs.core.accounting import half_spread
 from envs.core.layout import (
     BARS_LEFT,
     CLIP,
@@ -26,7 +27,6 @@ from envs.core.layout import (
     LIMIT_PX,
     M_ATR,
     M_CLOSE,
-    M_HALF_SPREAD,
     QTY,
     REMAIN,
     SL_PX,
@@ -105,8 +105,8 @@ def place_orders(acct, book, mkt, params, t, trade, size, risk, execution, targe
         book[a, STYLE] = execution[a, 0]
         book[a, BARS_LEFT] = horizon
         book[a, CLIP] = abs(delta) / horizon
-        half_spread = mkt[t, a, M_HALF_SPREAD]
-        book[a, LIMIT_PX] = close * (1.0 - half_spread if delta > 0.0 else 1.0 + half_spread)
+        spread = half_spread(mkt, params, t, a)
+        book[a, LIMIT_PX] = close * (1.0 - spread if delta > 0.0 else 1.0 + spread)
         direction = trade[a] - 1
         if direction == 0:
             book[a, SL_PX] = 0.0

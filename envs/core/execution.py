@@ -13,7 +13,7 @@ from __future__ import annotations
 from numba import njit
 
 from envs.config import ExecStyle
-from envs.core.accounting import apply_fill, impact_cost, record
+from envs.core.accounting import apply_fill, half_spread, impact_cost, record
 from envs.core.layout import (
     BARS_LEFT,
     CLIP,
@@ -27,7 +27,6 @@ from envs.core.layout import (
     M_DAILY_NOTIONAL,
     M_DAILY_VOL,
     M_FUNDING_LAST,
-    M_HALF_SPREAD,
     M_HIGH,
     M_LOW,
     M_NEXT_EVENT,
@@ -53,7 +52,7 @@ def taker_fill(acct, book, mkt, params, a, b, qty, price, kind, events, count):
     """Fill `qty` at mid `price` in bar b as a taker: fee, half-spread and impact."""
     notional = abs(qty) * price
     fee = notional * params[P_TAKER_FEE]
-    spread = notional * mkt[b - 1, a, M_HALF_SPREAD]
+    spread = notional * half_spread(mkt, params, b - 1, a)
     impact = impact_cost(
         notional, mkt[b - 1, a, M_DAILY_VOL], mkt[b - 1, a, M_DAILY_NOTIONAL], params[P_IMPACT_K]
     )

@@ -29,7 +29,9 @@ P_REWARD_SCALE = 19
 P_INITIAL = 20
 P_EPISODE_STEPS = 21
 P_REBALANCE_BAND = 22
-N_PARAMS = 23
+P_MIN_HALF_SPREAD = 23
+P_MAX_HALF_SPREAD = 24
+N_PARAMS = 25
 
 
 def pack_params(config: EnvConfig) -> np.ndarray:
@@ -59,6 +61,8 @@ def pack_params(config: EnvConfig) -> np.ndarray:
         P_REWARD_SCALE: rw.scale,
         P_INITIAL: config.initial_balance,
         P_EPISODE_STEPS: config.episode_steps,
+        P_MIN_HALF_SPREAD: c.min_half_spread,
+        P_MAX_HALF_SPREAD: c.max_half_spread,
     }
     out = np.zeros(N_PARAMS, dtype=np.float64)
     for index, value in values.items():

@@ -115,3 +115,20 @@ def test_every_rule_is_registered_and_valid_for_the_env(data):
         result = run_policy(rule(data, config), data, config, data.first_valid,
                             data.first_valid + 50, name)  # fmt: skip
         assert len(result.steps) == 51, name
+
+
+def test_slippage_option_sets_the_half_spread_every_taker_fill_pays(data):
+    from backtest.run import BacktestOptions
+
+    base = EnvConfig()
+    slipped = BacktestOptions(slippage=0.002, commission=0.0).env_config(base)
+    start = data.first_valid
+
+    default = run_policy(momentum(data, base), data, base, start, start + 400, "m")
+    costly = run_policy(momentum(data, slipped), data, slipped, start, start + 400, "m")
+
+    fills = costly.ledger[costly.ledger["kind"] == "fill"]
+    assert len(fills) > 5
+    np.testing.assert_allclose(fills["spread"] / fills["notional"], 0.002, rtol=1e-9)
+    assert (fills["fee"] == 0).all()
+    assert costly.steps["spread"].iloc[-1] > 3 * default.steps["spread"].iloc[-1]
