@@ -3,7 +3,9 @@ simulator, with the seed's options, a report and a one-screen summary."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,11 +25,13 @@ _SHOWN = ("total_return", "annualized_return", "sharpe", "sortino", "max_drawdow
 
 def market_env_config(
     base: dict[str, Any], data_path: Path | None, synthetic_seed: int | None,
-    synthetic_days: float | None,
+    synthetic_days: float | None, symbols: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """The training env_config with the market swapped: a store folder, or a fresh
-    synthetic market (another seed: data the policy never saw)."""
+    """The training env_config with the market swapped: a store folder (and its
+    symbols), or a fresh synthetic market (another seed: data the policy never saw)."""
     keep = {k: v for k, v in base.items() if k not in ("start_range", "start_fraction")}
+    if symbols:
+        keep["symbols"] = [s.strip() for s in symbols.split(",") if s.strip()]
     if data_path is not None:
         for key in ("synthetic_days", "synthetic_seed"):
             keep.pop(key, None)
@@ -39,6 +43,17 @@ def market_env_config(
         if synthetic_days is not None:
             keep["synthetic_days"] = synthetic_days
     return keep
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Bad input (paths, spans, spaces, options) ends the command with its message, not a
+    traceback: the messages say what was wrong and what to do."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError) as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from err
 
 
 def _summary(run, title: str) -> Table:
@@ -64,6 +79,9 @@ def backtest_command(
     ] = None,
     data_path: Annotated[
         Path | None, typer.Option(help="Market store (quantum data ...); default: the run's data.")
+    ] = None,
+    symbols: Annotated[
+        str | None, typer.Option(help="Symbols in the store (default: the run's, or BTC,ETH,SOL).")
     ] = None,
     output_dir: Annotated[Path, typer.Option(help="Report folder.")] = Path("results/backtest"),
     initial_capital: Annotated[float | None, typer.Option(help="Starting USDC.")] = None,
@@ -97,12 +115,22 @@ def backtest_command(
     train_steps: Annotated[int, typer.Option(help="Env steps of training per window.")] = 100_000,
 ) -> None:
     """Backtest a trained policy (or a rule) on the training simulator; write a report."""
+    if (model_path is None) == (policy is None):
+        raise typer.BadParameter("give --model-path or --policy (one of them)")
+    with _user_errors():
+        _backtest(**locals())
+
+
+def _backtest(
+    model_path, policy, data_path, symbols, output_dir, initial_capital, risk_free_rate, commission,
+    slippage, max_leverage, benchmark, start, end, baselines, stochastic, n_trials,
+    synthetic_seed, synthetic_days, walk_forward, train_bars, test_bars, purge_bars,
+    embargo_bars, anchored, windows, train_steps,
+) -> None:  # fmt: skip
     from envs.config import EnvConfig
     from envs.registry import market_for
     from rl.config import TrainConfig
 
-    if (model_path is None) == (policy is None) and not walk_forward:
-        raise typer.BadParameter("give --model-path or --policy (one of them)")
     options = BacktestOptions(
         initial_capital=initial_capital, risk_free_rate=risk_free_rate, commission=commission,
         slippage=slippage, max_leverage=max_leverage, benchmark=benchmark or None, start=start,
@@ -116,7 +144,7 @@ def backtest_command(
         trained = load_trained(model_path)
     train_config = trained.config if trained is not None else TrainConfig()
     env_config = market_env_config(
-        train_config.env_config, data_path, synthetic_seed, synthetic_days
+        train_config.env_config, data_path, synthetic_seed, synthetic_days, symbols
     )
     data = market_for(env_config)
     config = options.env_config(EnvConfig(**env_config.get("env", {})))
@@ -183,6 +211,13 @@ def analyze_bias_command(
     synthetic_seed: Annotated[int | None, typer.Option(help="A fresh synthetic market.")] = None,
 ) -> None:
     """Per-asset action distributions and directional bias of a policy on held-out states."""
+    with _user_errors():
+        _analyze_bias(**locals())
+
+
+def _analyze_bias(
+    model_path, data_path, num_samples, output_dir, start, end, seed, synthetic_seed
+) -> None:
     from backtest.bias import analyze_bias, sample_states
     from backtest.bias_plots import write_bias_outputs
     from backtest.loading import load_trained
