@@ -179,8 +179,8 @@ def _backtest(
         )  # fmt: skip
     else:
         result = run_baselines(data, config, lo, hi, (policy,))[policy]
-    others = run_baselines(data, config, lo, hi, options.baselines)
-    run = analyse(result, data, others, options, output_dir, walk_forward=wf_table)
+    others = run_baselines(data, config, lo, hi, tuple(b for b in options.baselines if b != policy))
+    run = analyse(result, data, others, options, output_dir, wf_table, config)
     console.print(_summary(run, f"backtest {result.steps.index[0]} .. {result.steps.index[-1]}"))
     if result.ended_early:
         console.print(f"[red]the run ended early: {result.ended_early}[/]")

@@ -7,6 +7,7 @@ Layout of ``output_dir`` (names fixed, so scripts and people find things)::
     metrics.json     the metrics, baselines' metrics under "baselines"; NaN/inf as null
     ledger.parquet   result.ledger, every fill, fee, funding payment and liquidation
     steps.parquet    steps, position_ASSET, price_ASSET and benchmark columns per step
+    risk_report.json the risk engine's report on the book at the run's end (when given)
 
 Each file goes to a temporary name in its folder and is moved into place with
 ``os.replace``, and the HTML is written last: a crash leaves the previous report or no
@@ -60,6 +61,7 @@ def write_report(
     regime_labels: pd.Series | None = None,
     regime_table: pd.DataFrame | None = None,
     walk_forward: pd.DataFrame | None = None,
+    risk_report: dict | None = None,
 ) -> Path:
     """Write the report of ``result`` into ``output_dir`` (created if missing) and return
     the path of its report.html. Baselines are drawn on the equity chart and their metrics
@@ -73,6 +75,9 @@ def write_report(
     out = Path(output_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     figures = _figures(result, metrics, baselines, regime_labels, regime_table, walk_forward)
+    if risk_report is not None:
+        text = json.dumps(_json_safe(risk_report), indent=2, allow_nan=False)
+        _atomic(out / "risk_report.json", lambda f: f.write(text.encode()))
     drawn = {}
     for name, make in figures.items():
         if make is not None:
@@ -84,7 +89,8 @@ def write_report(
     _atomic(out / "metrics.json", lambda f: f.write(text.encode()))
     _atomic(out / "ledger.parquet", lambda f: result.ledger.to_parquet(f))
     _atomic(out / "steps.parquet", lambda f: steps_frame(result).to_parquet(f))
-    page = _page(result, metrics, baseline_metrics, drawn, regime_table, walk_forward)
+    page = _page(result, metrics, baseline_metrics, drawn, regime_table, walk_forward,
+                 risk_report)  # fmt: skip
     return _atomic(out / "report.html", lambda f: f.write(page.encode()))
 
 
@@ -128,7 +134,8 @@ def _var_key(metrics: dict) -> str | None:
     return (historical or keys or [None])[0]
 
 
-def _page(result, metrics, baseline_metrics, drawn, regime_table, walk_forward) -> str:
+def _page(result, metrics, baseline_metrics, drawn, regime_table, walk_forward,
+          risk_report=None) -> str:  # fmt: skip
     """The HTML page; every piece of text from the result is escaped."""
     e = html.escape
     index = result.steps.index
@@ -164,10 +171,34 @@ def _page(result, metrics, baseline_metrics, drawn, regime_table, walk_forward) 
             parts.append(f"<p class='note'>No {name} table was given.</p>")
         else:
             parts.append(_frame_html(frame))
+    parts += _risk_sections(risk_report)
     parts += ["<h2>Provenance</h2>", _dict_table(result.meta) if result.meta else
               "<p class='note'>The result carries no provenance (meta is empty).</p>"]  # fmt: skip
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _risk_sections(report: dict | None) -> list[str]:
+    """The risk engine's view of the final book: VaR/ES, stress scenarios, limit alerts."""
+    parts = ["<h2>Risk at the end of the run</h2>"]
+    if report is None:
+        return [*parts, "<p class='note'>No risk report was given.</p>"]
+    facts = {k: report.get(k) for k in ("timestamp", "equity", "gross_exposure", "leverage",
+                                         "margin_ratio", "regime")}  # fmt: skip
+    parts.append(_dict_table(facts))
+    sections = (
+        ("var", "Value at Risk and Expected Shortfall"),
+        ("stress", "Stress tests on the final positions"),
+        ("alerts", "Alerts"),
+    )
+    for key, title in sections:
+        rows = report.get(key) or []
+        parts.append(f"<h3>{title}</h3>")
+        parts.append(_frame_html(pd.DataFrame(rows).set_index(pd.RangeIndex(len(rows))))
+                     if rows else "<p class='note'>None.</p>")  # fmt: skip
+    for note in report.get("notes") or []:
+        parts.append(f"<p class='note'>{html.escape(str(note))}</p>")
+    return parts
 
 
 def _skip_note(name: str) -> str:

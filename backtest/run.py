@@ -192,6 +192,7 @@ def analyse(
     options: BacktestOptions,
     output_dir: Path | None,
     walk_forward: pd.DataFrame | None = None,
+    config: EnvConfig | None = None,
 ) -> BacktestRun:
     """Benchmark, metrics, regimes and (with ``output_dir``) the report of a finished run."""
     from backtest.metrics import compute_metrics
@@ -209,10 +210,12 @@ def analyse(
     report = None
     if output_dir is not None:
         from backtest.report import write_report
+        from backtest.risk_view import final_risk_report
 
         report = write_report(
             Path(output_dir), result, metrics, baselines=baselines,
             baseline_metrics=baseline_metrics, regime_labels=labels.reindex(result.steps.index),
             regime_table=regimes, walk_forward=walk_forward,
+            risk_report=final_risk_report(result, data, config or EnvConfig()),
         )  # fmt: skip
     return BacktestRun(result, metrics, baselines, baseline_metrics, regimes, report)

@@ -84,6 +84,10 @@ def test_backtest_writes_a_report_with_plots_metrics_and_ledger(trained):
     steps = pd.read_parquet(out / "steps.parquet")
     assert steps["equity"].iloc[0] == 250_000.0
     assert steps["leverage"].max() <= 5.0 + 1e-6
+    risk = json.loads((out / "risk_report.json").read_text())
+    assert {"covid_crash_2020", "ftx_collapse_2022"} <= {row["scenario"] for row in risk["stress"]}
+    assert {row["method"] for row in risk["var"]} == {"historical", "parametric", "cornish_fisher"}
+    assert "Stress tests on the final positions" in (out / "report.html").read_text()
     ledger = pd.read_parquet(out / "ledger.parquet")
     fills = ledger[ledger["kind"] == "fill"]
     assert (fills["fee"] / fills["notional"]).round(10).eq(0.0005).all()
