@@ -92,6 +92,7 @@ def backtest_command(
     benchmark: Annotated[str, typer.Option(help="Buy-and-hold benchmark asset.")] = "BTC",
     start: Annotated[str | None, typer.Option(help="First timestamp (UTC).")] = None,
     end: Annotated[str | None, typer.Option(help="Last timestamp (UTC).")] = None,
+    last_days: Annotated[float | None, typer.Option(help="Only the last N days.")] = None,
     baselines: Annotated[
         str, typer.Option(help="Comma-separated rule baselines run alongside ('' for none).")
     ] = "flat,buy_and_hold,momentum",
@@ -123,7 +124,7 @@ def backtest_command(
 
 def _backtest(
     model_path, policy, data_path, symbols, output_dir, initial_capital, risk_free_rate, commission,
-    slippage, max_leverage, benchmark, start, end, baselines, stochastic, n_trials,
+    slippage, max_leverage, benchmark, start, end, last_days, baselines, stochastic, n_trials,
     synthetic_seed, synthetic_days, walk_forward, train_bars, test_bars, purge_bars,
     embargo_bars, anchored, windows, train_steps,
 ) -> None:  # fmt: skip
@@ -134,7 +135,7 @@ def _backtest(
     options = BacktestOptions(
         initial_capital=initial_capital, risk_free_rate=risk_free_rate, commission=commission,
         slippage=slippage, max_leverage=max_leverage, benchmark=benchmark or None, start=start,
-        end=end, baselines=tuple(b for b in baselines.split(",") if b),
+        end=end, last_days=last_days, baselines=tuple(b for b in baselines.split(",") if b),
         deterministic=not stochastic, n_trials=n_trials,
     )  # fmt: skip
     trained = None
@@ -150,7 +151,7 @@ def _backtest(
     config = options.env_config(EnvConfig(**env_config.get("env", {})))
     from backtest.run import analyse, run_baselines, run_module, span_bars
 
-    lo, hi = span_bars(data, config, options.start, options.end)
+    lo, hi = span_bars(data, config, options.start, options.end, options.last_days)
     wf_table = None
     if walk_forward:
         from backtest.metrics import compute_metrics

@@ -2,14 +2,18 @@
 then one numba loop that runs the per-step policy and the simulator together.
 
 The market transformer reads only the observation's market window, which does not
-depend on the account, so every decision bar's encoding is computed up front in large
-torch batches (no look-ahead: step k's encoding uses bars up to its own decision bar).
+depend on the account, so every decision bar's encoding is computed in large torch
+batches (no look-ahead: step k's encoding uses bars up to its own decision bar). A
+background thread encodes chunk after chunk while the loop consumes the ones ready
+(the loop releases the GIL), so on two cores encoding and simulation overlap.
 Cross-asset attention, the risk LSTM, fusion and the heads depend on the account and
 run per step in ``backtest.fast_kernels``. Deterministic actions only (the mode of
 each head, as ``forward_inference``); other modules use ``engine.run_policy``.
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import torch
@@ -62,11 +66,17 @@ def export_weights(module) -> tuple:
 
 
 def encode_market(
-    module, data: MarketArrays, window: int, bars: np.ndarray, chunk: int = 8192
+    module,
+    data: MarketArrays,
+    window: int,
+    bars: np.ndarray,
+    chunk: int = 8192,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Market encodings (n, A, d) of the observation windows ending at ``bars``."""
     view = np.lib.stride_tricks.sliding_window_view(data.feats, window, axis=0)  # (n-W+1,A,F,W)
-    out = np.empty((len(bars), data.n_assets, module.cfg.d_model))
+    if out is None:
+        out = np.empty((len(bars), data.n_assets, module.cfg.d_model))
     with torch.inference_mode():
         for lo in range(0, len(bars), chunk):
             idx = bars[lo : lo + chunk] - (window - 1)
@@ -75,7 +85,51 @@ def encode_market(
     return out
 
 
-@njit(cache=True)
+class _Encoder:
+    """Encodes the decision bars chunk by chunk in a background thread; ``ready`` says how
+    many leading encodings are done. Errors in the thread are raised by ``wait``."""
+
+    def __init__(self, module, data: MarketArrays, window: int, bars: np.ndarray,
+                 chunk: int = 16_384) -> None:  # fmt: skip
+        self.encoded = np.empty((len(bars), data.n_assets, module.cfg.d_model))
+        self.ready = 0
+        self._args = (module, data, window, bars, chunk)
+        self._cond = threading.Condition()
+        self._error: BaseException | None = None
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="market-encoder", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        module, data, window, bars, chunk = self._args
+        try:
+            for lo in range(0, len(bars), chunk):
+                if self._stop:
+                    return
+                hi = min(lo + chunk, len(bars))
+                encode_market(module, data, window, bars[lo:hi], chunk, self.encoded[lo:hi])
+                with self._cond:
+                    self.ready = hi
+                    self._cond.notify_all()
+        except BaseException as err:  # handed to the consumer, which raises it
+            with self._cond:
+                self._error = err
+                self._cond.notify_all()
+
+    def wait(self, count: int) -> int:
+        """Block until at least ``count`` encodings are ready; returns how many are."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.ready >= count or self._error is not None)
+            if self._error is not None:
+                raise RuntimeError("market encoding failed") from self._error
+            return self.ready
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join()
+
+
+@njit(cache=True, nogil=True)
 def _drive(mkt, feats, days, params, floors, rates, allowances, acct, book, hist, t, steps,
            active, encoded, weights, n_styles, step_events, counts, rewards, terms, terminated,
            truncated, obs_market, obs_risk, obs_portfolio, record, positions, bars, events,
@@ -131,24 +185,37 @@ def run_hierarchical(
     # decision k (1-based) is taken after bar start + (k - 1) * bars_per_step; if the run ends
     # early the later encodings are simply unused
     decision_bars = start_bar + np.arange(n_steps, dtype=np.int64) * cfg.bars_per_step
-    encoded = encode_market(module, data, cfg.window, decision_bars)
     weights = export_weights(module)
-    n_styles = module.layout.n_styles
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads - 1))  # one core runs the loop
+    encoder = _Encoder(module, data, cfg.window, decision_bars)
+    try:
+        terminated = _loop(account, encoder, weights, module.layout.n_styles, n_steps)
+    finally:
+        encoder.close()
+        torch.set_num_threads(threads)
+    account.finish(terminated)
+    return account.result(name, meta)
+
+
+def _loop(account: Account, encoder: _Encoder, weights, n_styles: int, n_steps: int) -> bool:
+    """Run the numba loop over the encodings as they become ready; True if terminated."""
     out = _outputs()
     obs = account.obs
     k, terminated = 1, False
     while k <= n_steps and not terminated:
+        ready = encoder.wait(k)  # step k reads encoding k - 1
         k, account.n_events, terminated = _drive(
-            *account.kernel_args(), encoded, weights, n_styles, account.step_events,
+            *account.kernel_args(), encoder.encoded, weights, n_styles, account.step_events,
             account.counts, *out, obs["market"], obs["risk"], obs["portfolio"], account.record,
-            account.positions, account.bars, account.events, account.n_events, k, n_steps + 1,
+            account.positions, account.bars, account.events, account.n_events, k,
+            min(n_steps, ready) + 1,
         )  # fmt: skip
         account.done_steps = k - 1
         if out[3][0]:
             break
-        if k <= n_steps and not terminated:  # the event buffer is full: grow it and go on
+        if account.n_events + account.step_events.shape[1] > len(account.events):
             grown = np.zeros((2 * len(account.events), account.events.shape[1]))
             grown[: account.n_events] = account.events[: account.n_events]
             account.events = grown
-    account.finish(bool(terminated))
-    return account.result(name, meta)
+    return bool(terminated)

@@ -49,6 +49,9 @@ class BacktestOptions(BaseModel):
     )
     start: str | None = Field(None, description="First timestamp (UTC) of the span.")
     end: str | None = Field(None, description="Last timestamp (UTC) of the span.")
+    last_days: float | None = Field(
+        None, gt=0, description="Only the span's last N days (after start/end are applied)."
+    )
     baselines: tuple[str, ...] = Field(
         ("flat", "buy_and_hold", "momentum"), description="Rule baselines run alongside."
     )
@@ -82,15 +85,23 @@ def _dumped(update: dict[str, Any]) -> dict[str, Any]:
 
 
 def span_bars(
-    data: MarketArrays, config: EnvConfig, start: str | None, end: str | None
+    data: MarketArrays,
+    config: EnvConfig,
+    start: str | None,
+    end: str | None,
+    last_days: float | None = None,
 ) -> tuple[int, int]:
-    """Bar indices of [start, end] clipped to the usable data (warm-up excluded)."""
+    """Bar indices of [start, end] clipped to the usable data (warm-up excluded); with
+    ``last_days``, only the last N days of that span."""
     stamps = data.timestamps
     first = max(data.first_valid, config.window - 1)
     lo = first if start is None else max(first, int(np.searchsorted(stamps, _ns(start))))
     hi = data.n_bars - 1
     if end is not None:
         hi = min(hi, int(np.searchsorted(stamps, _ns(end), side="right")) - 1)
+    if last_days is not None and hi > lo:
+        cut = int(stamps[hi] - last_days * 86_400 * 10**9)
+        lo = max(lo, int(np.searchsorted(stamps, cut)))
     if hi <= lo:
         raise ValueError(
             f"no usable bars between {start} and {end}: the data spans "

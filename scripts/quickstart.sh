@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the embedded defaults: set up, generate the synthetic perpetual-futures
 # market (BTC, ETH, SOL; 1-minute bars), summarise it, then train the hierarchical PPO
-# policy on it for a short run (local Ray, W&B offline) and print the training summary.
+# policy on it for a short run (local Ray, W&B offline) and print the training summary,
+# then backtest the trained policy on the last 30 days against the rule baselines and
+# write the report (results/quickstart/report.html).
 # Arguments go to `quantum data synth`; QUICKSTART_STEPS sets the training budget.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,5 +11,8 @@ scripts/setup.sh
 export WANDB_MODE="${WANDB_MODE:-offline}"
 .venv/bin/quantum data synth --out data/ "$@"
 .venv/bin/quantum data summary --data data/ --exchange synthetic
+run="runs/quickstart-$(date -u +%Y%m%d-%H%M%S)"
 .venv/bin/quantum train --config defaults --data data/ --steps "${QUICKSTART_STEPS:-16384}" \
-  --out "runs/quickstart-$(date -u +%Y%m%d-%H%M%S)"
+  --out "$run"
+.venv/bin/quantum backtest --model-path "$run" --data-path data/ --output-dir results/quickstart \
+  --last-days 30
