@@ -1,5 +1,7 @@
 """Walk-forward windows, purge and embargo, training spans, and stitching test windows."""
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -38,7 +40,7 @@ def test_windows_never_overlap_and_keep_purge_and_embargo(
         assert w.test[0] - w.train[1] - 1 == purge  # exactly the purge gap, train before test
         assert w.test[1] - w.test[0] + 1 == test
         assert w.train[0] == first if anchored else w.train[1] - w.train[0] + 1 == train
-    for before, after in zip(windows, windows[1:], strict=False):
+    for before, after in itertools.pairwise(windows):
         assert after.test[0] - before.test[1] - 1 == embargo
     # no room for another window after the last one
     assert windows[-1].test[1] + 1 + embargo + test - 1 > last
