@@ -11,6 +11,7 @@ from rich.logging import RichHandler
 from backtest.cli import analyze_bias_command, backtest_command
 from market.cli import app as data_app
 from rl.cli import train_command, tune_command
+from serving.cli import serve_command, signal_command
 
 app = typer.Typer(
     help="Quantum: RL agents for crypto perpetual futures, on Ray.",
@@ -22,6 +23,8 @@ app.command("train")(train_command)
 app.command("tune")(tune_command)
 app.command("backtest")(backtest_command)
 app.command("analyze-bias")(analyze_bias_command)
+app.command("serve")(serve_command)
+app.command("signal")(signal_command)
 
 
 @app.callback()

@@ -55,6 +55,8 @@ def build_manifest(config: TrainConfig, data: MarketArrays) -> dict[str, Any]:
         "config": config.model_dump(mode="json"),
         "config_sha256": config.digest(),
         "data_sha256": data_digest(data),
+        "data_assets": list(data.assets),
+        "data_features": list(data.features),
         "seed": config.seed,
         "code_commit": _git("rev-parse", "HEAD"),
         "code_dirty": bool(status) if status is not None else None,

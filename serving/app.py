@@ -1,0 +1,200 @@
+"""The Serve application: a FastAPI ingress composed with the policy and backtest
+deployments through DeploymentHandles.
+
+    app = build_app({"model_path": "runs/first"})   # also `serve run serving.app:build_app`
+
+Routes (every one but the health checks needs the ``X-API-Key`` header):
+
+- ``POST /v1/signals``            bars or an observation in, per-asset signals out (batched)
+- ``POST /v1/backtests``          start a backtest job (a Ray task), returns its id at once
+- ``GET  /v1/backtests/{job_id}`` status, metrics and the report's path
+- ``GET  /v1/models``             the loaded checkpoint, assets, observation spec
+- ``GET  /healthz`` (process up), ``GET /readyz`` (the policy answers)
+
+Errors are JSON bodies ``{code, message, details}`` with a 4xx status; an unexpected
+failure is a 500 with code ``internal`` and no traceback or input echoed back.
+"""
+
+# no `from __future__ import annotations`: Serve rebuilds the ingress class's routes in the
+# replica, where FastAPI must resolve the request and response models from real annotations
+import logging
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from serving.auth import API_KEY_HEADER, key_matches
+from serving.schemas import (
+    BacktestJob,
+    BacktestRequest,
+    ErrorBody,
+    ModelInfo,
+    SignalRequest,
+    SignalResponse,
+)
+
+log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 8 * 1024 * 1024
+"""Largest request body accepted (a 20,000-bar, 3-asset request is about 6 MB)."""
+
+api = FastAPI(
+    title="Quantum",
+    version="1",
+    description="Trading signals and backtests from trained perpetual-futures policies.",
+    responses={status: {"model": ErrorBody} for status in (400, 401, 413, 422)},
+)
+_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: list | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details or []
+
+
+def _error(status: int, code: str, message: str, details: list | None = None) -> JSONResponse:
+    body = ErrorBody(code=code, message=message, details=details or [])
+    return JSONResponse(status_code=status, content=body.model_dump())
+
+
+@api.exception_handler(ApiError)
+async def _api_error(request: Request, err: ApiError) -> JSONResponse:
+    return _error(err.status, err.code, err.message, err.details)
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+    details = [{"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg")}
+               for e in err.errors()[:20]]  # fmt: skip
+    return _error(422, "invalid_request", "the request does not match the schema", details)
+
+
+@api.exception_handler(Exception)
+async def _unexpected(request: Request, err: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s", request.url.path)
+    return _error(500, "internal", "internal error; see the service log")
+
+
+@api.middleware("http")
+async def _authenticate(request: Request, call_next):
+    """Every /v1 route needs a valid key, checked before the body is even parsed (so an
+    anonymous caller learns nothing about the schema from validation errors)."""
+    if request.url.path.startswith("/v1/"):
+        digests = getattr(request.app.state, "key_digests", ())
+        if not key_matches(request.headers.get(API_KEY_HEADER), digests):
+            return _error(401, "unauthorized", f"a valid {API_KEY_HEADER} header is required")
+    return await call_next(request)
+
+
+@api.middleware("http")
+async def _limit_body(request: Request, call_next):
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+        limit = f"request bodies are limited to {MAX_BODY_BYTES} bytes"
+        return _error(413, "payload_too_large", limit)
+    return await call_next(request)
+
+
+def _input_error(err: Exception) -> ApiError | Exception:
+    """The deployment's InputError (bad bars or observation) as a 400; else unchanged."""
+    from serving.observation import InputError
+
+    cause = err
+    while cause is not None and not isinstance(cause, InputError):
+        cause = getattr(cause, "cause", None) or cause.__cause__
+    if isinstance(cause, InputError):
+        return ApiError(400, cause.code, cause.message, cause.details)
+    return err
+
+
+# Serve serialises the class when it is decorated: everything its methods use is above.
+@serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0})
+@serve.ingress(api)
+class Gateway:
+    """The HTTP ingress: authentication, validation, routing to the deployments."""
+
+    def __init__(self, policy: DeploymentHandle, backtests: DeploymentHandle,
+                 key_digests: tuple[str, ...]) -> None:  # fmt: skip
+        self.policy = policy
+        self.backtests = backtests
+        self.key_digests = tuple(key_digests)
+        api.state.key_digests = self.key_digests
+
+    def _auth(self, key: str | None) -> None:
+        if not key_matches(key, self.key_digests):
+            raise ApiError(401, "unauthorized", f"a valid {API_KEY_HEADER} header is required")
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict:
+        return {"status": "ok"}
+
+    @api.get("/readyz", responses={503: {"model": ErrorBody}})
+    async def readyz(self) -> Any:
+        try:
+            info = await self.policy.info.remote()
+        except Exception:
+            return _error(503, "not_ready", "the policy deployment is not answering")
+        return {"status": "ready", "model": info["id"]}
+
+    @api.get("/v1/models", response_model=list[ModelInfo])
+    async def models(self, key: str | None = Depends(_key_header)) -> list[dict]:
+        self._auth(key)
+        return [await self.policy.info.remote()]
+
+    @api.post("/v1/signals", response_model=SignalResponse)
+    async def signals(self, body: SignalRequest, key: str | None = Depends(_key_header)) -> dict:
+        self._auth(key)
+        if (body.bars is None) == (body.observation is None):
+            raise ApiError(422, "invalid_request", "send either bars or an observation")
+        await self._check_model(body.model)
+        request = body.model_dump(exclude={"model"})
+        try:
+            return await self.policy.signal.remote(request)
+        except Exception as err:
+            raise _input_error(err) from err
+
+    @api.post("/v1/backtests", response_model=BacktestJob, status_code=202)
+    async def start_backtest(self, body: BacktestRequest,
+                             key: str | None = Depends(_key_header)) -> dict:  # fmt: skip
+        self._auth(key)
+        if body.data_path is not None and body.synthetic_seed is not None:
+            raise ApiError(422, "invalid_request", "give data_path or synthetic_seed, not both")
+        info = await self._check_model(body.model)
+        return await self.backtests.start.remote(
+            info["checkpoint"], info["id"], body.model_dump(exclude={"model"})
+        )
+
+    @api.get("/v1/backtests/{job_id}", response_model=BacktestJob)
+    async def backtest_status(self, job_id: str, key: str | None = Depends(_key_header)) -> dict:
+        self._auth(key)
+        job = await self.backtests.status.remote(job_id)
+        if job is None:
+            raise ApiError(404, "unknown_job", f"no backtest job {job_id!r}")
+        return job
+
+    async def _check_model(self, model: str | None) -> dict:
+        info = await self.policy.info.remote()
+        if model is not None and model != info["id"]:
+            raise ApiError(404, "unknown_model", f"model {model!r} is not served",
+                           [{"served": info["id"]}])  # fmt: skip
+        return info
+
+
+def build_app(args: dict) -> serve.Application:
+    """The application (Serve's builder signature: ``serve run serving.app:build_app
+    model_path=runs/first``). Keys come from this process's environment (serving.auth)."""
+    from serving.auth import load_key_digests
+    from serving.deployments import BacktestRunner, PolicyModel
+
+    model_path = str(args["model_path"])
+    replicas = int(args.get("replicas", 1))
+    policy = PolicyModel.options(
+        num_replicas=replicas, user_config={"model_path": model_path}
+    ).bind(int(args.get("max_batch_size", 32)), float(args.get("batch_wait_s", 0.002)))
+    backtests = BacktestRunner.bind(str(args.get("results_dir", "results/serve")))
+    digests = tuple(args["key_digests"]) if "key_digests" in args else load_key_digests()
+    return Gateway.bind(policy, backtests, digests)

@@ -1,0 +1,123 @@
+"""`quantum serve`: the Serve application on a local Ray instance (or RAY_ADDRESS), bound to
+loopback by default; `--write-config` writes the same application as a Serve config file
+for `serve deploy` / `serve run` on a cluster."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.console import Console
+
+console = Console()
+
+
+def serve_config(model_path: str, host: str, port: int, replicas: int) -> dict:
+    """A Serve config (the schema `serve deploy` reads) for this application. Keys are not
+    in it: the cluster's environment provides QUANTUM_API_KEYS / QUANTUM_API_KEYS_FILE."""
+    return {
+        "proxy_location": "HeadOnly",
+        "http_options": {"host": host, "port": port},
+        "applications": [
+            {
+                "name": "quantum",
+                "route_prefix": "/",
+                "import_path": "serving.app:build_app",
+                "args": {"model_path": model_path, "replicas": replicas},
+            }
+        ],
+    }
+
+
+def serve_command(
+    model_path: Annotated[Path, typer.Option(help="Run folder or checkpoint to serve.")],
+    host: Annotated[str, typer.Option(help="Bind address (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    replicas: Annotated[int, typer.Option(help="Policy replicas.")] = 1,
+    write_config: Annotated[
+        Path | None, typer.Option(help="Write the Serve config file for `serve deploy` and exit.")
+    ] = None,
+) -> None:
+    """Serve trading signals and backtests over HTTP until interrupted (Ctrl-C)."""
+    if write_config is not None:
+        write_config.write_text(
+            yaml.safe_dump(serve_config(str(model_path), host, port, replicas), sort_keys=False)
+        )
+        console.print(f"Serve config: {write_config}")
+        return
+    from serving.auth import load_key_digests
+
+    try:
+        digests = load_key_digests()
+    except ValueError as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from err
+    from ray import serve
+
+    from rl.train import init_ray
+    from serving.app import build_app
+
+    init_ray()
+    serve.start(http_options={"host": host, "port": port})
+    app = build_app({"model_path": str(model_path), "replicas": replicas, "key_digests": digests})
+    serve.run(app, name="quantum", route_prefix="/")
+    console.print(f"serving {model_path} on http://{host}:{port} (OpenAPI: /openapi.json)")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    console.print("shutting down")
+    serve.shutdown()
+
+
+def recent_bars(data_path: Path, assets: list[str], count: int, exchange: str = "synthetic",
+                timeframe: str = "1m") -> dict[str, list[dict]]:  # fmt: skip
+    """The last ``count`` stored bars per asset, as the API's Bar objects."""
+    import pandas as pd
+
+    from market.loader import load_aligned
+    from market.schema import perp_symbol
+    from market.store import ParquetStore
+
+    symbols = [a if "/" in a else perp_symbol(a) for a in assets]
+    aligned = load_aligned(ParquetStore(data_path), exchange, symbols, timeframe, None, None)
+    tail = aligned.iloc[-count:]
+    stamps = (tail.index.as_unit("ms").asi8).tolist()
+    out = {}
+    for asset in tail.columns.get_level_values("asset").unique():
+        frame = tail[asset]
+        funding = frame["funding_rate"].where(frame["funding_event"] > 0)
+        out[asset] = [
+            {"timestamp": t, "open": o, "high": h, "low": lo, "close": c, "volume": v, "mark": m,
+             "funding_rate": None if pd.isna(f) else f}
+            for t, o, h, lo, c, v, m, f in zip(
+                stamps, frame["open"], frame["high"], frame["low"], frame["close"],
+                frame["volume"], frame["mark"], funding, strict=True,
+            )
+        ]  # fmt: skip
+    return out
+
+
+def signal_command(
+    data_path: Annotated[Path, typer.Option(help="Market store to take the latest bars from.")],
+    url: Annotated[str, typer.Option(help="The service's URL.")] = "http://127.0.0.1:8000",
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the service to be ready.")] = 0,
+    exchange: Annotated[str, typer.Option(help="Exchange name in the store.")] = "synthetic",
+) -> None:
+    """Ask a running service for a signal on the latest stored bars and print it."""
+    import json
+    import os
+
+    from serving.client import QuantumClient
+
+    key = os.environ.get("QUANTUM_API_KEY") or os.environ.get("QUANTUM_API_KEYS", "").split(",")[0]
+    client = QuantumClient(url, key.strip())
+    if wait:
+        client.wait_ready(wait)
+    (model,) = client.models()
+    bars = recent_bars(data_path, model["assets"], model["min_bars"], exchange)
+    console.print_json(json.dumps(client.signal(bars=bars)))

@@ -1,0 +1,158 @@
+"""Serve deployments behind the HTTP ingress: the policy (batched signals) and the
+backtest runner (jobs off the request path).
+
+Both are plain deployments reached through DeploymentHandles, so other deployments
+(the chatbot) compose with them the same way the ingress does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import ray
+from ray import serve
+
+log = logging.getLogger(__name__)
+
+
+@serve.deployment(max_ongoing_requests=128, ray_actor_options={"num_cpus": 0})
+class PolicyModel:
+    """One loaded checkpoint per replica; requests are batched into one forward pass.
+
+    The checkpoint comes from ``user_config = {"model_path": ...}``, so changing it is a
+    lightweight update: Serve calls ``reconfigure`` on the running replica instead of
+    replacing it. The new model is loaded first and then replaces the old one in a
+    single assignment, so a batch already running finishes on the model it started
+    with and no request is dropped.
+    """
+
+    def __init__(self, max_batch_size: int = 32, wait_s: float = 0.002):
+        self.policy = None
+        self.source = None
+        self.predict_batch.set_max_batch_size(max_batch_size)
+        self.predict_batch.set_batch_wait_timeout_s(wait_s)
+
+    def _load(self, model_path: str) -> None:
+        from serving.inference import LoadedPolicy
+
+        policy = LoadedPolicy.load(model_path)
+        self.policy = policy  # one assignment: in-flight batches keep their reference
+        self.source = str(model_path)
+        log.info("serving %s", policy.model_id)
+
+    def reconfigure(self, config: dict) -> None:
+        path = config.get("model_path")
+        if path and str(path) != self.source:
+            self._load(str(path))
+
+    def info(self) -> dict:
+        return self.policy.info()
+
+    async def signal(self, request: dict) -> dict:
+        """A signal for one request (bars or observation), via the batch."""
+        from serving.observation import observation_from_arrays, observation_from_bars
+        from serving.schemas import Observation, PortfolioState
+
+        policy = self.policy
+        stamp = None
+        if request.get("bars") is not None:
+            portfolio = request.get("portfolio")
+            portfolio = PortfolioState(**portfolio) if portfolio else None
+            obs, last = await asyncio.to_thread(
+                observation_from_bars, request["bars"], policy.spec, portfolio
+            )
+            stamp = last.isoformat()
+        else:
+            obs = observation_from_arrays(Observation(**request["observation"]), policy.spec)
+        result = await self.predict_batch((policy, obs))
+        result["data_timestamp"] = stamp
+        return result
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    async def predict_batch(self, items: list[tuple]) -> list[dict]:
+        """One forward pass per model over the batch (a swap mid-batch splits it)."""
+        out: list[dict | None] = [None] * len(items)
+        by_model: dict[int, list[int]] = {}
+        for i, (policy, _) in enumerate(items):
+            by_model.setdefault(id(policy), []).append(i)
+        for indices in by_model.values():
+            policy = items[indices[0]][0]
+            obs = {k: np.concatenate([items[i][1][k] for i in indices]) for k in items[0][1]}
+            for i, result in zip(indices, policy.forward(obs), strict=True):
+                out[i] = result
+        return out
+
+
+@ray.remote(num_cpus=1, max_retries=0)
+def _run_backtest(model_path: str, request: dict, output_dir: str) -> dict:
+    """A backtest as a Ray task: its own process and CPU, never the request path."""
+    from backtest.cli import market_env_config
+    from backtest.loading import load_trained
+    from backtest.run import BacktestOptions, analyse, run_baselines, run_module, span_bars
+    from envs.config import EnvConfig
+    from envs.registry import market_for
+
+    trained = load_trained(Path(model_path))
+    env_config = market_env_config(
+        trained.config.env_config, Path(request["data_path"]) if request.get("data_path") else None,
+        request.get("synthetic_seed"), request.get("synthetic_days"),
+    )  # fmt: skip
+    data = market_for(env_config)
+    options = BacktestOptions(start=request.get("start"), end=request.get("end"),
+                              last_days=request.get("last_days"),
+                              baselines=tuple(request.get("baselines", ())))  # fmt: skip
+    config = options.env_config(EnvConfig(**env_config.get("env", {})))
+    lo, hi = span_bars(data, config, options.start, options.end, options.last_days)
+    result = run_module(trained.module, data, config, lo, hi, "policy")
+    others = run_baselines(data, config, lo, hi, options.baselines)
+    run = analyse(result, data, others, options, Path(output_dir), None, config)
+    return {"metrics": run.metrics, "baselines": run.baseline_metrics, "report": str(run.report)}
+
+
+def _finite(value):
+    """NaN/inf (undefined ratios) as None: JSON has no NaN."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+@serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0})
+class BacktestRunner:
+    """Starts backtests as Ray tasks and keeps their status (in memory, per replica: one
+    replica, so ids stay valid; a restarted replica forgets jobs and says so: 404)."""
+
+    def __init__(self, results_dir: str) -> None:
+        self.results_dir = Path(results_dir)
+        self.jobs: dict[str, dict] = {}
+        self.refs: dict[str, ray.ObjectRef] = {}
+
+    def start(self, model_path: str, model_id: str, request: dict) -> dict:
+        job_id = uuid.uuid4().hex[:12]
+        out = self.results_dir / job_id
+        self.refs[job_id] = _run_backtest.remote(model_path, request, str(out))
+        self.jobs[job_id] = {"id": job_id, "status": "running", "model_id": model_id,
+                             "submitted": datetime.now(UTC).isoformat()}  # fmt: skip
+        return dict(self.jobs[job_id])
+
+    def status(self, job_id: str) -> dict | None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return None
+        ref = self.refs.get(job_id)
+        if ref is not None:
+            done, _ = ray.wait([ref], timeout=0)
+            if done:
+                del self.refs[job_id]
+                job["finished"] = datetime.now(UTC).isoformat()
+                try:
+                    job.update(_finite(ray.get(ref)), status="succeeded")
+                except Exception as err:  # the job's failure is its status, not the service's
+                    job.update(status="failed", error=f"{type(err).__name__}: {err}"[:2000])
+        return dict(job)

@@ -1,0 +1,135 @@
+"""Request and response models of the HTTP API (pydantic, published as the OpenAPI schema).
+
+Every request model forbids unknown fields and bounds its sizes, so malformed input is
+a 422 with the offending field named, never a 500 deeper in the model.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+MAX_BARS = 20_000
+"""Most bars accepted per asset in one request (about two weeks of minute bars)."""
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class Bar(BaseModel):
+    """One OHLCV bar of a perpetual (UTC close-time stamp in ms, like ccxt)."""
+
+    model_config = _STRICT
+    timestamp: int = Field(ge=0, description="Bar open time, ms since the epoch (ccxt).")
+    open: FiniteFloat = Field(gt=0)
+    high: FiniteFloat = Field(gt=0)
+    low: FiniteFloat = Field(gt=0)
+    close: FiniteFloat = Field(gt=0)
+    volume: FiniteFloat = Field(ge=0)
+    mark: FiniteFloat | None = Field(None, gt=0, description="Mark price close (default close).")
+    funding_rate: FiniteFloat | None = Field(
+        None, ge=-0.05, le=0.05, description="Funding rate paid at this bar, if any."
+    )
+
+
+class PortfolioState(BaseModel):
+    """The account the signal is for (default: flat, 1M USDC, no history)."""
+
+    model_config = _STRICT
+    positions: dict[str, FiniteFloat] = Field(
+        default_factory=dict, description="Signed position notional (USDC) per asset."
+    )
+    equity: FiniteFloat = Field(1_000_000.0, gt=0, description="Account equity (USDC).")
+
+
+class Observation(BaseModel):
+    """A ready observation, exactly as the env builds it (shapes in GET /v1/models)."""
+
+    model_config = _STRICT
+    market: list[list[list[FiniteFloat]]] = Field(description="(window, assets, features)")
+    risk: list[list[FiniteFloat]] = Field(description="(risk_window, risk features)")
+    portfolio: list[list[FiniteFloat]] = Field(description="(assets, portfolio features)")
+
+
+class SignalRequest(BaseModel):
+    """Recent bars per asset (the service computes the features), or a ready observation."""
+
+    model_config = _STRICT
+    bars: dict[str, Annotated[list[Bar], Field(max_length=MAX_BARS)]] | None = Field(
+        None, description="Bars per asset, oldest first, for every asset of the model."
+    )
+    observation: Observation | None = None
+    portfolio: PortfolioState | None = None
+    model: str | None = Field(None, description="Model id (default: the served one).")
+
+
+class HeadProbabilities(BaseModel):
+    trade: dict[str, float] = Field(description="P(short), P(flat), P(long).")
+    style: dict[str, float] = Field(description="Probability of each execution style.")
+
+
+class AssetSignal(BaseModel):
+    asset: str
+    decision: Literal["short", "flat", "long"]
+    size: float = Field(description="Fraction of the per-asset exposure budget, in [0, 1].")
+    target_exposure: float = Field(description="Signed target notional / equity.")
+    stop_loss_atr: float
+    take_profit_atr: float
+    execution_style: str
+    execution_horizon_bars: int
+    probabilities: HeadProbabilities
+    attention: dict[str, float] = Field(
+        default_factory=dict, description="Cross-asset attention of this asset's decision."
+    )
+
+
+class SignalResponse(BaseModel):
+    model_id: str
+    data_timestamp: str | None = Field(description="Last bar used (UTC ISO), if bars were sent.")
+    value: float = Field(description="The critic's value estimate of the state.")
+    signals: list[AssetSignal]
+
+
+class BacktestRequest(BaseModel):
+    model_config = _STRICT
+    model: str | None = Field(None, description="Model id (default: the served one).")
+    data_path: str | None = Field(None, description="Market store folder on the server.")
+    synthetic_seed: int | None = Field(None, ge=0, description="Or a fresh synthetic market.")
+    synthetic_days: float | None = Field(None, gt=2, le=400)
+    start: str | None = None
+    end: str | None = None
+    last_days: float | None = Field(None, gt=0, le=400)
+    baselines: list[Literal["flat", "buy_and_hold", "momentum"]] = Field(
+        default_factory=lambda: ["flat", "buy_and_hold"]
+    )
+
+
+class BacktestJob(BaseModel):
+    id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    model_id: str
+    submitted: str
+    finished: str | None = None
+    metrics: dict[str, float | None] | None = None
+    baselines: dict[str, dict[str, float | None]] | None = None
+    report: str | None = Field(None, description="Path of report.html on the server.")
+    error: str | None = None
+
+
+class ModelInfo(BaseModel):
+    id: str
+    checkpoint: str
+    kind: str
+    assets: list[str]
+    observation: dict[str, list[int]]
+    min_bars: int = Field(description="Fewest bars per asset a bars request needs.")
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx body: a machine-readable code, a message and the offending fields."""
+
+    code: str
+    message: str
+    details: list[dict] = Field(default_factory=list)

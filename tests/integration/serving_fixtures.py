@@ -1,0 +1,67 @@
+"""A real Serve application over HTTP on loopback, serving briefly trained policies.
+
+Shared by the Serve integration tests (one Serve instance per module, on the session's
+local Ray); nothing here mocks our own stack.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from envs.registry import make_env
+from rl.train import train
+from serving.auth import API_KEY_HEADER, digest
+from tests.integration.configs import TINY_ENV, tiny
+
+API_KEY = "test-key-0123456789abcdef"
+
+
+@dataclass
+class Served:
+    url: str
+    results: Path
+    runs: tuple[Path, Path]
+    """Two trained runs (different seeds): the served one and a swap target."""
+
+    def client(self, key: str | None = API_KEY, timeout: float = 30.0) -> httpx.Client:
+        headers = {API_KEY_HEADER: key} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train_runs(root: Path) -> tuple[Path, Path]:
+    runs = []
+    for seed in (11, 12):
+        result = train(tiny(seed=seed, steps=256), root / f"policy_{seed}")
+        runs.append(result.run_dir)
+    return runs[0], runs[1]
+
+
+def start(runs: tuple[Path, Path], results: Path) -> Served:
+    from ray import serve
+
+    from serving.app import build_app
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    app = build_app({"model_path": str(runs[0]), "key_digests": [digest(API_KEY)],
+                     "results_dir": str(results)})  # fmt: skip
+    serve.run(app, name="quantum", route_prefix="/")
+    return Served(f"http://127.0.0.1:{port}", results, runs)
+
+
+def observation_json(seed: int = 0, n: int = 1) -> list[dict]:
+    """n observations of the tiny market as the env builds them, as JSON-ready lists."""
+    env = make_env({**TINY_ENV, "num_envs": n})
+    obs, _ = env.reset(seed=seed)
+    return [{k: np.asarray(v[i], dtype=float).tolist() for k, v in obs.items()} for i in range(n)]

@@ -1,0 +1,171 @@
+"""The Serve application over real HTTP: signals, auth, bad input, backtest jobs, model swap."""
+
+import json
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from ray.rllib.core.columns import Columns
+
+from rl.train import load_module
+from tests.integration import serving_fixtures as sf
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+@pytest.fixture(scope="module")
+def served(ray_local, tmp_path_factory):
+    from ray import serve
+
+    root = tmp_path_factory.mktemp("serve")
+    runs = sf.train_runs(root)
+    app = sf.start(runs, root / "results")
+    yield app
+    serve.shutdown()
+
+
+def test_health_needs_no_key_and_everything_else_does(served):
+    with served.client(key=None) as anonymous, served.client(key="wrong-key-0123456789") as wrong:
+        assert anonymous.get("/healthz").json() == {"status": "ok"}
+        assert anonymous.get("/readyz").status_code == 200
+        for response in (anonymous.get("/v1/models"), wrong.get("/v1/models"),
+                         anonymous.post("/v1/signals", json={})):  # fmt: skip
+            assert response.status_code == 401
+            assert response.json()["code"] == "unauthorized"
+        assert anonymous.get("/openapi.json").status_code == 200
+
+
+def test_models_describe_the_served_checkpoint(served):
+    with served.client() as client:
+        (model,) = client.get("/v1/models").json()
+
+    assert model["assets"] == ["BTC", "ETH", "SOL"]
+    assert model["observation"]["market"][1:] == [3, 12]
+    assert model["min_bars"] > model["observation"]["market"][0]
+    assert model["id"].startswith(served.runs[0].name)
+
+
+def test_signal_from_an_observation_is_the_module_decision(served):
+    (obs,) = sf.observation_json(seed=3)
+    module = load_module(served.runs[0] / "checkpoints" / "final")
+    batch = {Columns.OBS: {k: torch.tensor([v], dtype=torch.float32) for k, v in obs.items()}}
+    with torch.no_grad():
+        expected = module.forward_inference(batch)[Columns.ACTIONS]
+
+    with served.client() as client:
+        response = client.post("/v1/signals", json={"observation": obs})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    decisions = [s["decision"] for s in body["signals"]]
+    assert decisions == [("short", "flat", "long")[int(t)] for t in expected["trade"][0]]
+    for signal, size in zip(body["signals"], expected["size"][0], strict=True):
+        assert signal["size"] == pytest.approx(float(size), abs=1e-6)
+        assert sum(signal["probabilities"]["trade"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert set(signal["attention"]) == {"BTC", "ETH", "SOL"}
+    assert math.isfinite(body["value"]) and body["data_timestamp"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"observation": {"market": [[[1.0]]], "risk": [[0.0]], "portfolio": [[0.0]]}}, 400,
+         "bad_shape"),
+        ({"observation": {"market": "x", "risk": [], "portfolio": []}}, 422, "invalid_request"),
+        ({}, 422, "invalid_request"),
+        ({"bars": {"BTC": []}, "observation": None, "extra": 1}, 422, "invalid_request"),
+        ({"bars": {"DOGE": [{"timestamp": 0, "open": 1, "high": 1, "low": 1, "close": 1,
+                             "volume": 1}]}}, 400, None),
+    ],
+)  # fmt: skip
+def test_bad_requests_get_a_clear_4xx_and_the_service_keeps_serving(served, body, status, code):
+    (obs,) = sf.observation_json()
+    with served.client() as client:
+        response = client.post("/v1/signals", json=body)
+        after = client.post("/v1/signals", json={"observation": obs})
+
+    assert response.status_code == status, response.text
+    error = response.json()
+    assert set(error) == {"code", "message", "details"}
+    if code:
+        assert error["code"] == code
+    assert after.status_code == 200
+
+
+def test_nan_oversized_and_unknown_model_are_refused(served):
+    (obs,) = sf.observation_json()
+    obs_nan = json.loads(json.dumps(obs))
+    obs_nan["market"][0][0][0] = float("nan")
+    with served.client() as client:
+        nan = client.post("/v1/signals", content=json.dumps({"observation": obs_nan}),
+                          headers={"content-type": "application/json"})  # fmt: skip
+        huge = client.post("/v1/signals", content=b"{" + b" " * (9 * 1024 * 1024) + b"}",
+                           headers={"content-type": "application/json"})  # fmt: skip
+        unknown = client.post("/v1/signals", json={"observation": obs, "model": "nope"})
+
+    assert nan.status_code == 422 and nan.json()["code"] == "invalid_request"
+    assert huge.status_code == 413 and huge.json()["code"] == "payload_too_large"
+    assert unknown.status_code == 404 and unknown.json()["code"] == "unknown_model"
+
+
+def test_backtest_jobs_run_off_the_request_path(served, tmp_path):
+    (obs,) = sf.observation_json()
+    with served.client() as client:
+        job = client.post("/v1/backtests", json={"synthetic_seed": 5, "synthetic_days": 3,
+                                                 "last_days": 0.5}).json()  # fmt: skip
+        latencies = []
+        while (status := client.get(f"/v1/backtests/{job['id']}").json())["status"] == "running":
+            start = time.perf_counter()
+            assert client.post("/v1/signals", json={"observation": obs}).status_code == 200
+            latencies.append(time.perf_counter() - start)
+            time.sleep(0.2)
+        missing = client.get("/v1/backtests/nope")
+
+    assert status["status"] == "succeeded", status
+    assert 0 < status["metrics"]["n_steps"] <= 720  # half a day of minute bars (or less:
+    # an untrained policy may hit the drawdown limit, which ends a backtest early)
+    assert set(status["baselines"]) == {"flat", "buy_and_hold"}
+    assert served.url and status["report"].endswith("report.html")
+    assert latencies and max(latencies) < 2.0  # signals kept flowing during the backtest
+    assert missing.status_code == 404 and missing.json()["code"] == "unknown_job"
+
+
+def test_swapping_the_checkpoint_drops_no_request(served):
+    from ray import serve
+
+    from serving.app import build_app
+
+    (obs,) = sf.observation_json()
+    ids, errors, stop = [], [], threading.Event()
+
+    def hammer():
+        with served.client() as client:
+            while not stop.is_set():
+                response = client.post("/v1/signals", json={"observation": obs})
+                if response.status_code == 200:
+                    ids.append(response.json()["model_id"])
+                else:
+                    errors.append(response.status_code)
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    app = build_app({"model_path": str(served.runs[1]), "key_digests": [sf.digest(sf.API_KEY)],
+                     "results_dir": str(served.results)})  # fmt: skip
+    serve.run(app, name="quantum", route_prefix="/")
+    time.sleep(2.0)
+    stop.set()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    old, new = served.runs[0].name, served.runs[1].name
+    assert ids[0].startswith(old) and ids[-1].startswith(new)
+    first_new = next(i for i, m in enumerate(ids) if m.startswith(new))
+    # after the swap only requests already in flight (one per client) finish on the old model
+    assert sum(m.startswith(old) for m in ids[first_new:]) <= len(threads)
+    assert np.mean([i.startswith(new) for i in ids]) > 0.2
