@@ -150,7 +150,8 @@ class Gateway:
         self._auth(key)
         if (body.bars is None) == (body.observation is None):
             raise ApiError(422, "invalid_request", "send either bars or an observation")
-        await self._check_model(body.model)
+        if body.model is not None:  # a handle round trip only when a model is named
+            await self._check_model(body.model)
         request = body.model_dump(exclude={"model"})
         try:
             return await self.policy.signal.remote(request)

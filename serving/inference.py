@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ray.rllib.core.columns import Columns
 
 from envs.config import EnvConfig, ExecStyle
 from envs.spaces import observation_space
@@ -62,7 +61,9 @@ class LoadedPolicy:
             env_config=env_config,
             assets=assets,
             kind=trained.config.model.kind,
-            spec=ObservationSpec.from_spaces(space, assets, env_config),
+            spec=ObservationSpec.from_spaces(
+                space, assets, env_config, _timeframe_ms(trained.config.env_config)
+            ),
         )
 
     def info(self) -> dict:
@@ -78,15 +79,17 @@ class LoadedPolicy:
 
     def forward(self, obs: dict[str, np.ndarray]) -> list[dict]:
         """Signals for a batch of observations (leading axis = requests)."""
-        batch = {Columns.OBS: {k: torch.from_numpy(v) for k, v in obs.items()}}
+        module = self.module
         with torch.inference_mode():
-            out = self.module.forward_inference(batch)
-            values = self.module.compute_values(batch)
-        actions = {k: v.numpy() for k, v in out[Columns.ACTIONS].items()}
-        dist = self.module.get_inference_action_dist_cls()(out[Columns.ACTION_DIST_INPUTS])
+            # forward_inference's steps, sharing one encoding with the value head
+            tensors = {k: torch.from_numpy(v) for k, v in obs.items()}
+            base, context, attention = module.encode(tensors)
+            actions, inputs = module.heads.sample(base, deterministic=True)
+            values = module.value_head(context).squeeze(-1)
+        actions = {k: v.numpy() for k, v in actions.items()}
+        dist = module.get_inference_action_dist_cls()(inputs)
         trade_p = dist._get("trade").exp().numpy()
         style_p = dist._get("style").exp().numpy()
-        attention = out.get("cross_asset_attention")
         attention = attention.numpy() if attention is not None else None
         return [
             self._signals(i, actions, trade_p, style_p, attention, float(values[i]))
@@ -144,3 +147,12 @@ def _assets(checkpoint: Path, env_config: dict, n_assets: int, market_for) -> tu
     if len(names) != n_assets:
         raise ValueError(f"the run's market has {len(names)} assets, the module {n_assets}")
     return tuple(names)
+
+
+def _timeframe_ms(env_config: dict) -> int:
+    """Bar length of the run's market in ms (the synthetic default is 1m)."""
+    import pandas as pd
+
+    timeframe = str(env_config.get("timeframe", "1m"))
+    return int(pd.Timedelta(timeframe.replace("m", "min") if timeframe.endswith("m")
+                            else timeframe).total_seconds() * 1000)  # fmt: skip

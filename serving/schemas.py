@@ -19,7 +19,7 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class Bar(BaseModel):
-    """One OHLCV bar of a perpetual (UTC close-time stamp in ms, like ccxt)."""
+    """One OHLCV bar of a perpetual (timestamp: the bar's open time in ms UTC, like ccxt)."""
 
     model_config = _STRICT
     timestamp: int = Field(ge=0, description="Bar open time, ms since the epoch (ccxt).")
