@@ -27,6 +27,32 @@ from pathlib import Path
 import httpx
 
 KEY = "bench-key-0123456789abcdef"
+MARKET = {"synthetic_days": 4, "synthetic_seed": 3}
+TINY_TRAIN = {
+    "env_config": {**MARKET, "env": {"record_ledger": False, "episode_steps": 32}},
+    "ppo": {"train_batch_size": 256, "minibatch_size": 64, "num_epochs": 2},
+    "rollouts": {"envs_per_runner": 8},
+    "steps": 256,
+    "tracking": {"wandb": False},
+}
+
+
+def _observation() -> dict:
+    """One observation of the market the tiny policy trains on, as JSON lists."""
+    import numpy as np
+
+    from envs.registry import make_env
+
+    obs, _ = make_env({**MARKET, "num_envs": 1}).reset(seed=1)
+    return {k: np.asarray(v[0], dtype=float).tolist() for k, v in obs.items()}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
@@ -96,7 +122,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--max-batch-size", type=int, default=32)
-    parser.add_argument("--batch-wait-s", type=float, default=0.002)
+    parser.add_argument("--batch-wait-s", type=float, default=0.0005)
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "offline")
 
@@ -104,22 +130,21 @@ def main() -> None:
     from ray import serve
 
     from serving.auth import digest
-    from tests.integration.serving_fixtures import free_port, observation_json
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     model_path = args.model_path
     if model_path is None:
+        from rl.config import TrainConfig
         from rl.train import train
-        from tests.integration.configs import tiny
 
         tmp = Path(tempfile.mkdtemp(prefix="serve-bench-"))
-        model_path = str(train(tiny(steps=256), tmp / "policy").run_dir)
-    (obs,) = observation_json(seed=1)
-    body = {"observation": obs}
+        config = TrainConfig.model_validate(TINY_TRAIN)
+        model_path = str(train(config, tmp / "policy").run_dir)
+    body = {"observation": _observation()}
 
     from serving.app import build_app
 
-    port = free_port()
+    port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     options = {"max_batch_size": args.max_batch_size, "batch_wait_s": args.batch_wait_s}
     app = build_app({"model_path": model_path, "key_digests": [digest(KEY)], **options})
@@ -130,7 +155,7 @@ def main() -> None:
     serve.shutdown()
     ray.shutdown()
 
-    bare_port = free_port()
+    bare_port = _free_port()
     bare = subprocess.Popen([sys.executable, "-m", "serving.bare", "--model-path", model_path,
                              "--port", str(bare_port)])  # fmt: skip
     try:

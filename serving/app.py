@@ -1,5 +1,6 @@
-"""The Serve application: a FastAPI ingress composed with the policy and backtest
-deployments through DeploymentHandles.
+"""The Serve application: a FastAPI ingress that holds the policy (batched signals, see
+serving.deployments for why it is not a separate hop) and reaches the backtest runner
+deployment through a DeploymentHandle.
 
     app = build_app({"model_path": "runs/first"})   # also `serve run serving.app:build_app`
 
@@ -28,6 +29,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from serving.auth import API_KEY_HEADER, key_matches
+from serving.deployments import PolicyServer
 from serving.schemas import (
     BacktestJob,
     BacktestRequest,
@@ -79,24 +81,41 @@ async def _unexpected(request: Request, err: Exception) -> JSONResponse:
     return _error(500, "internal", "internal error; see the service log")
 
 
-@api.middleware("http")
-async def _authenticate(request: Request, call_next):
-    """Every /v1 route needs a valid key, checked before the body is even parsed (so an
-    anonymous caller learns nothing about the schema from validation errors)."""
-    if request.url.path.startswith("/v1/"):
-        digests = getattr(request.app.state, "key_digests", ())
-        if not key_matches(request.headers.get(API_KEY_HEADER), digests):
-            return _error(401, "unauthorized", f"a valid {API_KEY_HEADER} header is required")
-    return await call_next(request)
+class _Guard:
+    """Pure ASGI middleware (Starlette's BaseHTTPMiddleware costs a task and a copy per
+    request): every /v1 route needs a valid key, checked before the body is read, so an
+    anonymous caller learns nothing about the schema; bodies over MAX_BODY_BYTES are
+    refused from their Content-Length."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            refusal = None
+            if scope["path"].startswith("/v1/"):
+                digests = getattr(scope["app"].state, "key_digests", ())
+                key = headers.get(API_KEY_HEADER.lower().encode(), b"").decode("latin-1")
+                if not key_matches(key, digests):
+                    refusal = _error(
+                        401, "unauthorized", f"a valid {API_KEY_HEADER} header is required"
+                    )
+            length = headers.get(b"content-length")
+            if (
+                refusal is None
+                and length is not None
+                and (not length.isdigit() or int(length) > MAX_BODY_BYTES)
+            ):
+                limit = f"request bodies are limited to {MAX_BODY_BYTES} bytes"
+                refusal = _error(413, "payload_too_large", limit)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
-@api.middleware("http")
-async def _limit_body(request: Request, call_next):
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-        limit = f"request bodies are limited to {MAX_BODY_BYTES} bytes"
-        return _error(413, "payload_too_large", limit)
-    return await call_next(request)
+api.add_middleware(_Guard)
 
 
 def _input_error(err: Exception) -> ApiError | Exception:
@@ -112,14 +131,20 @@ def _input_error(err: Exception) -> ApiError | Exception:
 
 
 # Serve serialises the class when it is decorated: everything its methods use is above.
-@serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0})
+@serve.deployment(
+    max_ongoing_requests=256,
+    ray_actor_options={"num_cpus": 0},
+    logging_config={"enable_access_log": False},
+)
 @serve.ingress(api)
-class Gateway:
-    """The HTTP ingress: authentication, validation, routing to the deployments."""
+class Gateway(PolicyServer):
+    """The HTTP ingress: authentication, validation, batched signals from the policy it
+    holds (PolicyServer; ``user_config = {"model_path": ...}``), backtests through the
+    BacktestRunner's handle."""
 
-    def __init__(self, policy: DeploymentHandle, backtests: DeploymentHandle,
-                 key_digests: tuple[str, ...]) -> None:  # fmt: skip
-        self.policy = policy
+    def __init__(self, backtests: DeploymentHandle, key_digests: tuple[str, ...],
+                 max_batch_size: int = 32, batch_wait_s: float = 0.0005) -> None:  # fmt: skip
+        self._setup_policy(max_batch_size, batch_wait_s)
         self.backtests = backtests
         self.key_digests = tuple(key_digests)
         api.state.key_digests = self.key_digests
@@ -134,27 +159,23 @@ class Gateway:
 
     @api.get("/readyz", responses={503: {"model": ErrorBody}})
     async def readyz(self) -> Any:
-        try:
-            info = await self.policy.info.remote()
-        except Exception:
-            return _error(503, "not_ready", "the policy deployment is not answering")
-        return {"status": "ready", "model": info["id"]}
+        if self.policy is None:
+            return _error(503, "not_ready", "no policy is loaded yet")
+        return {"status": "ready", "model": self.policy.model_id}
 
     @api.get("/v1/models", response_model=list[ModelInfo])
     async def models(self, key: str | None = Depends(_key_header)) -> list[dict]:
         self._auth(key)
-        return [await self.policy.info.remote()]
+        return [self.info()]
 
     @api.post("/v1/signals", response_model=SignalResponse)
     async def signals(self, body: SignalRequest, key: str | None = Depends(_key_header)) -> dict:
         self._auth(key)
         if (body.bars is None) == (body.observation is None):
             raise ApiError(422, "invalid_request", "send either bars or an observation")
-        if body.model is not None:  # a handle round trip only when a model is named
-            await self._check_model(body.model)
-        request = body.model_dump(exclude={"model"})
+        self._check_model(body.model)
         try:
-            return await self.policy.signal.remote(request)
+            return await self.signal(body)
         except Exception as err:
             raise _input_error(err) from err
 
@@ -164,7 +185,7 @@ class Gateway:
         self._auth(key)
         if body.data_path is not None and body.synthetic_seed is not None:
             raise ApiError(422, "invalid_request", "give data_path or synthetic_seed, not both")
-        info = await self._check_model(body.model)
+        info = self._check_model(body.model)
         return await self.backtests.start.remote(
             info["checkpoint"], info["id"], body.model_dump(exclude={"model"})
         )
@@ -177,8 +198,8 @@ class Gateway:
             raise ApiError(404, "unknown_job", f"no backtest job {job_id!r}")
         return job
 
-    async def _check_model(self, model: str | None) -> dict:
-        info = await self.policy.info.remote()
+    def _check_model(self, model: str | None) -> dict:
+        info = self.info()
         if model is not None and model != info["id"]:
             raise ApiError(404, "unknown_model", f"model {model!r} is not served",
                            [{"served": info["id"]}])  # fmt: skip
@@ -189,13 +210,13 @@ def build_app(args: dict) -> serve.Application:
     """The application (Serve's builder signature: ``serve run serving.app:build_app
     model_path=runs/first``). Keys come from this process's environment (serving.auth)."""
     from serving.auth import load_key_digests
-    from serving.deployments import BacktestRunner, PolicyModel
+    from serving.deployments import BacktestRunner
 
     model_path = str(args["model_path"])
-    replicas = int(args.get("replicas", 1))
-    policy = PolicyModel.options(
-        num_replicas=replicas, user_config={"model_path": model_path}
-    ).bind(int(args.get("max_batch_size", 32)), float(args.get("batch_wait_s", 0.002)))
     backtests = BacktestRunner.bind(str(args.get("results_dir", "results/serve")))
     digests = tuple(args["key_digests"]) if "key_digests" in args else load_key_digests()
-    return Gateway.bind(policy, backtests, digests)
+    gateway = Gateway.options(
+        num_replicas=int(args.get("replicas", 1)), user_config={"model_path": model_path}
+    )
+    return gateway.bind(backtests, digests, int(args.get("max_batch_size", 32)),
+                        float(args.get("batch_wait_s", 0.0005)))  # fmt: skip

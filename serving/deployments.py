@@ -1,8 +1,11 @@
-"""Serve deployments behind the HTTP ingress: the policy (batched signals) and the
-backtest runner (jobs off the request path).
+"""The policy replica logic (batched signals, hot checkpoint swap) and the backtest
+runner deployment (jobs off the request path, reached through a DeploymentHandle).
 
-Both are plain deployments reached through DeploymentHandles, so other deployments
-(the chatbot) compose with them the same way the ingress does.
+``PolicyServer`` is mixed into the HTTP ingress rather than deployed behind it: on this
+2-core machine every DeploymentHandle hop cost about 8 ms per request (measured: GET
+/v1/models, one hop, 16 ms p50 against 8 ms for /healthz), as much as the whole bare
+FastAPI request. Other deployments (the chatbot) call the ingress's ``signal`` method
+through its handle.
 """
 
 from __future__ import annotations
@@ -20,8 +23,7 @@ from ray import serve
 log = logging.getLogger(__name__)
 
 
-@serve.deployment(max_ongoing_requests=128, ray_actor_options={"num_cpus": 0})
-class PolicyModel:
+class PolicyServer:
     """One loaded checkpoint per replica; requests are batched into one forward pass.
 
     The checkpoint comes from ``user_config = {"model_path": ...}``, so changing it is a
@@ -31,7 +33,12 @@ class PolicyModel:
     with and no request is dropped.
     """
 
-    def __init__(self, max_batch_size: int = 32, wait_s: float = 0.002):
+    def _setup_policy(self, max_batch_size: int, wait_s: float) -> None:
+        import torch
+
+        # small batches: one intra-op thread beats two that synchronise on every layer,
+        # and the other core serves the proxy
+        torch.set_num_threads(1)
         self.policy = None
         self.source = None
         self.predict_batch.set_max_batch_size(max_batch_size)
@@ -53,22 +60,23 @@ class PolicyModel:
     def info(self) -> dict:
         return self.policy.info()
 
-    async def signal(self, request: dict) -> dict:
-        """A signal for one request (bars or observation), via the batch."""
+    async def signal(self, request) -> dict:
+        """A signal for one request (a SignalRequest, or its dict from another deployment's
+        handle call), via the batch."""
         from serving.observation import observation_from_arrays, observation_from_bars
-        from serving.schemas import Observation, PortfolioState
+        from serving.schemas import SignalRequest
 
+        if isinstance(request, dict):
+            request = SignalRequest.model_validate(request)
         policy = self.policy
         stamp = None
-        if request.get("bars") is not None:
-            portfolio = request.get("portfolio")
-            portfolio = PortfolioState(**portfolio) if portfolio else None
+        if request.bars is not None:
             obs, last = await asyncio.to_thread(
-                observation_from_bars, request["bars"], policy.spec, portfolio
+                observation_from_bars, request.bars, policy.spec, request.portfolio
             )
             stamp = last.isoformat()
         else:
-            obs = observation_from_arrays(Observation(**request["observation"]), policy.spec)
+            obs = observation_from_arrays(request.observation, policy.spec)
         result = await self.predict_batch((policy, obs))
         result["data_timestamp"] = stamp
         return result

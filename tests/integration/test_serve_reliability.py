@@ -100,10 +100,10 @@ def test_a_killed_policy_replica_is_replaced_and_errors_stop(served):
 
     (obs,) = sf.observation_json()
     body = {"observation": obs}
-    status = serve.status().applications["quantum"].deployments["PolicyModel"]
+    status = serve.status().applications["quantum"].deployments["Gateway"]
     assert status.status == "HEALTHY"
     replicas = [a for a in ray.util.list_named_actors(all_namespaces=True)
-                if "PolicyModel" in a["name"]]  # fmt: skip
+                if "Gateway" in a["name"]]  # fmt: skip
     assert len(replicas) == 1
     victim = ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"])
 
