@@ -10,8 +10,6 @@ and no global backend or figure registry is touched (serving and tests run in th
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -22,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from backtest.bias import DIRECTIONS, BiasReport
+from backtest.files import write_atomic
 
 SUMMARY_CSV = "bias_summary.csv"
 """One row per asset (BiasReport.summary_frame)."""
@@ -57,21 +56,7 @@ def write_bias_outputs(report: BiasReport, output_dir: str | Path) -> list[Path]
         (CHARTS[1], lambda f: _save(_histograms(report, "size", (0.0, 1.0)), f)),
         (CHARTS[2], lambda f: _save(_histograms(report, "exposure", (-1.0, 1.0)), f)),
     ]
-    return [_atomic(out / name, write) for name, write in writers]
-
-
-def _atomic(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write through a temporary file in the same folder, then rename it onto ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from the rest of a team
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        Path(tmp).replace(path)  # os.replace: atomic on one filesystem
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return [write_atomic(out / name, write) for name, write in writers]
 
 
 def _save(fig: Figure, f: IO[bytes]) -> None:

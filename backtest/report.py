@@ -19,8 +19,6 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from backtest import plots
+from backtest.files import write_atomic
 from backtest.metrics import metrics_table
 from backtest.result import BacktestResult
 
@@ -77,21 +76,21 @@ def write_report(
     figures = _figures(result, metrics, baselines, regime_labels, regime_table, walk_forward)
     if risk_report is not None:
         text = json.dumps(_json_safe(risk_report), indent=2, allow_nan=False)
-        _atomic(out / "risk_report.json", lambda f: f.write(text.encode()))
+        write_atomic(out / "risk_report.json", lambda f: f.write(text.encode()))
     drawn = {}
     for name, make in figures.items():
         if make is not None:
             png = plots.png_bytes(make())
-            _atomic(out / "plots" / f"{name}.png", lambda f, png=png: f.write(png))
+            write_atomic(out / "plots" / f"{name}.png", lambda f, png=png: f.write(png))
             drawn[name] = f"plots/{name}.png"
     payload = {**metrics, BASELINES_KEY: baseline_metrics}
     text = json.dumps(_json_safe(payload), indent=2, allow_nan=False)
-    _atomic(out / "metrics.json", lambda f: f.write(text.encode()))
-    _atomic(out / "ledger.parquet", lambda f: result.ledger.to_parquet(f))
-    _atomic(out / "steps.parquet", lambda f: steps_frame(result).to_parquet(f))
+    write_atomic(out / "metrics.json", lambda f: f.write(text.encode()))
+    write_atomic(out / "ledger.parquet", lambda f: result.ledger.to_parquet(f))
+    write_atomic(out / "steps.parquet", lambda f: steps_frame(result).to_parquet(f))
     page = _page(result, metrics, baseline_metrics, drawn, regime_table, walk_forward,
                  risk_report)  # fmt: skip
-    return _atomic(out / "report.html", lambda f: f.write(page.encode()))
+    return write_atomic(out / "report.html", lambda f: f.write(page.encode()))
 
 
 def steps_frame(result: BacktestResult) -> pd.DataFrame:
@@ -252,17 +251,3 @@ def _json_safe(value):
     if isinstance(value, pd.Timestamp):
         return value.isoformat()
     return value
-
-
-def _atomic(path: Path, write: Callable) -> Path:
-    """Write through a temporary file in the same folder, then rename it onto ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from the rest of a team
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        Path(tmp).replace(path)  # os.replace: atomic on one filesystem
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

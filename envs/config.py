@@ -11,7 +11,7 @@ from enum import IntEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from risk.limits import RiskLimits
+from risk.limits import DEFAULT_BRACKETS, RiskLimits
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -57,17 +57,7 @@ class MarginConfig(BaseModel):
 
     model_config = _FROZEN
     brackets: tuple[tuple[float, float], ...] = Field(
-        (
-            (0.0, 0.004),
-            (50_000.0, 0.005),
-            (500_000.0, 0.01),
-            (8_000_000.0, 0.025),
-            (50_000_000.0, 0.05),
-            (80_000_000.0, 0.10),
-            (100_000_000.0, 0.125),
-            (200_000_000.0, 0.15),
-            (300_000_000.0, 0.25),
-        ),
+        DEFAULT_BRACKETS,
         description=(
             "(notional floor, maintenance rate) per bracket, ascending (Binance BTCUSDT). "
             "Each bracket's allowance is derived so the margin is continuous in notional."

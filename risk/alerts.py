@@ -126,18 +126,24 @@ def limit_metrics(
         if isinstance(returns, pd.DataFrame):
             out += _correlated_metrics(snapshot, returns, lim)
     if lim.max_counterparty_share < 1.0:
-        margin = position_maintenance(notional.to_numpy(), snapshot.brackets)
-        venues = counterparty_exposure(
-            notional.to_dict(),
-            snapshot.exchanges,
-            snapshot.equity,
-            snapshot.exchange_equity or None,
-            dict(zip(notional.index, margin, strict=True)),
-            lim.max_counterparty_share,
-        )
+        venues = venue_exposure(snapshot, lim)
         for venue, share in venues["share"].items():
             out.append(Metric("counterparty", float(share), lim.max_counterparty_share, str(venue)))
     return out
+
+
+def venue_exposure(snapshot: PortfolioSnapshot, limits: RiskLimits) -> pd.DataFrame:
+    """Counterparty exposure per exchange of the snapshot's book (risk.liquidity)."""
+    notional = snapshot.notional()
+    margin = position_maintenance(notional.to_numpy(), snapshot.brackets)
+    return counterparty_exposure(
+        notional.to_dict(),
+        snapshot.exchanges,
+        snapshot.equity,
+        snapshot.exchange_equity or None,
+        dict(zip(notional.index, margin, strict=True)),
+        limits.max_counterparty_share,
+    )
 
 
 def grade(metric: Metric, warning_fraction: float, timestamp: datetime) -> AlertEvent | None:

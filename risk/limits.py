@@ -9,6 +9,20 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+DEFAULT_BRACKETS: tuple[tuple[float, float], ...] = (
+    (0.0, 0.004),
+    (50_000.0, 0.005),
+    (500_000.0, 0.01),
+    (8_000_000.0, 0.025),
+    (50_000_000.0, 0.05),
+    (80_000_000.0, 0.10),
+    (100_000_000.0, 0.125),
+    (200_000_000.0, 0.15),
+    (300_000_000.0, 0.25),
+)
+"""(notional floor, maintenance rate) per bracket (Binance BTCUSDT): the one table the env's
+MarginConfig and the risk engine's margin maths share."""
+
 
 class RiskLimits(BaseModel):
     """Portfolio limits applied before orders are executed."""

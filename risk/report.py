@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from risk.alerts import check_limits
+from risk.alerts import check_limits, venue_exposure
 from risk.limits import RiskLimits
-from risk.liquidity import MarketLiquidity, counterparty_exposure, liquidity_table
+from risk.liquidity import MarketLiquidity, liquidity_table
 from risk.regimes import RegimeConfig, market_regimes
 from risk.stress import PortfolioSnapshot, Scenario, position_maintenance, run_stress
 from risk.var import METHODS, expected_shortfall, portfolio_es, portfolio_var, value_at_risk
@@ -151,14 +151,7 @@ def build_risk_report(
         var_rows = _var_rows(snapshot, returns_history, confidences, horizons, methods, notes)
     notional = snapshot.notional()
     margin = position_maintenance(notional.to_numpy(), snapshot.brackets)
-    venues = counterparty_exposure(
-        notional.to_dict(),
-        snapshot.exchanges,
-        snapshot.equity,
-        snapshot.exchange_equity or None,
-        dict(zip(notional.index, margin, strict=True)),
-        lim.max_counterparty_share,
-    )
+    venues = venue_exposure(snapshot, lim)
     report = RiskReport(
         timestamp=stamp.isoformat(),
         equity=snapshot.equity,

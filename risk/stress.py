@@ -21,21 +21,10 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from scipy import stats
 
+from risk.limits import DEFAULT_BRACKETS
 from risk.liquidity import MarketLiquidity, liquidity_table
 
 SCENARIO_FILE = Path(__file__).with_name("scenarios.json")
-DEFAULT_BRACKETS: tuple[tuple[float, float], ...] = (
-    (0.0, 0.004),
-    (50_000.0, 0.005),
-    (500_000.0, 0.01),
-    (8_000_000.0, 0.025),
-    (50_000_000.0, 0.05),
-    (80_000_000.0, 0.10),
-    (100_000_000.0, 0.125),
-    (200_000_000.0, 0.15),
-    (300_000_000.0, 0.25),
-)
-"""(notional floor, maintenance rate) per bracket: Binance BTCUSDT, as in envs MarginConfig."""
 DEFAULT_BETAS: dict[str, float] = {"BTC": 1.0, "ETH": 1.2, "SOL": 1.5, "default": 1.3}
 """Rough betas to BTC for correlated hypothetical shocks when none are estimated."""
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
