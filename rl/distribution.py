@@ -117,6 +117,13 @@ class HierarchicalActionDist(Distribution):
             self._cache["lbeta"] = torch.lgamma(conc).sum(-1) - torch.lgamma(conc.sum(-1))
         return self._cache[name]
 
+    def probabilities(self, head: str) -> torch.Tensor:
+        """(..., A, choices) probabilities of a categorical head: 'trade', 'style' or
+        'horizon' (given the earlier heads' choices these inputs were computed with)."""
+        if head not in ("trade", "style", "horizon"):
+            raise ValueError(f"{head!r} is not a categorical head")
+        return self._get(head).exp()
+
     def _categoricals(self):
         return (self._get("trade"), self._get("style"), self._get("horizon"))
 

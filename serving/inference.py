@@ -88,8 +88,8 @@ class LoadedPolicy:
             values = module.value_head(context).squeeze(-1)
         actions = {k: v.numpy() for k, v in actions.items()}
         dist = module.get_inference_action_dist_cls()(inputs)
-        trade_p = dist._get("trade").exp().numpy()
-        style_p = dist._get("style").exp().numpy()
+        trade_p = dist.probabilities("trade").numpy()
+        style_p = dist.probabilities("style").numpy()
         attention = attention.numpy() if attention is not None else None
         return [
             self._signals(i, actions, trade_p, style_p, attention, float(values[i]))
