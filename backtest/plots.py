@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import math
 
+import matplotlib
 import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
@@ -87,7 +88,7 @@ def equity_figure(
 ) -> Figure:
     """The equity curve against the benchmark and other runs (e.g. baselines), with a
     strip below coloured by market regime when ``regimes`` (labels per time) is given."""
-    fig = Figure(figsize=(10, 4.5), layout="constrained")
+    fig = Figure(figsize=(10, 4.5 if regimes is None else 6), layout="constrained")
     if regimes is None:
         ax = fig.add_subplot()
     else:
@@ -252,17 +253,20 @@ def walk_forward_figure(windows: pd.DataFrame, metric: str = "total_return") -> 
 def _regime_strip(ax: Axes, regimes: pd.Series, index: pd.Index) -> None:
     """Fill the axis with one colour per regime over time, read as of each equity step."""
     categorical = pd.Categorical(regimes.sort_index().reindex(index, method="ffill"))
+    categorical = categorical.remove_unused_categories()  # a legend entry per regime seen
     codes = downsample(pd.Series(categorical.codes, index=index))
     x = _x(codes.index)
-    colors = ("#bdc3c7", "#3498db", "#e74c3c", "#f1c40f", "#9b59b6", "#1abc9c")
+    colors = matplotlib.colormaps["tab20"].colors
     for code, name in enumerate(categorical.categories):
         where = codes.to_numpy() == code
         color = colors[code % len(colors)]
         ax.fill_between(x, 0, 1, where=where, step="post", color=color, label=str(name), lw=0)
     ax.set_yticks([])
     ax.set_ylabel("regime", rotation=0, ha="right", va="center", fontsize=8)
-    ax.legend(fontsize=7, ncols=len(categorical.categories), loc="upper left",
-              bbox_to_anchor=(0, -0.6), frameon=False)  # fmt: skip
+    # combined labels ('high_vol/downtrend') are long: at most 4 per legend row, or the
+    # legend is wider than the figure and the layout collapses
+    ax.legend(fontsize=7, ncols=min(4, len(categorical.categories)), loc="upper left",
+              bbox_to_anchor=(0, -1.6), frameon=False)  # fmt: skip
 
 
 def _x(index: pd.Index) -> np.ndarray:

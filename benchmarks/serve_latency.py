@@ -123,6 +123,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--batch-wait-s", type=float, default=0.0005)
+    parser.add_argument("--replicas", type=int, default=1)
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "offline")
 
@@ -146,7 +147,8 @@ def main() -> None:
 
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    options = {"max_batch_size": args.max_batch_size, "batch_wait_s": args.batch_wait_s}
+    options = {"max_batch_size": args.max_batch_size, "batch_wait_s": args.batch_wait_s,
+               "replicas": args.replicas}  # fmt: skip
     app = build_app({"model_path": model_path, "key_digests": [digest(KEY)], **options})
     serve.run(app, name="quantum", route_prefix="/")
     serve_url = f"http://127.0.0.1:{port}"
@@ -178,6 +180,7 @@ def main() -> None:
         "model": model_path,
         "max_batch_size": args.max_batch_size,
         "batch_wait_s": args.batch_wait_s,
+        "replicas": args.replicas,
         "cpus": os.cpu_count(),
     }
     print(json.dumps(out))  # noqa: T201
