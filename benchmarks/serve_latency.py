@@ -7,7 +7,11 @@ Both answer POST /v1/signals with a ready observation (the env's, 3 assets). For
 sequential latency percentiles over ``--requests`` calls, then ``--clients`` concurrent
 clients (asyncio + httpx, keep-alive) for ``--seconds``: requests/s and percentiles.
 The load generator runs in this process for both apps, so it costs them the same.
-Serve runs on a local Ray instance with 2 CPUs; the bare app is a uvicorn subprocess.
+Serve runs on a local Ray instance with 2 CPUs, with Serve's throughput-optimised mode
+(RAY_SERVE_THROUGHPUT_OPTIMIZED=1): requests go both through the proxy (port from
+http_options, the default path) and straight to the ingress replica's own HTTP port
+(direct ingress, 30000-31000, bound to the same host); keys ``serve_*`` are the proxy
+path and ``serve_direct_*`` the direct one. The bare app is a uvicorn subprocess.
 Without --model-path a tiny policy is trained first (256 env steps). Prints one JSON object.
 """
 
@@ -109,6 +113,17 @@ def _wait(url: str, timeout: float = 180.0) -> None:
     raise TimeoutError(f"{url} did not come up")
 
 
+def _direct_url() -> str | None:
+    """The ingress replica's own HTTP port under direct ingress (None when it is off)."""
+    for port in range(30000, 30020):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return f"http://127.0.0.1:{port}"
+        except httpx.TransportError:
+            continue
+    return None
+
+
 def _measure(url: str, body: dict, args) -> dict:
     seq = asyncio.run(_sequential(url, body, args.requests))
     conc = asyncio.run(_concurrent(url, body, args.clients, args.seconds))
@@ -126,6 +141,7 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=1)
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")  # before Ray starts
 
     import ray
     from ray import serve
@@ -154,6 +170,8 @@ def main() -> None:
     serve_url = f"http://127.0.0.1:{port}"
     _wait(serve_url)
     served = _measure(serve_url, body, args)
+    direct_url = _direct_url()
+    direct = _measure(direct_url, body, args) if direct_url else None
     serve.shutdown()
     ray.shutdown()
 
@@ -175,7 +193,11 @@ def main() -> None:
         f"bare_rps_{args.clients}": bared[key]["rps"],
         "bare_p50_ms": bared["sequential"]["p50_ms"],
         "serve_vs_bare_throughput": round(served[key]["rps"] / bared[key]["rps"], 2),
+        "serve_direct_p50_ms": direct["sequential"]["p50_ms"] if direct else None,
+        "serve_direct_p99_ms": direct["sequential"]["p99_ms"] if direct else None,
+        f"serve_direct_rps_{args.clients}": direct[key]["rps"] if direct else None,
         "serve": served,
+        "serve_direct": direct,
         "bare": bared,
         "model": model_path,
         "max_batch_size": args.max_batch_size,

@@ -166,7 +166,7 @@ class Gateway(PolicyServer):
     @api.get("/v1/models", response_model=list[ModelInfo])
     async def models(self, key: str | None = Depends(_key_header)) -> list[dict]:
         self._auth(key)
-        return [self.info()]
+        return [self._check_model(None)]
 
     @api.post("/v1/signals", response_model=SignalResponse)
     async def signals(self, body: SignalRequest, key: str | None = Depends(_key_header)) -> dict:
@@ -199,6 +199,8 @@ class Gateway(PolicyServer):
         return job
 
     def _check_model(self, model: str | None) -> dict:
+        if self.policy is None:  # direct ingress can take requests before reconfigure loads it
+            raise ApiError(503, "not_ready", "the policy is still loading; retry shortly")
         info = self.info()
         if model is not None and model != info["id"]:
             raise ApiError(404, "unknown_model", f"model {model!r} is not served",
