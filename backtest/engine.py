@@ -42,7 +42,7 @@ from envs.core.layout import (
 )
 from envs.core.observe import N_PORTFOLIO, N_RISK
 from envs.core.params import pack_params
-from envs.core.step import new_state, reset_batch, step_batch
+from envs.core.step import N_TERMS, new_state, reset_batch, step_batch
 from envs.data import MarketArrays
 from envs.episode_stats import steps_per_year
 from envs.ledger import ledger_frame
@@ -111,11 +111,10 @@ class Account:
         self.bars[0] = self.start_bar
 
     def kernel_args(self) -> tuple:
-        """The arguments of ``step_batch`` up to the actions, then after them."""
+        """The arguments of ``step_batch`` that come before the actions."""
         d, s = self.data, self.state
-        before = (d.mkt, d.feats, d.days, self.params, *self.brackets, s["acct"], s["book"],
-                  s["hist"], s["t"], s["steps"], np.ones(1, dtype=bool))  # fmt: skip
-        return before
+        return (d.mkt, d.feats, d.days, self.params, *self.brackets, s["acct"], s["book"],
+                s["hist"], s["t"], s["steps"], np.ones(1, dtype=bool))  # fmt: skip
 
     def keep_events(self, count: int) -> None:
         """Append this step's ledger rows to the run's buffer (growing it when full)."""
@@ -214,8 +213,6 @@ def run_policy(
 
 def _outputs() -> tuple[np.ndarray, ...]:
     """rewards, terms, terminated, truncated buffers of step_batch for one env."""
-    from envs.core.step import N_TERMS
-
     return (np.zeros(1), np.zeros((1, N_TERMS)), np.zeros(1, dtype=bool),
             np.zeros(1, dtype=bool))  # fmt: skip
 

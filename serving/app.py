@@ -166,7 +166,8 @@ class Gateway(PolicyServer):
     @api.get("/v1/models", response_model=list[ModelInfo])
     async def models(self, key: str | None = Depends(_key_header)) -> list[dict]:
         self._auth(key)
-        return [self._check_model(None)]
+        self._check_model(None)
+        return [self.info()]
 
     @api.post("/v1/signals", response_model=SignalResponse)
     async def signals(self, body: SignalRequest, key: str | None = Depends(_key_header)) -> dict:
@@ -185,9 +186,9 @@ class Gateway(PolicyServer):
         self._auth(key)
         if body.data_path is not None and body.synthetic_seed is not None:
             raise ApiError(422, "invalid_request", "give data_path or synthetic_seed, not both")
-        info = self._check_model(body.model)
+        self._check_model(body.model)
         return await self.backtests.start.remote(
-            info["checkpoint"], info["id"], body.model_dump(exclude={"model"})
+            str(self.policy.checkpoint), self.policy.model_id, body.model_dump(exclude={"model"})
         )
 
     @api.get("/v1/backtests/{job_id}", response_model=BacktestJob)
@@ -198,14 +199,15 @@ class Gateway(PolicyServer):
             raise ApiError(404, "unknown_job", f"no backtest job {job_id!r}")
         return job
 
-    def _check_model(self, model: str | None) -> dict:
-        if self.policy is None:  # direct ingress can take requests before reconfigure loads it
+    def _check_model(self, model: str | None) -> None:
+        """503 until a checkpoint is loaded (direct ingress can take requests before
+        reconfigure has run), 404 for a model id other than the served one."""
+        if self.policy is None:
             raise ApiError(503, "not_ready", "the policy is still loading; retry shortly")
-        info = self.info()
-        if model is not None and model != info["id"]:
+        served = self.policy.model_id
+        if model is not None and model != served:
             raise ApiError(404, "unknown_model", f"model {model!r} is not served",
-                           [{"served": info["id"]}])  # fmt: skip
-        return info
+                           [{"served": served}])  # fmt: skip
 
 
 def build_app(args: dict) -> serve.Application:
