@@ -124,12 +124,18 @@ def _cf_tail(alpha: float, skew: float, kurt: float) -> tuple[float, float]:
 
 
 def _sample_skew_kurtosis(r: np.ndarray) -> tuple[float, float]:
-    """Bias-adjusted sample skewness and excess kurtosis (scipy's bias=False estimators)."""
+    """Bias-adjusted sample skewness and excess kurtosis (scipy's bias=False estimators).
+
+    The moments are taken of the standardised deviations so that tiny-magnitude returns
+    cannot underflow ``m2**2`` to zero. A spread below float64 resolution of the values
+    themselves is rounding noise, not a distribution: it has no shape, so (0, 0).
+    """
     n, d = len(r), r - r.mean()
-    m2 = float(np.mean(d**2))
-    if m2 == 0.0:
+    scale = math.sqrt(float(np.mean(d**2)))
+    if scale <= 4.0 * np.finfo(np.float64).eps * float(np.max(np.abs(r))):
         return 0.0, 0.0
-    g1, g2 = float(np.mean(d**3)) / m2**1.5, float(np.mean(d**4)) / m2**2 - 3.0
+    z = d / scale
+    g1, g2 = float(np.mean(z**3)), float(np.mean(z**4)) - 3.0
     skew = g1 * math.sqrt(n * (n - 1)) / (n - 2)
     kurt = ((n + 1) * g2 + 6.0) * (n - 1) / ((n - 2) * (n - 3))
     return skew, kurt

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import integrate, stats
@@ -191,6 +191,7 @@ def test_var_and_es_do_not_fall_as_confidence_rises(returns, levels, method):
 
 @settings(max_examples=40, deadline=None)
 @given(returns=SAMPLES, shift=st.floats(-0.1, 0.1), method=st.sampled_from(METHODS))
+@example(returns=np.full(100, 6.49657538e-70), shift=0.0, method="cornish_fisher")
 def test_adding_a_sure_gain_lowers_one_period_var_by_exactly_that_gain(returns, shift, method):
     base = value_at_risk(returns, 0.95, method=method)
 
