@@ -10,7 +10,7 @@ The load generator runs in this process for both apps, so it costs them the same
 Serve runs on a local Ray instance with 2 CPUs, with Serve's throughput-optimised mode
 (RAY_SERVE_THROUGHPUT_OPTIMIZED=1): requests go both through the proxy (port from
 http_options, the default path) and straight to the ingress replica's own HTTP port
-(direct ingress, 30000-31000, bound to the same host); keys ``serve_*`` are the proxy
+(direct ingress, ports 30000-30999, bound to the same host); keys ``serve_*`` are the proxy
 path and ``serve_direct_*`` the direct one. The bare app is a uvicorn subprocess.
 Without --model-path a tiny policy is trained first (256 env steps). Prints one JSON object.
 """
@@ -113,17 +113,6 @@ def _wait(url: str, timeout: float = 180.0) -> None:
     raise TimeoutError(f"{url} did not come up")
 
 
-def _direct_url() -> str | None:
-    """The ingress replica's own HTTP port under direct ingress (None when it is off)."""
-    for port in range(30000, 30020):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return f"http://127.0.0.1:{port}"
-        except httpx.TransportError:
-            continue
-    return None
-
-
 def _measure(url: str, body: dict, args) -> dict:
     seq = asyncio.run(_sequential(url, body, args.requests))
     conc = asyncio.run(_concurrent(url, body, args.clients, args.seconds))
@@ -141,7 +130,10 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=1)
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "offline")
-    os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")  # before Ray starts
+    from serving.ingress import DirectIngress, direct_urls
+
+    ingress = DirectIngress()
+    ingress.enable()  # before Ray starts
 
     import ray
     from ray import serve
@@ -170,7 +162,9 @@ def main() -> None:
     serve_url = f"http://127.0.0.1:{port}"
     _wait(serve_url)
     served = _measure(serve_url, body, args)
-    direct_url = _direct_url()
+    direct_url = next(iter(direct_urls("127.0.0.1", ingress)), None)
+    if direct_url:
+        _wait(direct_url)
     direct = _measure(direct_url, body, args) if direct_url else None
     serve.shutdown()
     ray.shutdown()

@@ -41,6 +41,16 @@ def serve_command(
     write_config: Annotated[
         Path | None, typer.Option(help="Write the Serve config file for `serve deploy` and exit.")
     ] = None,
+    direct_ingress: Annotated[
+        bool,
+        typer.Option(
+            help="Also serve on the ingress replica's own port (Serve's direct "
+            "ingress; about 2.5x the throughput of the proxy path here)."
+        ),
+    ] = False,
+    direct_ports: Annotated[
+        str, typer.Option(help="Port range MIN-MAX (both included) for --direct-ingress replicas.")
+    ] = "30000-30999",
 ) -> None:
     """Serve trading signals and backtests over HTTP until interrupted (Ctrl-C)."""
     if write_config is not None:
@@ -56,6 +66,17 @@ def serve_command(
     except ValueError as err:
         console.print(f"[red]error:[/] {err}")
         raise typer.Exit(2) from err
+    ingress = None
+    if direct_ingress:
+        from serving.ingress import DirectIngress
+
+        try:
+            low, high = (int(p) for p in direct_ports.split("-"))
+            ingress = DirectIngress(low, high)
+        except ValueError as err:
+            console.print(f"[red]error:[/] --direct-ports wants MIN-MAX: {err}")
+            raise typer.Exit(2) from err
+        ingress.enable()
     from ray import serve
 
     from rl.train import init_ray
@@ -66,6 +87,11 @@ def serve_command(
     app = build_app({"model_path": str(model_path), "replicas": replicas, "key_digests": digests})
     serve.run(app, name="quantum", route_prefix="/")
     console.print(f"serving {model_path} on http://{host}:{port} (OpenAPI: /openapi.json)")
+    if ingress is not None:
+        from serving.ingress import direct_urls
+
+        urls = direct_urls(host, ingress)
+        console.print(f"direct ingress: {' '.join(urls) or 'no replica port found'}")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -5,9 +5,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
+import httpx
 import pytest
 
+from serving.auth import API_KEY_HEADER
 from tests.e2e.cli import quantum
 from tests.e2e.test_cli_backtest import TINY_YAML
 from tests.integration.serving_fixtures import free_port
@@ -15,7 +18,22 @@ from tests.integration.serving_fixtures import free_port
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
+def _direct_url(server: subprocess.Popen, lines: list[str], timeout: float = 300.0) -> str:
+    """Read the server's output until it prints its direct-ingress URL."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = server.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("direct ingress:"):
+            return line.split()[2]
+    raise AssertionError("no direct-ingress URL printed:\n" + "".join(lines)[-3000:])
+
+
 def test_serve_answers_a_signal_on_the_latest_bars_and_stops_cleanly(tmp_path):
+    """Through the proxy (what `quantum signal` uses) and, with --direct-ingress, straight
+    to the ingress replica's own port: the same model answers on both."""
     data, run = tmp_path / "data", tmp_path / "runs" / "tiny"
     synth = quantum("data", "synth", "--days", "3", "--seed", "8", "--out", str(data))
     assert synth.returncode == 0, synth.stdout + synth.stderr
@@ -24,15 +42,21 @@ def test_serve_answers_a_signal_on_the_latest_bars_and_stops_cleanly(tmp_path):
     trained = quantum("train", "--config", str(config), "--data", str(data), "--steps", "256",
                       "--out", str(run), timeout=600)  # fmt: skip
     assert trained.returncode == 0, trained.stdout + trained.stderr
-    port = free_port()
+    port, direct = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update({"QUANTUM_API_KEYS": "e2e-key-0123456789abcdef", "COLUMNS": "250",
                 "NO_COLOR": "1", "WANDB_MODE": "offline"})  # fmt: skip
     server = subprocess.Popen(
-        [sys.executable, "-m", "quantum", "serve", "--model-path", str(run), "--port", str(port)],
+        [sys.executable, "-m", "quantum", "serve", "--model-path", str(run), "--port", str(port),
+         "--direct-ingress", "--direct-ports", f"{direct}-{direct}"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+    lines: list[str] = []
     try:
+        direct_url = _direct_url(server, lines)
+        with httpx.Client(base_url=direct_url, timeout=30,
+                          headers={API_KEY_HEADER: env["QUANTUM_API_KEYS"]}) as client:  # fmt: skip
+            models = client.get("/v1/models")
         asked = subprocess.run(
             [sys.executable, "-m", "quantum", "signal", "--data-path", str(data), "--url",
              f"http://127.0.0.1:{port}", "--wait", "240"],
@@ -40,12 +64,16 @@ def test_serve_answers_a_signal_on_the_latest_bars_and_stops_cleanly(tmp_path):
         )  # fmt: skip
     finally:
         server.send_signal(signal.SIGINT)
-        log, _ = server.communicate(timeout=120)
+        rest, _ = server.communicate(timeout=120)
+        log = "".join(lines) + rest
 
     assert asked.returncode == 0, asked.stdout + asked.stderr
     body = json.loads(asked.stdout)
     assert [s["asset"] for s in body["signals"]] == ["BTC", "ETH", "SOL"]
     assert body["data_timestamp"].startswith("20") and body["model_id"].startswith("tiny@")
+    assert direct_url == f"http://127.0.0.1:{direct}"
+    assert models.status_code == 200, models.text
+    assert models.json()[0]["id"] == body["model_id"]
     assert server.returncode == 0, log[-3000:]
     assert "shutting down" in log
     assert "e2e-key" not in log  # the key never reaches the service's output
