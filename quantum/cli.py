@@ -9,6 +9,7 @@ import typer
 from rich.logging import RichHandler
 
 from backtest.cli import analyze_bias_command, backtest_command
+from cluster.cli import jobs_app, submit_command
 from market.cli import app as data_app
 from rl.cli import train_command, tune_command
 from serving.cli import serve_command, signal_command
@@ -25,6 +26,10 @@ app.command("backtest")(backtest_command)
 app.command("analyze-bias")(analyze_bias_command)
 app.command("serve")(serve_command)
 app.command("signal")(signal_command)
+app.command("submit", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
+    submit_command
+)
+app.add_typer(jobs_app, name="jobs")
 
 
 @app.callback()

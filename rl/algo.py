@@ -10,7 +10,7 @@ from ray.tune.registry import register_env
 
 from envs.registry import make_env
 from rl.callbacks import TradingMetricsCallback
-from rl.config import TrainConfig
+from rl.config import RolloutSettings, TrainConfig
 from rl.env_runner import VectorEnvRunner
 from rl.learner import QuantumPPOLearner
 from rl.modules.policy import MODULES
@@ -29,12 +29,35 @@ def module_spec(config: TrainConfig, init_module: Path | None = None) -> RLModul
     )
 
 
-def ppo_config(config: TrainConfig, init_module: Path | None = None) -> PPOConfig:
+def resolve_env_runners(
+    runs: RolloutSettings, trials: int = 1, cluster_cpus: float | None = None
+) -> int:
+    """The number of EnvRunners: as configured, or for 'auto' one per CPU of the Ray
+    cluster (connected to, or ``cluster_cpus``) left after each of ``trials`` concurrent
+    trials has its driver/local learner (1 CPU) and its CPU learners (1 CPU each).
+
+    Resolved when the algorithm is built, so the same config adapts to a laptop and to
+    a cluster; the run's config.yaml keeps 'auto' and placement.json records the result.
+    """
+    if runs.env_runners != "auto":
+        return runs.env_runners
+    if cluster_cpus is None:
+        import ray
+
+        cluster_cpus = float(ray.cluster_resources().get("CPU", 1.0))
+    reserved = 1 + (runs.num_learners if runs.gpus_per_learner == 0 else 0)
+    return max(0, int(cluster_cpus / max(trials, 1) - reserved))
+
+
+def ppo_config(
+    config: TrainConfig, init_module: Path | None = None, *, trials: int = 1
+) -> PPOConfig:
     """PPO on the native batched env: each EnvRunner steps ``envs_per_runner`` accounts in
     one call (``gym_env_vectorize_mode="vector_entry_point"`` makes RLlib ask make_env
     for a PerpetualVectorEnv instead of wrapping copies).
 
     ``init_module`` starts the policy from a trained RLModule (phase continuation).
+    ``trials`` is how many of these run at once (Tune), for 'auto' EnvRunners.
 
     Actions go to the env exactly as the module produced them: the Box parts are
     already in [0, 1] (Beta heads), so RLlib's unsquashing and clipping are off; the
@@ -42,7 +65,8 @@ def ppo_config(config: TrainConfig, init_module: Path | None = None) -> PPOConfi
     """
     register_env(ENV_NAME, make_env)
     ppo, runs = config.ppo, config.rollouts
-    samplers = max(runs.env_runners, 1) * runs.envs_per_runner
+    env_runners = resolve_env_runners(runs, trials)
+    samplers = max(env_runners, 1) * runs.envs_per_runner
     rollout_fragment = max(1, ppo.train_batch_size // samplers)
     return (
         PPOConfig()
@@ -54,7 +78,7 @@ def ppo_config(config: TrainConfig, init_module: Path | None = None) -> PPOConfi
         )
         .env_runners(
             env_runner_cls=VectorEnvRunner,
-            num_env_runners=runs.env_runners,
+            num_env_runners=env_runners,
             num_envs_per_env_runner=runs.envs_per_runner,
             gym_env_vectorize_mode="vector_entry_point",
             rollout_fragment_length=rollout_fragment,

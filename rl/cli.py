@@ -19,16 +19,23 @@ console = Console()
 log = logging.getLogger(__name__)
 
 
+RUNNERS_HELP = "Remote EnvRunner actors, or 'auto': one per CPU the Ray cluster has spare."
+LEARNERS_HELP = "Remote learners (0 = learn in the driver); more for multi-GPU."
+STORAGE_HELP = "Also keep the run at this path or URI (s3://, gs://, ...): STORAGE/NAME."
+
+
 def load_config(
     config: str,
     *,
     data: Path | None = None,
     steps: int | None = None,
-    env_runners: int | None = None,
+    env_runners: str | None = None,
     envs_per_runner: int | None = None,
     model: str | None = None,
     seed: int | None = None,
     wandb: bool | None = None,
+    learners: int | None = None,
+    gpus_per_learner: float | None = None,
 ) -> TrainConfig:
     """``defaults`` or a YAML file, then the command-line overrides on top."""
     base = TrainConfig() if config == "defaults" else TrainConfig.from_yaml(config)
@@ -36,6 +43,8 @@ def load_config(
         "steps": steps,
         "rollouts.env_runners": env_runners,
         "rollouts.envs_per_runner": envs_per_runner,
+        "rollouts.num_learners": learners,
+        "rollouts.gpus_per_learner": gpus_per_learner,
         "model.kind": model,
         "seed": seed,
         "tracking.wandb": wandb,
@@ -79,10 +88,13 @@ def train_command(
         Path | None, typer.Option(help="Market store (quantum data ...); default: synthetic.")
     ] = None,
     steps: Annotated[int | None, typer.Option(help="Env steps to train for (total).")] = None,
-    env_runners: Annotated[int | None, typer.Option(help="Remote EnvRunner actors.")] = None,
+    env_runners: Annotated[str | None, typer.Option(help=RUNNERS_HELP)] = None,
     envs_per_runner: Annotated[
         int | None, typer.Option(help="Envs stepped together in each EnvRunner.")
     ] = None,
+    learners: Annotated[int | None, typer.Option(help=LEARNERS_HELP)] = None,
+    gpus_per_learner: Annotated[float | None, typer.Option(help="GPUs per learner.")] = None,
+    storage_path: Annotated[str | None, typer.Option(help=STORAGE_HELP)] = None,
     model: Annotated[str | None, typer.Option(help="'hierarchical' or 'mlp'.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for RLlib, torch and the envs.")] = None,
     out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/train"),
@@ -126,6 +138,7 @@ def train_command(
         cfg = load_config(
             config, data=data, steps=steps, env_runners=env_runners,
             envs_per_runner=envs_per_runner, model=model, seed=seed, wandb=wandb,
+            learners=learners, gpus_per_learner=gpus_per_learner,
         )  # fmt: skip
         cfg = cfg.with_overrides(**parse_sets(set_ or []))
     if recalibrate_value and continue_from is None:
@@ -161,7 +174,7 @@ def train_command(
 
         result = train(
             cfg, out, resume=resume, on_result=on_result, max_iterations=iterations,
-            init_module=continue_from,
+            init_module=continue_from, storage_path=storage_path,
         )  # fmt: skip
     console.print(summary_table(result))
     console.print(f"results: {RunPaths(result.run_dir).results}")
@@ -186,6 +199,22 @@ def tune_command(
     resume: Annotated[
         bool, typer.Option(help="Continue an interrupted run in --out (Tuner.restore).")
     ] = False,
+    env_runners: Annotated[str | None, typer.Option(help=RUNNERS_HELP + " (per trial)")] = None,
+    envs_per_runner: Annotated[
+        int | None, typer.Option(help="Envs stepped together in each EnvRunner.")
+    ] = None,
+    learners: Annotated[int | None, typer.Option(help=LEARNERS_HELP)] = None,
+    gpus_per_learner: Annotated[float | None, typer.Option(help="GPUs per learner.")] = None,
+    max_concurrent: Annotated[
+        int | None, typer.Option(help="Trials running at once (default: as resources allow).")
+    ] = None,
+    storage_path: Annotated[
+        str | None,
+        typer.Option(
+            help="Tune's storage_path (shared path or URI; needed on multi-node "
+            "clusters). Default: OUT/tune."
+        ),
+    ] = None,
 ) -> None:
     """Run the phase schedule with Ray Tune (see README: Phases and PBT)."""
     from rl.phases import run_phases
@@ -194,11 +223,15 @@ def tune_command(
     if population < 1:
         raise typer.BadParameter("population must be >= 1")
     sched = Schedule.load(schedule)
-    base = load_config(config, data=data)
+    base = load_config(
+        config, data=data, env_runners=env_runners, envs_per_runner=envs_per_runner,
+        learners=learners, gpus_per_learner=gpus_per_learner,
+    )  # fmt: skip
     sched.select(phases)  # a bad range fails before Ray starts
     results = run_phases(
         sched, phases, base, out, population=population,
         use_recommendations=use_recommendations, resume=resume,
+        max_concurrent=max_concurrent, storage_path=storage_path,
     )  # fmt: skip
     table = Table(title=f"{sched.name} schedule, phases {phases}")
     for column in ("phase", "name", "until steps", "best score", "trials", "PBT exploits"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -104,8 +104,10 @@ class RolloutSettings(BaseModel):
     """Who collects experience: EnvRunner actors, each stepping a native batched env."""
 
     model_config = _FROZEN
-    env_runners: int = Field(
-        0, ge=0, description="Remote EnvRunner actors (0 = sample in the driver process)."
+    env_runners: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        0,
+        description="Remote EnvRunner actors (0 = sample in the driver process; 'auto' = "
+        "one per CPU the Ray cluster has left after the driver and the learners).",
     )
     envs_per_runner: int = Field(8, ge=1, description="Envs stepped together in each runner.")
     num_learners: int = Field(0, ge=0, description="Remote learners (0 = in the driver).")

@@ -47,6 +47,23 @@ class VectorEnvRunner(SingleAgentEnvRunner):
         self._fast_ids: list[str] = []
         self._fast_t: np.ndarray = np.zeros(0, dtype=np.int64)
         self._fast_seeded = False
+        self._steps_sampled = 0
+
+    def placement(self) -> dict[str, Any]:
+        """Where this runner runs and how many env steps it has sampled (placement.json:
+        on a cluster, which node did the rollouts)."""
+        import os
+        import socket
+
+        import ray
+
+        return {
+            "worker_index": self.worker_index,
+            "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "env_steps_sampled": self._steps_sampled,
+        }
 
     def _fast_supported(self) -> bool:
         config = self.config
@@ -69,12 +86,15 @@ class VectorEnvRunner(SingleAgentEnvRunner):
     ) -> list[SingleAgentEpisode]:
         if num_timesteps is None or random_actions or not self._fast_supported():
             self._fast_obs = None  # RLlib's loop owns the envs now: start afresh next time
-            return super()._sample(
+            episodes = super()._sample(
                 num_timesteps=num_timesteps, num_episodes=num_episodes, explore=explore,
                 random_actions=random_actions, force_reset=force_reset,
             )  # fmt: skip
-        self._needs_initial_reset = True  # RLlib's loop, if used later, must reset
-        return self._sample_batched(num_timesteps, explore, force_reset)
+        else:
+            self._needs_initial_reset = True  # RLlib's loop, if used later, must reset
+            episodes = self._sample_batched(num_timesteps, explore, force_reset)
+        self._steps_sampled += sum(len(e) for e in episodes)
+        return episodes
 
     def _reset_batched(self) -> None:
         env = self.env.unwrapped

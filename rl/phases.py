@@ -28,6 +28,7 @@ from rl.callbacks import TradingMetricsCallback
 from rl.config import TrainConfig, get_path
 from rl.recommend import read_recommendations, recommend, write_recommendations
 from rl.schedule import MUTABLE_KEYS, Phase, Schedule
+from rl.storage import is_uri, read_text
 from rl.train import flatten, module_dir
 
 log = logging.getLogger(__name__)
@@ -145,14 +146,15 @@ def _evidence(row: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in row.items() if k.startswith(_EVIDENCE)}
 
 
-def pbt_lineage(experiment: Path) -> list[dict[str, Any]]:
+def pbt_lineage(experiment: str | Path) -> list[dict[str, Any]]:
     """Who copied whom with which new hyperparameters, from PBT's pbt_global.txt log
-    (one JSON line per exploit: target, source, their iterations, old and new config)."""
-    log_file = experiment / "pbt_global.txt"
-    if not log_file.exists():
+    (one JSON line per exploit: target, source, their iterations, old and new config);
+    ``experiment`` is a path or a storage URI."""
+    text = read_text(f"{str(experiment).rstrip('/')}/pbt_global.txt")
+    if text is None:
         return []
     events = []
-    for line in log_file.read_text().splitlines():
+    for line in text.splitlines():
         target, source, target_iter, source_iter, old, new = json.loads(line)
         changed = {
             ".".join(_path(key)): [get_path(old, _path(key)), get_path(new, _path(key))]
@@ -211,6 +213,8 @@ def _run_phase(
     population: int,
     init_module: Path | None,
     resume: bool,
+    max_concurrent: int | None = None,
+    storage_path: str | None = None,
 ) -> PhaseResult:
     from ray import tune
     from ray.rllib.algorithms.ppo import PPO
@@ -221,7 +225,10 @@ def _run_phase(
     config = with_mutable_defaults(phase, config) if population > 1 else config
     start = schedule.start_of(number)
     budget = phase.until_steps - start
-    param_space = ppo_config(config, init_module).callbacks(phase_callbacks(number, start))
+    trials = min(population, max_concurrent or population)
+    param_space = ppo_config(config, init_module, trials=trials).callbacks(
+        phase_callbacks(number, start)
+    )
     scheduler = None
     if population > 1:
         scheduler = PopulationBasedTraining(
@@ -242,16 +249,20 @@ def _run_phase(
         steps = int(result.get(STEPS, 0))
         return steps >= budget or phase.criteria.met(steps, flatten(result))
 
-    storage = str((out / "tune").resolve())
-    experiment = Path(storage) / f"phase{number}"
-    if resume and tune.Tuner.can_restore(str(experiment)):
-        tuner = tune.Tuner.restore(str(experiment), trainable=PPO, resume_errored=True)
+    storage = storage_path or str((out / "tune").resolve())
+    experiment = f"{storage.rstrip('/')}/phase{number}"
+    if resume and tune.Tuner.can_restore(experiment):
+        tuner = tune.Tuner.restore(experiment, trainable=PPO, resume_errored=True)
     else:
         tuner = tune.Tuner(
             PPO,
             param_space=param_space,
             tune_config=tune.TuneConfig(
-                metric=SCORE, mode="max", num_samples=population, scheduler=scheduler
+                metric=SCORE,
+                mode="max",
+                num_samples=population,
+                scheduler=scheduler,
+                max_concurrent_trials=max_concurrent,
             ),
             run_config=tune.RunConfig(
                 name=f"phase{number}",
@@ -290,8 +301,11 @@ def _run_phase(
         recs = recommend(rows, next_config)
         recs_path = out / f"phase{number + 1}_recommendations.json"
         write_recommendations(recs_path, number + 1, recs, rows[-1] if rows else {})
+    best_path = Path(best.checkpoint.path)
+    if is_uri(storage):  # the next phase and the summary need a local copy
+        best_path = Path(best.checkpoint.to_directory(str(out / "best" / f"phase{number}")))
     return PhaseResult(
-        number, phase.name, Path(best.checkpoint.path), phase.until_steps, trials, recs_path,
+        number, phase.name, best_path, phase.until_steps, trials, recs_path,
         pbt_lineage(experiment),
     )  # fmt: skip
 
@@ -305,8 +319,14 @@ def run_phases(
     population: int = 1,
     use_recommendations: bool = False,
     resume: bool = False,
+    max_concurrent: int | None = None,
+    storage_path: str | None = None,
 ) -> list[PhaseResult]:
     """Run the selected phases in order (see module docstring); returns each phase's result.
+
+    ``max_concurrent`` caps trials running at once (default: as the cluster's resources
+    allow); ``storage_path`` (a shared path or URI, rl.storage) replaces OUT/tune as
+    Tune's storage, which a multi-node cluster needs.
 
     Phases already finished in ``out`` (their summary in phases.json) are skipped on
     ``resume``; the first selected phase after phase 1 continues from the best checkpoint
@@ -336,7 +356,10 @@ def run_phases(
             read_recommendations(recs_file) if use_recommendations and recs_file.exists() else {}
         )
         config = schedule.config_for(number, base, extra)
-        result = _run_phase(number, phase, schedule, config, out, population, init, resume)
+        result = _run_phase(
+            number, phase, schedule, config, out, population, init, resume,
+            max_concurrent, storage_path,
+        )  # fmt: skip
         done[str(number)] = {
             "name": result.name,
             "best_checkpoint": str(result.best_checkpoint),

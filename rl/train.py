@@ -10,6 +10,7 @@ A run folder holds everything about one run:
                                  RLModule alone is in learner_group/learner/rl_module/
                                  default_policy and loads with RLModule.from_checkpoint)
       checkpoints/final -> the last one
+      placement.json       which node and process each EnvRunner ran on, steps sampled
       wandb/               the W&B run (offline unless a key is configured)
 
 Checkpoints are written to a temporary folder and renamed, so a crash mid-save
@@ -153,20 +154,25 @@ def train(
     on_result: Callable[[dict[str, float]], None] | None = None,
     max_iterations: int | None = None,
     init_module: Path | None = None,
+    storage_path: str | None = None,
 ) -> TrainResult:
     """Train until ``config.steps`` env steps (lifetime, so a resumed run continues).
 
     ``on_result`` gets each iteration's flattened metrics (the CLI's progress bar).
     ``max_iterations`` stops earlier (tests, manifest reruns). ``init_module`` (an
     Algorithm or RLModule checkpoint) starts the policy from trained weights with this
-    config's hyperparameters (``quantum train --continue-from``).
+    config's hyperparameters (``quantum train --continue-from``). ``storage_path`` (a
+    path or cloud URI, rl.storage) receives a copy of the run folder, as
+    ``STORAGE/NAME``, after every checkpoint.
     """
     from envs.registry import market_for
     from rl.algo import ppo_config
     from rl.manifest import build_manifest, write_manifest
+    from rl.storage import mirror
     from rl.tracking import Tracker
 
     paths = RunPaths(Path(out))
+    remote = f"{storage_path.rstrip('/')}/{paths.root.name}" if storage_path else None
     previous = latest_checkpoint(paths) if resume else None
     if resume and previous is None:
         raise FileNotFoundError(f"--resume: no checkpoint under {paths.checkpoints}")
@@ -212,14 +218,33 @@ def train(
                 on_result(latest)
             if iterations % config.checkpoint_every == 0:
                 _save(algo, paths, iterations)
+                if remote:
+                    mirror(paths.root, remote)
         checkpoint = _save(algo, paths, iterations)
+        _write_placement(algo, paths)
         if tracker is not None:
             tracker.summary({k: latest[k] for k in SUMMARY_KEYS if k in latest})
+        if remote:
+            mirror(paths.root, remote)
         return TrainResult(paths.root, checkpoint, iterations, steps, latest)
     finally:
         if tracker is not None:
             tracker.finish()
         algo.stop()
+
+
+def _write_placement(algo, paths: RunPaths) -> list[dict[str, Any]]:
+    """Record where each EnvRunner ran (the driver's own runner when there are no remote
+    ones) and how many env steps it sampled, in placement.json and the log."""
+    group = algo.env_runner_group
+    remote = group.num_remote_env_runners() > 0
+    rows = group.foreach_env_runner("placement", local_env_runner=not remote)
+    rows = sorted((r for r in rows if r), key=lambda r: r["worker_index"])
+    (paths.root / "placement.json").write_text(json.dumps(rows, indent=2))
+    for row in rows:
+        log.info("env runner %(worker_index)s on node %(node_id)s (%(host)s, pid %(pid)s): "
+                 "%(env_steps_sampled)s env steps", row)  # fmt: skip
+    return rows
 
 
 def module_dir(checkpoint: Path) -> Path:
