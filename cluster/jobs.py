@@ -34,7 +34,8 @@ EXCLUDES = (
     ".hypothesis/", "*.parquet", ".env",
 )  # fmt: skip
 FORWARDED_ENV = ("WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_GROUP")
-"""Environment variables copied into the job (none of them secret)."""
+"""Environment variables copied into the job when set here (none of them secret). Unset,
+the cluster's own settings apply: W&B is online where the cluster has a key."""
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 
 
@@ -78,7 +79,6 @@ class JobSpec:
 
     def runtime_env(self) -> dict:
         env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-        env.setdefault("WANDB_MODE", "offline")
         env.update(self.env)
         env["PYTHONUNBUFFERED"] = "1"  # log lines reach `quantum submit` as they happen
         runtime = {
