@@ -111,3 +111,23 @@ def test_every_trial_is_a_wandb_run_and_the_summary_holds_the_lineage(ci_run):
     logged = history(summary_runs[0])[-1]
     assert logged["phases/nrows"] == 3
     assert logged["pbt_lineage/nrows"] == sum(len(r.lineage) for r in results)
+
+
+def test_a_storage_uri_holds_the_experiments_and_phases_chain_through_local_copies(
+    ray_local, tmp_path
+):
+    """Tune's storage_path as a URI (as on a multi-node cluster with s3://): each phase's
+    experiment lives there, and the next phase starts from a downloaded best checkpoint."""
+    out, storage = tmp_path / "run", tmp_path / "bucket"
+
+    results = run_phases(Schedule.load("ci"), "1-2", BASE, out, population=1,
+                         max_concurrent=1, storage_path=f"file://{storage}")  # fmt: skip
+
+    assert [r.number for r in results] == [1, 2]
+    for r in results:
+        assert r.best_checkpoint.is_relative_to(out / "best")
+        assert module_dir(r.best_checkpoint).is_dir()
+        assert list((storage / f"phase{r.number}").glob("*/result.json"))
+    assert not (out / "tune").exists()  # nothing went to the default local storage
+    summary = json.loads((out / "phases.json").read_text())
+    assert summary["2"]["best_checkpoint"] == str(results[1].best_checkpoint)
