@@ -238,7 +238,7 @@ def _write_placement(algo, paths: RunPaths) -> list[dict[str, Any]]:
     ones) and how many env steps it sampled, in placement.json and the log."""
     group = algo.env_runner_group
     remote = group.num_remote_env_runners() > 0
-    rows = group.foreach_env_runner("placement", local_env_runner=not remote)
+    rows = group.foreach_env_runner(lambda runner: runner.placement(), local_env_runner=not remote)
     rows = sorted((r for r in rows if r), key=lambda r: r["worker_index"])
     (paths.root / "placement.json").write_text(json.dumps(rows, indent=2))
     for row in rows:

@@ -10,6 +10,8 @@ Routes (every one but the health checks needs the ``X-API-Key`` header):
 - ``POST /v1/backtests``          start a backtest job (a Ray task), returns its id at once
 - ``GET  /v1/backtests/{job_id}`` status, metrics and the report's path
 - ``GET  /v1/models``             the loaded checkpoint, assets, observation spec
+- ``POST /v1/chat``               the trading chatbot (serving.chat), JSON or server-sent
+                                  events; only when the app is built with ``chat_model_path``
 - ``GET  /healthz`` (process up), ``GET /readyz`` (the policy answers)
 
 Errors are JSON bodies ``{code, message, details}`` with a 4xx status; an unexpected
@@ -23,16 +25,18 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import APIKeyHeader
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from serving.auth import API_KEY_HEADER, key_matches
+from serving.auth import API_KEY_HEADER, digest, key_matches
 from serving.deployments import PolicyServer
 from serving.schemas import (
     BacktestJob,
     BacktestRequest,
+    ChatRequest,
+    ChatResponse,
     ErrorBody,
     ModelInfo,
     SignalRequest,
@@ -47,7 +51,7 @@ api = FastAPI(
     title="Quantum",
     version="1",
     description="Trading signals and backtests from trained perpetual-futures policies.",
-    responses={status: {"model": ErrorBody} for status in (400, 401, 413, 422)},
+    responses={status: {"model": ErrorBody} for status in (400, 401, 413, 422, 429)},
 )
 _key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 
@@ -130,6 +134,43 @@ def _input_error(err: Exception) -> ApiError | Exception:
     return err
 
 
+class RateLimiter:
+    """A token bucket per API key (its digest): ``per_minute`` requests on average, up to
+    ``burst`` at once. Per replica: N Gateway replicas allow N times the rate."""
+
+    def __init__(self, per_minute: float, burst: int) -> None:
+        self.rate, self.burst = per_minute / 60.0, float(burst)
+        self.buckets: dict[str, tuple[float, float]] = {}
+
+    def wait_s(self, key: str) -> float:
+        """0 when the request may go now (and takes a token), else seconds to wait."""
+        import time
+
+        now = time.monotonic()
+        tokens, then = self.buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - then) * self.rate)
+        if tokens >= 1.0:
+            self.buckets[key] = (tokens - 1.0, now)
+            return 0.0
+        self.buckets[key] = (tokens, now)
+        return (1.0 - tokens) / self.rate
+
+
+def _timeframe(ms: int) -> str:
+    """60_000 -> '1m' (the store's timeframe names, as ccxt's)."""
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    raise ValueError(f"no timeframe name for {ms} ms")
+
+
+async def _events(stream) -> Any:
+    import json
+
+    async for event in stream:
+        yield f"data: {json.dumps(event)}\n\n"
+
+
 # Serve serialises the class when it is decorated: everything its methods use is above.
 @serve.deployment(
     max_ongoing_requests=256,
@@ -143,9 +184,13 @@ class Gateway(PolicyServer):
     BacktestRunner's handle."""
 
     def __init__(self, backtests: DeploymentHandle, key_digests: tuple[str, ...],
-                 max_batch_size: int = 32, batch_wait_s: float = 0.0005) -> None:  # fmt: skip
+                 max_batch_size: int = 32, batch_wait_s: float = 0.0005,
+                 chat: DeploymentHandle | None = None, chat_per_minute: float = 30.0,
+                 chat_burst: int = 5) -> None:  # fmt: skip
         self._setup_policy(max_batch_size, batch_wait_s)
         self.backtests = backtests
+        self.chat = chat
+        self.chat_limit = RateLimiter(chat_per_minute, chat_burst)
         self.key_digests = tuple(key_digests)
         api.state.key_digests = self.key_digests
 
@@ -199,6 +244,37 @@ class Gateway(PolicyServer):
             raise ApiError(404, "unknown_job", f"no backtest job {job_id!r}")
         return job
 
+    @api.post("/v1/chat", response_model=ChatResponse,
+              responses={404: {"model": ErrorBody}, 503: {"model": ErrorBody}})  # fmt: skip
+    async def chat_message(self, body: ChatRequest,
+                           key: str | None = Depends(_key_header)) -> Any:  # fmt: skip
+        self._auth(key)
+        if self.chat is None:
+            raise ApiError(404, "chat_disabled", "this service runs without the chatbot")
+        wait = self.chat_limit.wait_s(digest(key or ""))
+        if wait > 0:
+            return JSONResponse(
+                status_code=429, headers={"Retry-After": str(int(wait) + 1)},
+                content={"code": "rate_limited", "details": [{"retry_after_s": round(wait, 1)}],
+                         "message": "too many chat messages; retry after Retry-After seconds"},
+            )  # fmt: skip
+        if body.stream:
+            stream = self.chat.options(stream=True).stream.remote(
+                body.conversation_id, body.message
+            )
+            return StreamingResponse(_events(stream), media_type="text/event-stream")
+        return await self.chat.reply.remote(body.conversation_id, body.message)
+
+    async def live_info(self) -> dict:
+        """The served policy's assets, bars needed and timeframe (for the chatbot)."""
+        self._check_model(None)
+        return {**self.info(), "timeframe": _timeframe(self.policy.spec.timeframe_ms)}
+
+    async def live_signal(self, bars: dict) -> dict:
+        """The policy's signal on these bars (the chatbot's live signal, via a handle)."""
+        self._check_model(None)
+        return await self.signal({"bars": bars})
+
     def _check_model(self, model: str | None) -> None:
         """503 until a checkpoint is loaded (direct ingress can take requests before
         reconfigure has run), 404 for a model id other than the served one."""
@@ -212,7 +288,12 @@ class Gateway(PolicyServer):
 
 def build_app(args: dict) -> serve.Application:
     """The application (Serve's builder signature: ``serve run serving.app:build_app
-    model_path=runs/first``). Keys come from this process's environment (serving.auth)."""
+    model_path=runs/first``). Keys come from this process's environment (serving.auth).
+
+    With ``chat_model_path`` (a chatbot model or LoRA adapter folder) the ChatServer
+    deployment joins it behind ``POST /v1/chat``; ``data_path`` (the market store) keeps
+    its facts live. Chat limits: ``chat_per_minute``/``chat_burst`` per API key,
+    ``chat_max_history`` turns per conversation, ``chat_max_conversations`` kept."""
     from serving.auth import load_key_digests
     from serving.deployments import BacktestRunner
 
@@ -222,5 +303,17 @@ def build_app(args: dict) -> serve.Application:
     gateway = Gateway.options(
         num_replicas=int(args.get("replicas", 1)), user_config={"model_path": model_path}
     )
+    chat = None
+    if args.get("chat_model_path"):
+        from serving.chat import ChatServer
+
+        chat = ChatServer.bind(
+            str(args["chat_model_path"]), args.get("chat_base_model"), args.get("data_path"),
+            str(args.get("exchange", "synthetic")), str(args.get("app_name", "quantum")),
+            int(args.get("chat_max_history", 5)), int(args.get("chat_max_conversations", 1000)),
+            float(args.get("chat_refresh_s", 60.0)), str(args.get("chat_device", "cpu")),
+        )  # fmt: skip
     return gateway.bind(backtests, digests, int(args.get("max_batch_size", 32)),
-                        float(args.get("batch_wait_s", 0.0005)))  # fmt: skip
+                        float(args.get("batch_wait_s", 0.0005)), chat,
+                        float(args.get("chat_per_minute", 30.0)),
+                        int(args.get("chat_burst", 5)))  # fmt: skip

@@ -16,7 +16,8 @@ from rich.console import Console
 console = Console()
 
 
-def serve_config(model_path: str, host: str, port: int, replicas: int) -> dict:
+def serve_config(model_path: str, host: str, port: int, replicas: int,
+                 extra: dict | None = None) -> dict:  # fmt: skip
     """A Serve config (the schema `serve deploy` reads) for this application. Keys are not
     in it: the cluster's environment provides QUANTUM_API_KEYS / QUANTUM_API_KEYS_FILE."""
     return {
@@ -27,7 +28,7 @@ def serve_config(model_path: str, host: str, port: int, replicas: int) -> dict:
                 "name": "quantum",
                 "route_prefix": "/",
                 "import_path": "serving.app:build_app",
-                "args": {"model_path": model_path, "replicas": replicas},
+                "args": {"model_path": model_path, "replicas": replicas, **(extra or {})},
             }
         ],
     }
@@ -51,12 +52,26 @@ def serve_command(
     direct_ports: Annotated[
         str, typer.Option(help="Port range MIN-MAX (both included) for --direct-ingress replicas.")
     ] = "30000-30999",
+    chat_model_path: Annotated[
+        Path | None,
+        typer.Option(help="Also serve the chatbot (POST /v1/chat): model or LoRA adapter folder."),
+    ] = None,
+    chat_base_model: Annotated[
+        Path | None, typer.Option(help="The chatbot adapter's base model (default: its config's).")
+    ] = None,
+    data_path: Annotated[
+        Path | None, typer.Option(help="Market store that keeps the chatbot's facts live.")
+    ] = None,
 ) -> None:
-    """Serve trading signals and backtests over HTTP until interrupted (Ctrl-C)."""
+    """Serve trading signals and backtests (and the chatbot) over HTTP until interrupted."""
+    chat = {}
+    if chat_model_path is not None:
+        chat["chat_model_path"] = str(chat_model_path.resolve())
+        chat["chat_base_model"] = str(chat_base_model.resolve()) if chat_base_model else None
+        chat["data_path"] = str(data_path.resolve()) if data_path else None
     if write_config is not None:
-        write_config.write_text(
-            yaml.safe_dump(serve_config(str(model_path), host, port, replicas), sort_keys=False)
-        )
+        config = serve_config(str(model_path), host, port, replicas, chat)
+        write_config.write_text(yaml.safe_dump(config, sort_keys=False))
         console.print(f"Serve config: {write_config}")
         return
     from serving.auth import load_key_digests
@@ -84,7 +99,8 @@ def serve_command(
 
     init_ray()
     serve.start(http_options={"host": host, "port": port})
-    app = build_app({"model_path": str(model_path), "replicas": replicas, "key_digests": digests})
+    app = build_app({"model_path": str(model_path), "replicas": replicas, "key_digests": digests,
+                     **chat})  # fmt: skip
     serve.run(app, name="quantum", route_prefix="/")
     console.print(f"serving {model_path} on http://{host}:{port} (OpenAPI: /openapi.json)")
     if ingress is not None:
@@ -100,34 +116,6 @@ def serve_command(
     serve.shutdown()
 
 
-def recent_bars(data_path: Path, assets: list[str], count: int, exchange: str = "synthetic",
-                timeframe: str = "1m") -> dict[str, list[dict]]:  # fmt: skip
-    """The last ``count`` stored bars per asset, as the API's Bar objects."""
-    import pandas as pd
-
-    from market.loader import load_aligned
-    from market.schema import perp_symbol
-    from market.store import ParquetStore
-
-    symbols = [a if "/" in a else perp_symbol(a) for a in assets]
-    aligned = load_aligned(ParquetStore(data_path), exchange, symbols, timeframe, None, None)
-    tail = aligned.iloc[-count:]
-    stamps = (tail.index.as_unit("ms").asi8).tolist()
-    out = {}
-    for asset in tail.columns.get_level_values("asset").unique():
-        frame = tail[asset]
-        funding = frame["funding_rate"].where(frame["funding_event"] > 0)
-        out[asset] = [
-            {"timestamp": t, "open": o, "high": h, "low": lo, "close": c, "volume": v, "mark": m,
-             "funding_rate": None if pd.isna(f) else f}
-            for t, o, h, lo, c, v, m, f in zip(
-                stamps, frame["open"], frame["high"], frame["low"], frame["close"],
-                frame["volume"], frame["mark"], funding, strict=True,
-            )
-        ]  # fmt: skip
-    return out
-
-
 def signal_command(
     data_path: Annotated[Path, typer.Option(help="Market store to take the latest bars from.")],
     url: Annotated[str, typer.Option(help="The service's URL.")] = "http://127.0.0.1:8000",
@@ -138,6 +126,7 @@ def signal_command(
     import json
     import os
 
+    from serving.bars import recent_bars
     from serving.client import QuantumClient
 
     key = os.environ.get("QUANTUM_API_KEY") or os.environ.get("QUANTUM_API_KEYS", "").split(",")[0]

@@ -133,3 +133,46 @@ class ErrorBody(BaseModel):
     code: str
     message: str
     details: list[dict] = Field(default_factory=list)
+
+
+MAX_CHAT_CHARS = 2_000
+"""Longest chat message accepted (the default model's whole context is 512 tokens)."""
+
+
+class ChatRequest(BaseModel):
+    """One message to the trading chatbot, optionally continuing a conversation."""
+
+    model_config = _STRICT
+    message: str = Field(min_length=1, max_length=MAX_CHAT_CHARS)
+    conversation_id: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Continue this conversation (the server keeps its recent turns); "
+        "omit to start one.",
+    )  # fmt: skip
+    stream: bool = Field(False, description="Answer as server-sent events (text pieces).")
+
+
+class ChatFact(BaseModel):
+    key: str
+    value: float | str
+    text: str
+    unit: str
+    source: str
+    timestamp: str
+
+
+class ChatResponse(BaseModel):
+    """The answer and what it rests on: every number and direction in ``text`` is one of
+    ``facts_used`` (or the answer is the templated fallback, ``used_fallback``)."""
+
+    conversation_id: str
+    text: str
+    intent: str
+    assets: list[str]
+    grounded: bool
+    used_fallback: bool
+    facts_used: list[ChatFact]
+    problems: list[str] = Field(default_factory=list)
+    history_turns: int = Field(description="Earlier turns of this conversation it saw.")
+    model: str = Field(description="The chatbot model's folder name.")
+    signal_model: str | None = Field(None, description="The policy whose signal it used.")
