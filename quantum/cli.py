@@ -10,6 +10,8 @@ from rich.logging import RichHandler
 
 from backtest.cli import analyze_bias_command, backtest_command
 from cluster.cli import jobs_app, submit_command
+from llm.cli import app as llm_app
+from llm.cli import chat_command
 from market.cli import app as data_app
 from rl.cli import train_command, tune_command
 from serving.cli import serve_command, signal_command
@@ -30,6 +32,8 @@ app.command("submit", context_settings={"allow_extra_args": True, "ignore_unknow
     submit_command
 )
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(llm_app, name="llm", no_args_is_help=True)
+app.command("chat")(chat_command)
 
 
 @app.callback()
