@@ -1,0 +1,1 @@
+"""The trading language model: corpus, tokenizer, base model, LoRA adapter and chatbot."""
