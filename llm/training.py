@@ -191,10 +191,7 @@ def build_base(
         config.steps,
     )
     losses = train_loop(model, optimizer, loss_fn, config.steps, progress)
-    out.mkdir(parents=True, exist_ok=True)
-    with quiet_hf():
-        model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    _save(model, tokenizer, out)
     write_provenance(
         out,
         provenance,
@@ -276,10 +273,7 @@ def finetune_lora(
     n_trainable = sum(p.numel() for p in trainable)
     logger.info("LoRA fine-tune of %d params on %d pairs", n_trainable, len(pairs))
     losses = train_loop(peft_model, optimizer, loss_fn, config.steps, progress)
-    out.mkdir(parents=True, exist_ok=True)
-    with quiet_hf():
-        peft_model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    _save(peft_model, tokenizer, out)
     write_provenance(
         out,
         provenance,
@@ -297,6 +291,14 @@ def finetune_lora(
         wall_seconds=time.perf_counter() - start,
     )
     return out
+
+
+def _save(model: Any, tokenizer: PreTrainedTokenizerFast, out: Path) -> None:
+    """save_pretrained for the model (or adapter) and its tokenizer, side by side."""
+    out.mkdir(parents=True, exist_ok=True)
+    with quiet_hf():
+        model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
