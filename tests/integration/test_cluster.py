@@ -5,6 +5,7 @@ terminal, the checkpoint in the run folder and mirrored to the storage path, and
 job visible to `quantum jobs`. The cluster is torn down even when the test fails."""
 
 import json
+import logging
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ from tests.e2e.test_cli_backtest import TINY_YAML
 from tests.integration.ray_cluster import local_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
+log = logging.getLogger(__name__)
 
 
 @pytest.fixture
@@ -53,6 +55,7 @@ def test_training_job_runs_rollouts_on_both_nodes_and_lands_its_checkpoint(clust
 
     nodes = {n["node_id"] for n in cluster.nodes()}
     placement = json.loads((run / "placement.json").read_text())
+    log.info("placement: %s; nodes: %s", placement, cluster.nodes())
     assert len(placement) == 2
     assert {row["node_id"] for row in placement} == nodes  # one runner on each node
     assert all(row["env_steps_sampled"] > 0 for row in placement)
