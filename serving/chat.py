@@ -28,6 +28,8 @@ from pathlib import Path
 from ray import serve
 
 log = logging.getLogger(__name__)
+RETRY_S = 5.0
+"""Seconds before a failed facts refresh is tried again."""
 
 
 @serve.deployment(
@@ -65,8 +67,9 @@ class ChatServer:
 
     async def _refresh(self) -> None:
         """Reload the latest bars and the policy's signal on them, when stale. A failure
-        (no data yet, the policy still loading) keeps the previous facts and is logged:
-        the chatbot then says the facts are not loaded rather than failing the request."""
+        (no data yet, the policy still loading) keeps the previous facts, is logged and is
+        retried after RETRY_S: the chatbot meanwhile says the facts are not loaded rather
+        than failing the request."""
         if self.data_path is None or time.monotonic() - self._refreshed < self.refresh_s:
             return
         self._refreshed = time.monotonic()
@@ -80,6 +83,7 @@ class ChatServer:
             self.signal_model = signal.get("model_id")
         except Exception as err:
             log.warning("chat facts not refreshed: %s", err)
+            self._refreshed -= max(0.0, self.refresh_s - RETRY_S)  # retry soon, not in a minute
 
     def _bars(self, info: dict):
         from serving.bars import recent_bars, recent_frame
