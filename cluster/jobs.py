@@ -75,7 +75,14 @@ class JobSpec:
 
     @property
     def entrypoint(self) -> str:
-        return shlex.join(["python", "-m", "quantum", self.kind, *self.args])
+        """The command; train and tune jobs default to ``--env-runners auto`` (one runner
+        per spare CPU of the cluster) where a local run defaults to sampling in the driver."""
+        args = list(self.args)
+        if self.kind in ("train", "tune") and not any(
+            a == "--env-runners" or a.startswith("--env-runners=") for a in args
+        ):
+            args += ["--env-runners", "auto"]
+        return shlex.join(["python", "-m", "quantum", self.kind, *args])
 
     def runtime_env(self) -> dict:
         env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}

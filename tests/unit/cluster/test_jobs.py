@@ -10,11 +10,21 @@ from cluster.jobs import EXCLUDES, JobSpec, parse_env, pinned_requirements, reso
 
 
 def test_entrypoint_is_the_quantum_command_with_its_arguments_quoted():
-    spec = JobSpec("train", ("--out", "runs/my run", "--steps", "1000"))
+    spec = JobSpec("train", ("--out", "runs/my run", "--env-runners", "3"))
 
     assert shlex.split(spec.entrypoint) == [
-        "python", "-m", "quantum", "train", "--out", "runs/my run", "--steps", "1000",
+        "python", "-m", "quantum", "train", "--out", "runs/my run", "--env-runners", "3",
     ]  # fmt: skip
+
+
+def test_cluster_jobs_default_to_one_env_runner_per_spare_cpu():
+    train, tune = JobSpec("train", ("--steps", "10")), JobSpec("tune", ("--env-runners=2",))
+    backtest = JobSpec("backtest", ("--model-path", "runs/a"))
+
+    assert shlex.split(train.entrypoint)[-2:] == ["--env-runners", "auto"]
+    assert shlex.split(tune.entrypoint).count("--env-runners=2") == 1
+    assert "--env-runners" not in tune.entrypoint.replace("--env-runners=2", "")
+    assert "auto" not in backtest.entrypoint
 
 
 def test_uploaded_package_leaves_out_data_runs_and_the_virtualenv(tmp_path):
