@@ -156,14 +156,6 @@ class RateLimiter:
         return (1.0 - tokens) / self.rate
 
 
-def _timeframe(ms: int) -> str:
-    """60_000 -> '1m' (the store's timeframe names, as ccxt's)."""
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
-        if ms % size == 0:
-            return f"{ms // size}{unit}"
-    raise ValueError(f"no timeframe name for {ms} ms")
-
-
 async def _events(stream) -> Any:
     import json
 
@@ -268,7 +260,7 @@ class Gateway(PolicyServer):
     async def live_info(self) -> dict:
         """The served policy's assets, bars needed and timeframe (for the chatbot)."""
         self._check_model(None)
-        return {**self.info(), "timeframe": _timeframe(self.policy.spec.timeframe_ms)}
+        return {**self.info(), "timeframe": self.policy.timeframe}
 
     async def live_signal(self, bars: dict) -> dict:
         """The policy's signal on these bars (the chatbot's live signal, via a handle)."""

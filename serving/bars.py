@@ -13,7 +13,7 @@ def recent_frame(data_path: str | Path, assets: list[str], count: int,
     """The last ``count`` bars of the aligned multi-asset frame (market.loader); only the
     stored files that can hold them are read, so this stays cheap on a year of data."""
     from market.loader import load_aligned
-    from market.schema import perp_symbol
+    from market.schema import perp_symbol, timeframe_ms
     from market.store import ParquetStore, SeriesKey
 
     store = ParquetStore(data_path)
@@ -21,8 +21,7 @@ def recent_frame(data_path: str | Path, assets: list[str], count: int,
     last = store.last_timestamp(SeriesKey.bars(exchange, symbols[0], timeframe))
     start = None
     if last is not None:
-        step = pd.Timedelta(timeframe.replace("m", "min") if timeframe.endswith("m") else timeframe)
-        start = last - step * (2 * count)
+        start = last - pd.Timedelta(milliseconds=timeframe_ms(timeframe) * 2 * count)
     aligned = load_aligned(store, exchange, symbols, timeframe, start, None)
     return aligned.iloc[-count:]
 
@@ -32,7 +31,11 @@ def recent_bars(
     timeframe: str = "1m",
 ) -> dict[str, list[dict]]:  # fmt: skip
     """The last ``count`` stored bars per asset, as the API's Bar objects."""
-    tail = recent_frame(data_path, assets, count, exchange, timeframe)
+    return bars_from_frame(recent_frame(data_path, assets, count, exchange, timeframe))
+
+
+def bars_from_frame(tail: pd.DataFrame) -> dict[str, list[dict]]:
+    """Rows of the aligned frame as the API's Bar objects, per asset."""
     stamps = (tail.index.as_unit("ms").asi8).tolist()
     out = {}
     for asset in tail.columns.get_level_values("asset").unique():

@@ -86,14 +86,14 @@ class ChatServer:
             self._refreshed -= max(0.0, self.refresh_s - RETRY_S)  # retry soon, not in a minute
 
     def _bars(self, info: dict):
-        from serving.bars import recent_bars, recent_frame
+        """Three days of the aligned frame (market facts) and its last ``min_bars`` rows as
+        the API's bars (the policy's signal), from one read of the store."""
+        from serving.bars import bars_from_frame, recent_frame
 
         count = max(int(info["min_bars"]), 3 * 1440)
         frame = recent_frame(self.data_path, info["assets"], count, self.exchange,
                              info["timeframe"])  # fmt: skip
-        bars = recent_bars(self.data_path, info["assets"], int(info["min_bars"]), self.exchange,
-                           info["timeframe"])  # fmt: skip
-        return frame, bars
+        return frame, bars_from_frame(frame.iloc[-int(info["min_bars"]) :])
 
     async def reply(self, conversation_id: str | None, message: str) -> dict:
         async with self._lock:

@@ -17,6 +17,7 @@ import torch
 
 from envs.config import EnvConfig, ExecStyle
 from envs.spaces import observation_space
+from market.schema import timeframe_ms
 
 DECISIONS = ("short", "flat", "long")
 STYLES = tuple(s.name.lower() for s in ExecStyle)
@@ -34,6 +35,8 @@ class LoadedPolicy:
     kind: str
     spec: object = field(default=None)
     """serving.observation.ObservationSpec (bars -> observation)."""
+    timeframe: str = "1m"
+    """The run's bar timeframe (ccxt name), as the market store names it."""
 
     @classmethod
     def load(cls, model_path: str | Path) -> LoadedPolicy:
@@ -52,6 +55,7 @@ class LoadedPolicy:
             raise ValueError(f"{model_path}: the module's observation space {space} does not "
                              f"match its run's env config {expected}")  # fmt: skip
         torch.set_grad_enabled(False)
+        timeframe = _timeframe(trained.config.env_config)
         run = trained.checkpoint.parent.parent if trained.checkpoint.parent.name == "checkpoints" \
             else trained.checkpoint  # fmt: skip
         return cls(
@@ -61,9 +65,8 @@ class LoadedPolicy:
             env_config=env_config,
             assets=assets,
             kind=trained.config.model.kind,
-            spec=ObservationSpec.from_spaces(
-                space, assets, env_config, _timeframe_ms(trained.config.env_config)
-            ),
+            spec=ObservationSpec.from_spaces(space, assets, env_config, timeframe_ms(timeframe)),
+            timeframe=timeframe,
         )
 
     def info(self) -> dict:
@@ -149,10 +152,6 @@ def _assets(checkpoint: Path, env_config: dict, n_assets: int, market_for) -> tu
     return tuple(names)
 
 
-def _timeframe_ms(env_config: dict) -> int:
-    """Bar length of the run's market in ms (the synthetic default is 1m)."""
-    import pandas as pd
-
-    timeframe = str(env_config.get("timeframe", "1m"))
-    return int(pd.Timedelta(timeframe.replace("m", "min") if timeframe.endswith("m")
-                            else timeframe).total_seconds() * 1000)  # fmt: skip
+def _timeframe(env_config: dict) -> str:
+    """Bar timeframe of the run's market (the synthetic default is 1m)."""
+    return str(env_config.get("timeframe", "1m"))
