@@ -3,8 +3,8 @@
 numba's `cache=True` checks only the timestamp of the file that defines a
 function, so editing a kernel that another kernel calls (in another module)
 would silently keep running the stale compiled caller. Keying the cache
-directory by a hash of every kernel source (market/, envs/ and the backtest
-drivers) and numba's
+directory by a hash of every kernel source (market/, envs/, the backtest
+drivers and rl/gae.py) and numba's
 version makes any edit start from a fresh cache, while unchanged code still
 loads compiled kernels from disk (Ray workers skip the ~10 s compile).
 Set NUMBA_CACHE_DIR to override.
@@ -22,6 +22,7 @@ import numba
 _ROOT = Path(__file__).resolve().parent.parent
 _KERNEL_SOURCES = (
     "market", "envs", "backtest/engine.py", "backtest/fast.py", "backtest/fast_kernels.py",
+    "rl/gae.py",
 )  # fmt: skip
 """Folders (every .py inside) and files whose numba kernels share the cache."""
 

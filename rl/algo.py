@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.core.learner.torch.torch_learner import TorchCompileWhatToCompile
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.tune.registry import register_env
 
@@ -12,6 +14,7 @@ from envs.registry import make_env
 from rl.callbacks import TradingMetricsCallback
 from rl.config import RolloutSettings, TrainConfig
 from rl.env_runner import VectorEnvRunner
+from rl.gae import BatchedPPOConnector
 from rl.learner import QuantumPPOLearner
 from rl.modules.policy import MODULES
 
@@ -47,6 +50,10 @@ def resolve_env_runners(
         cluster_cpus = float(ray.cluster_resources().get("CPU", 1.0))
     reserved = 1 + (runs.num_learners if runs.gpus_per_learner == 0 else 0)
     return max(0, int(cluster_cpus / max(trials, 1) - reserved))
+
+
+def _batched_ppo_connector(obs_space, action_space, *, gamma: float, lambda_: float):
+    return BatchedPPOConnector(obs_space, action_space, gamma=gamma, lambda_=lambda_)
 
 
 def ppo_config(
@@ -88,6 +95,11 @@ def ppo_config(
             learner_class=QuantumPPOLearner,
             num_learners=runs.num_learners,
             num_gpus_per_learner=runs.gpus_per_learner,
+            # episodes -> batch and GAE in a few array ops, values from the sampling pass
+            learner_connector=functools.partial(
+                _batched_ppo_connector, gamma=ppo.gamma, lambda_=ppo.lambda_
+            ),
+            add_default_connectors_to_learner_pipeline=False,
         )
         .training(
             lr=ppo.lr,
@@ -106,7 +118,14 @@ def ppo_config(
             kl_coeff=ppo.kl_coeff,
         )
         # non-finite gradients are caught once per update by QuantumPPOLearner's clipping
-        .framework(torch_skip_nan_gradients=True)
+        .framework(
+            torch_skip_nan_gradients=True,
+            # RLlib leaves torch_compile_worker unused and would compile its own update loop;
+            # rl.learner and rl.env_runner read both flags and compile their own steps
+            torch_compile_learner=runs.compile,
+            torch_compile_learner_what_to_compile=TorchCompileWhatToCompile.COMPLETE_UPDATE,
+            torch_compile_worker=runs.compile,
+        )
         .rl_module(rl_module_spec=module_spec(config, init_module))
         .callbacks(TradingMetricsCallback)
         .debugging(seed=config.seed)

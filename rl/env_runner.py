@@ -23,6 +23,7 @@ sampling, random actions, custom connectors - falls back to RLlib's own loop.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -34,8 +35,11 @@ from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.env.utils.infinite_lookback_buffer import InfiniteLookbackBuffer
 
 from rl.callbacks import log_trading_stats
+from rl.gae import VF_NEXT
 
-_MODEL_OUTPUTS = (Columns.ACTION_LOGP, Columns.ACTION_DIST_INPUTS)
+logger = logging.getLogger(__name__)
+
+_MODEL_OUTPUTS = (Columns.ACTION_LOGP, Columns.ACTION_DIST_INPUTS, Columns.VF_PREDS)
 
 
 class VectorEnvRunner(SingleAgentEnvRunner):
@@ -48,6 +52,7 @@ class VectorEnvRunner(SingleAgentEnvRunner):
         self._fast_t: np.ndarray = np.zeros(0, dtype=np.int64)
         self._fast_seeded = False
         self._steps_sampled = 0
+        self._compiled: dict[bool, Any] = {}
 
     def placement(self) -> dict[str, Any]:
         """Where this runner runs and how many env steps it has sampled (placement.json:
@@ -96,6 +101,30 @@ class VectorEnvRunner(SingleAgentEnvRunner):
         self._steps_sampled += sum(len(e) for e in episodes)
         return episodes
 
+    def _policy_forward(self, explore: bool):
+        """The module's exploration or inference forward; with ``torch_compile_worker``
+        (``rollouts.compile``) torch.compile'd once (a small-batch forward is mostly
+        per-op overhead, which compilation fuses away). A failed compile (no C++
+        compiler, an op inductor cannot lower) falls back to eager for good, with a warning.
+        """
+        eager = self.module.forward_exploration if explore else self.module.forward_inference
+        if not self.config.torch_compile_worker:
+            return eager
+        if explore not in self._compiled:
+            self.module.eval()  # the forward switches modes outside a compiled graph only
+            compiled = torch.compile(eager)
+
+            def forward(batch):
+                try:
+                    return compiled(batch)
+                except Exception as err:  # any compiler failure: go eager
+                    logger.warning("torch.compile of the policy failed (%s): running eager", err)
+                    self._compiled[explore] = eager
+                    return eager(batch)
+
+            self._compiled[explore] = forward
+        return self._compiled[explore]
+
     def _reset_batched(self) -> None:
         env = self.env.unwrapped
         obs, _ = env.reset(seed=None if self._fast_seeded else self._seed)
@@ -118,7 +147,7 @@ class VectorEnvRunner(SingleAgentEnvRunner):
         rewards, terms, dones, real = [], [], [], []
         pending = env.pending_reset  # envs whose next step is a reset step
         ts = 0
-        forward = self.module.forward_exploration if explore else self.module.forward_inference
+        forward = self._policy_forward(explore)
         while ts < num_timesteps:
             batch = {Columns.OBS: {k: torch.from_numpy(v) for k, v in obs_steps[-1].items()}}
             with torch.no_grad():
@@ -143,6 +172,8 @@ class VectorEnvRunner(SingleAgentEnvRunner):
             if len(real) > 4 * horizon + 8:
                 raise RuntimeError("batched sampling made no progress (every env resetting?)")
         self._fast_obs = obs_steps[-1]
+        if Columns.VF_PREDS in outputs[0]:
+            outputs.append({Columns.VF_PREDS: self._bootstrap_values(obs_steps[-1])})
         episodes = self._cut_episodes(
             obs_steps, actions, outputs, np.array(rewards), np.array(terms), np.array(dones),
             np.array(real),
@@ -156,12 +187,21 @@ class VectorEnvRunner(SingleAgentEnvRunner):
         self._increase_sampled_metrics(ts, len(done_episodes))
         return episodes
 
+    def _bootstrap_values(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """V of the observations the rollout ends on (each open chunk's bootstrap)."""
+        batch = {Columns.OBS: {k: torch.from_numpy(v) for k, v in obs.items()}}
+        with torch.no_grad():
+            return self.module.compute_values(batch).numpy()
+
     def _cut_episodes(self, obs_steps, actions, outputs, rewards, terms, dones, real):
         """Each env's episode chunks out of the (T, N) rollout arrays."""
         stack = lambda items, key: np.stack([x[key] for x in items])  # noqa: E731
         obs = {k: stack(obs_steps, k) for k in obs_steps[0]}  # (T + 1, N, ...)
         act = {k: stack(actions, k) for k in actions[0]}  # (T, N, ...)
-        model = {k: stack(outputs, k) for k in outputs[0]}
+        model = {k: stack(outputs[: len(actions)], k) for k in outputs[0]}
+        if len(outputs) > len(actions):  # V(s_{t+1}): the next step's value, or the bootstrap
+            values = stack(outputs, Columns.VF_PREDS)  # (T + 1, N)
+            model[VF_NEXT] = values[1:]
         space = self.env.unwrapped
         steps, n = rewards.shape
         episodes: list[SingleAgentEpisode] = []

@@ -77,11 +77,14 @@ class _PolicyModule(TorchRLModule, ValueFunctionAPI):
         """Per-asset head inputs (B, A, base), context (B, C), cross-asset weights or None."""
 
     def _sample(self, batch: dict[str, Any], deterministic: bool) -> dict[str, Any]:
-        base, _, weights = self.encode(batch[Columns.OBS])
+        base, context, weights = self.encode(batch[Columns.OBS])
         actions, inputs = self.heads.sample(base, deterministic)
         out = {Columns.ACTIONS: actions, Columns.ACTION_DIST_INPUTS: inputs}
         if not deterministic:
             out[Columns.ACTION_LOGP] = self._dist_cls(inputs).logp(actions)
+            # the value of the sampled state, for GAE (rl.gae): free here, a second pass
+            # over the whole batch in the learner otherwise
+            out[Columns.VF_PREDS] = self.value_head(context).squeeze(-1)
         if weights is not None:
             out[ATTENTION] = weights
         return out
