@@ -7,14 +7,20 @@ few iterations, and the entries take turns for several rounds (interleaved A/B, 
 machine noise hits them alike); the median of the rounds is reported:
 
 - ``rllib_mlp_seed``   RLlib PPO, MLP module, seed hyperparameters (2048 steps per
-                       update, minibatch 64, 10 epochs), 8 envs sampled in the driver
-- ``rllib_hier_seed``  the same with the hierarchical module
+                       update, minibatch 64, 10 epochs), 8 envs sampled in the driver,
+                       ``rollouts.compile`` on (torch.compile of the sampling forward
+                       and the minibatch loss)
+- ``rllib_mlp_seed_eager``  the same without torch.compile (the default setting)
+- ``rllib_hier_seed``  the seed setting with the hierarchical module (compiled)
 - ``sb3_mlp_seed``     SB3 PPO MlpPolicy, DummyVecEnv(8) of the flat-Box variant,
                        n_steps 256 x 8 = 2048, batch 64, 10 epochs
 - ``rllib_mlp_fast``   throughput setting: 256 envs in one EnvRunner, 16,384-step
-                       batches in 4,096-step minibatches, 2 epochs
+                       batches in 4,096-step minibatches, 2 epochs, eager
                        (rl/configs/throughput.yaml)
 - ``rllib_hier_fast``  the same with the hierarchical module
+
+The warm-up iteration (numba and torch.compile compilation, first episode starts)
+is not timed; its seconds are reported under ``first_iteration_s``.
 
 Run: ``python benchmarks/train_throughput.py [--rounds 3] [--iterations 3]`` (needs
 the ``bench`` extra for stable-baselines3). Prints one JSON object.
@@ -90,27 +96,33 @@ class _SB3:
         self.model.env.close()
 
 
+SEED_ROLLOUTS = {"envs_per_runner": 8, "compile": True}
+
 ENTRIES = {
     "sb3_mlp_seed": lambda: _SB3(),
-    "rllib_mlp_seed": lambda: _RLlib("mlp", SEED_PPO, {"envs_per_runner": 8}),
-    "rllib_hier_seed": lambda: _RLlib("hierarchical", SEED_PPO, {"envs_per_runner": 8}),
+    "rllib_mlp_seed": lambda: _RLlib("mlp", SEED_PPO, SEED_ROLLOUTS),
+    "rllib_mlp_seed_eager": lambda: _RLlib("mlp", SEED_PPO, {"envs_per_runner": 8}),
+    "rllib_hier_seed": lambda: _RLlib("hierarchical", SEED_PPO, SEED_ROLLOUTS),
     "rllib_mlp_fast": lambda: _RLlib("mlp", FAST["ppo"], FAST["rollouts"]),
     "rllib_hier_fast": lambda: _RLlib("hierarchical", FAST["ppo"], FAST["rollouts"]),
 }
 
 
-def _measure(name: str, iterations: int) -> float:
-    """Env steps/s of one entry over ``iterations`` iterations after a warm-up one."""
+def _measure(name: str, iterations: int) -> dict[str, float]:
+    """Env steps/s of one entry over ``iterations`` iterations after a warm-up one, and
+    the warm-up's seconds."""
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     trainer = ENTRIES[name]()
     try:
-        trainer.step()  # warm-up: numba compile, torch first calls, episode starts
+        start = time.perf_counter()
+        trainer.step()  # warm-up: numba and torch.compile compilation, episode starts
+        first = time.perf_counter() - start
         steps, start = 0, time.perf_counter()
         for _ in range(iterations):
             steps += trainer.step()
-        return steps / (time.perf_counter() - start)
+        return {"rate": steps / (time.perf_counter() - start), "first_iteration_s": first}
     finally:
         trainer.close()
         ray.shutdown()
@@ -124,20 +136,25 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "disabled")
     if args.entry:  # one measurement, in this (fresh) process
-        sys.stdout.write(json.dumps({"rate": _measure(args.entry, args.iterations)}) + "\n")
+        sys.stdout.write(json.dumps(_measure(args.entry, args.iterations)) + "\n")
         return
     rates: dict[str, list[float]] = {name: [] for name in ENTRIES}
+    firsts: dict[str, list[float]] = {name: [] for name in ENTRIES}
     for _ in range(args.rounds):  # interleaved A/B: each round runs every entry once
         for name in ENTRIES:
             out = subprocess.run(
                 [sys.executable, __file__, "--entry", name, "--iterations", str(args.iterations)],
                 capture_output=True, text=True, check=True, timeout=1800,
             )  # fmt: skip
-            rates[name].append(json.loads(out.stdout.strip().splitlines()[-1])["rate"])
+            measured = json.loads(out.stdout.strip().splitlines()[-1])
+            rates[name].append(measured["rate"])
+            firsts[name].append(measured["first_iteration_s"])
     results: dict[str, object] = {k: round(float(np.median(v)), 1) for k, v in rates.items()}
-    results["rllib_mlp_seed_vs_sb3"] = round(results["rllib_mlp_seed"] / results["sb3_mlp_seed"], 3)
+    for name in ("rllib_mlp_seed", "rllib_mlp_seed_eager"):
+        results[f"{name}_vs_sb3"] = round(results[name] / results["sb3_mlp_seed"], 3)
     results["rounds"] = args.rounds
     results["runs"] = {k: [round(x) for x in v] for k, v in rates.items()}
+    results["first_iteration_s"] = {k: [round(x, 1) for x in v] for k, v in firsts.items()}
     sys.stdout.write(json.dumps(results) + "\n")
 
 
