@@ -15,15 +15,16 @@ machine noise hits them alike); the median of the rounds is reported:
 - ``sb3_mlp_seed``     SB3 PPO MlpPolicy, DummyVecEnv(8) of the flat-Box variant,
                        n_steps 256 x 8 = 2048, batch 64, 10 epochs
 - ``rllib_mlp_fast``   throughput setting: 256 envs in one EnvRunner, 16,384-step
-                       batches in 4,096-step minibatches, 2 epochs, eager
+                       batches in 4,096-step minibatches, 2 epochs, compiled
                        (rl/configs/throughput.yaml)
 - ``rllib_hier_fast``  the same with the hierarchical module
 
-The warm-up iteration (numba and torch.compile compilation, first episode starts)
-is not timed; its seconds are reported under ``first_iteration_s``.
+The warm-up iterations (numba and torch.compile compilation, first episode starts,
+the allocator growing to the batch sizes) are not timed; the first one's seconds are
+reported under ``first_iteration_s``.
 
-Run: ``python benchmarks/train_throughput.py [--rounds 3] [--iterations 3]`` (needs
-the ``bench`` extra for stable-baselines3). Prints one JSON object.
+Run: ``python benchmarks/train_throughput.py [--rounds 3] [--iterations 4] [--warmup 2]``
+(needs the ``bench`` extra for stable-baselines3). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ ENV = {
 SEED_PPO = {"train_batch_size": 2048, "minibatch_size": 64, "num_epochs": 10}
 FAST = {
     "ppo": {"train_batch_size": 16384, "minibatch_size": 4096, "num_epochs": 2},
-    "rollouts": {"env_runners": 0, "envs_per_runner": 256},
+    "rollouts": {"env_runners": 0, "envs_per_runner": 256, "compile": True},
 }
 
 
@@ -108,17 +109,19 @@ ENTRIES = {
 }
 
 
-def _measure(name: str, iterations: int) -> dict[str, float]:
-    """Env steps/s of one entry over ``iterations`` iterations after a warm-up one, and
-    the warm-up's seconds."""
+def _measure(name: str, iterations: int, warmup: int) -> dict[str, float]:
+    """Env steps/s of one entry over ``iterations`` iterations after ``warmup`` untimed
+    ones, and the first iteration's seconds."""
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     trainer = ENTRIES[name]()
     try:
         start = time.perf_counter()
-        trainer.step()  # warm-up: numba and torch.compile compilation, episode starts
+        trainer.step()  # numba and torch.compile compilation, episode starts
         first = time.perf_counter() - start
+        for _ in range(warmup - 1):
+            trainer.step()
         steps, start = 0, time.perf_counter()
         for _ in range(iterations):
             steps += trainer.step()
@@ -131,19 +134,22 @@ def _measure(name: str, iterations: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="Rounds (median taken).")
-    parser.add_argument("--iterations", type=int, default=3, help="Timed iterations per run.")
+    parser.add_argument("--iterations", type=int, default=4, help="Timed iterations per run.")
+    parser.add_argument("--warmup", type=int, default=2, help="Untimed iterations first.")
     parser.add_argument("--entry", choices=sorted(ENTRIES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "disabled")
     if args.entry:  # one measurement, in this (fresh) process
-        sys.stdout.write(json.dumps(_measure(args.entry, args.iterations)) + "\n")
+        measured = _measure(args.entry, args.iterations, max(args.warmup, 1))
+        sys.stdout.write(json.dumps(measured) + "\n")
         return
     rates: dict[str, list[float]] = {name: [] for name in ENTRIES}
     firsts: dict[str, list[float]] = {name: [] for name in ENTRIES}
     for _ in range(args.rounds):  # interleaved A/B: each round runs every entry once
         for name in ENTRIES:
             out = subprocess.run(
-                [sys.executable, __file__, "--entry", name, "--iterations", str(args.iterations)],
+                [sys.executable, __file__, "--entry", name, "--iterations", str(args.iterations),
+                 "--warmup", str(args.warmup)],
                 capture_output=True, text=True, check=True, timeout=1800,
             )  # fmt: skip
             measured = json.loads(out.stdout.strip().splitlines()[-1])
