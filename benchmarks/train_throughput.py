@@ -136,6 +136,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="Rounds (median taken).")
     parser.add_argument("--iterations", type=int, default=4, help="Timed iterations per run.")
     parser.add_argument("--warmup", type=int, default=2, help="Untimed iterations first.")
+    parser.add_argument(
+        "--only", default=",".join(ENTRIES), help="Comma-separated entries to run (default all)."
+    )
     parser.add_argument("--entry", choices=sorted(ENTRIES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "disabled")
@@ -143,10 +146,14 @@ def main() -> None:
         measured = _measure(args.entry, args.iterations, max(args.warmup, 1))
         sys.stdout.write(json.dumps(measured) + "\n")
         return
-    rates: dict[str, list[float]] = {name: [] for name in ENTRIES}
-    firsts: dict[str, list[float]] = {name: [] for name in ENTRIES}
+    names = [n for n in args.only.split(",") if n]
+    unknown = sorted(set(names) - set(ENTRIES))
+    if unknown:
+        parser.error(f"unknown entries {unknown}; choose from {sorted(ENTRIES)}")
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    firsts: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(args.rounds):  # interleaved A/B: each round runs every entry once
-        for name in ENTRIES:
+        for name in names:
             out = subprocess.run(
                 [sys.executable, __file__, "--entry", name, "--iterations", str(args.iterations),
                  "--warmup", str(args.warmup)],
@@ -157,7 +164,8 @@ def main() -> None:
             firsts[name].append(measured["first_iteration_s"])
     results: dict[str, object] = {k: round(float(np.median(v)), 1) for k, v in rates.items()}
     for name in ("rllib_mlp_seed", "rllib_mlp_seed_eager"):
-        results[f"{name}_vs_sb3"] = round(results[name] / results["sb3_mlp_seed"], 3)
+        if name in results and "sb3_mlp_seed" in results:
+            results[f"{name}_vs_sb3"] = round(results[name] / results["sb3_mlp_seed"], 3)
     results["rounds"] = args.rounds
     results["runs"] = {k: [round(x) for x in v] for k, v in rates.items()}
     results["first_iteration_s"] = {k: [round(x, 1) for x in v] for k, v in firsts.items()}

@@ -117,3 +117,21 @@ def test_fused_loss_equals_rllibs_ppo_loss(rollout):
     assert config.kl_coeff > 0 and config.use_kl_loss
     assert got.item() == pytest.approx(expected.item(), rel=1e-5)
     assert torch.isfinite(terms).all()
+
+
+def test_training_with_torch_compile_runs_the_compiled_steps(ray_local, caplog):
+    from torch._dynamo.utils import counters
+
+    config = tiny(**{"rollouts.compile": True, "model.kind": "mlp", "tracking.wandb": False})
+    algo = ppo_config(config).build_algo()
+    try:
+        with caplog.at_level("WARNING"):
+            results = [algo.train() for _ in range(2)]
+    finally:
+        algo.stop()
+
+    assert not [r for r in caplog.records if "torch.compile of" in r.getMessage()]
+    assert counters["stats"]["unique_graphs"] >= 2  # the sampling forward and the loss step
+    learner = results[-1]["learners"][DEFAULT_MODULE_ID]
+    assert np.isfinite([learner["policy_loss"], learner["vf_loss"], learner["entropy"]]).all()
+    assert results[-1]["num_env_steps_sampled_lifetime"] == 2 * 256
