@@ -77,6 +77,13 @@ class MarketArrays:
     days: np.ndarray
     first_valid: int
 
+    def __post_init__(self) -> None:
+        # the kernels are compiled for C-contiguous arrays: a strided `feats` (np.stack on the
+        # last axis puts the asset axis outermost) makes every observation a gather of
+        # window x assets short rows, several times slower than one contiguous block copy
+        for name in ("mkt", "feats", "days"):
+            object.__setattr__(self, name, np.ascontiguousarray(getattr(self, name)))
+
     @property
     def n_bars(self) -> int:
         return self.mkt.shape[0]

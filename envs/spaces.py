@@ -22,6 +22,7 @@ than the simulation itself.)
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -60,6 +61,7 @@ def action_space(config: EnvConfig, n_assets: int) -> spaces.Dict:
 
 
 _KEYS = ("trade", "size", "risk", "execution")
+_KEY_SET = frozenset(_KEYS)
 _ERRORS = {
     1: "action['trade'] must be integers 0 (short), 1 (flat) or 2 (long)",
     2: "action['size'] must lie in [0, 1] (and not be NaN)",
@@ -88,6 +90,13 @@ def _first_error(trade, size, risk, execution, n_styles, max_horizon):
     return 0
 
 
+@functools.cache
+def _expected_shapes(n_envs: int | None, n_assets: int) -> list[tuple[int, ...]]:
+    """Shapes of trade, size, risk, execution (cached: the check runs every step)."""
+    lead = () if n_envs is None else (n_envs,)
+    return [(*lead, n_assets), (*lead, n_assets), (*lead, 2 * n_assets), (*lead, 2 * n_assets)]
+
+
 def check_actions(
     action: dict, n_envs: int | None, n_assets: int, max_horizon: int
 ) -> tuple[np.ndarray, ...]:
@@ -96,20 +105,22 @@ def check_actions(
     With ``n_envs=None`` the action is one env's (no leading axis); the arrays come
     back with a leading axis of 1.
     """
-    if not isinstance(action, dict) or len(action) != 4 or any(k not in action for k in _KEYS):
+    if not isinstance(action, dict) or action.keys() != _KEY_SET:
         keys = sorted(action) if isinstance(action, dict) else type(action).__name__
         raise ValueError(f"action must be a dict with trade, size, risk, execution; got {keys}")
-    trade, size, risk, execution = (np.asarray(action[k]) for k in _KEYS)
-    lead = () if n_envs is None else (n_envs,)
-    expected = ((*lead, n_assets), (*lead, n_assets), (*lead, 2 * n_assets), (*lead, 2 * n_assets))
-    for key, value, shape in zip(_KEYS, (trade, size, risk, execution), expected, strict=True):
-        if value.shape != shape:
-            raise ValueError(f"action[{key!r}] has shape {value.shape}, expected {shape}")
-    batch = 1 if n_envs is None else n_envs
-    trade, size = trade.reshape(batch, n_assets), size.reshape(batch, n_assets)
-    risk, execution = risk.reshape(batch, n_assets, 2), execution.reshape(batch, n_assets, 2)
-    if any(a.dtype.kind not in "iuf" for a in (trade, size, risk, execution)):
+    arrays = [np.asarray(action[k]) for k in _KEYS]
+    expected = _expected_shapes(n_envs, n_assets)
+    if [a.shape for a in arrays] != expected:
+        for key, value, shape in zip(_KEYS, arrays, expected, strict=True):
+            if value.shape != shape:
+                raise ValueError(f"action[{key!r}] has shape {value.shape}, expected {shape}")
+    if not all(a.dtype.kind in "iuf" for a in arrays):
         raise ValueError("action arrays must be numeric")
+    batch = 1 if n_envs is None else n_envs
+    trade, size, risk, execution = arrays
+    if n_envs is None:
+        trade, size = trade.reshape(batch, n_assets), size.reshape(batch, n_assets)
+    risk, execution = risk.reshape(batch, n_assets, 2), execution.reshape(batch, n_assets, 2)
     code = _first_error(trade, size, risk, execution, N_STYLES, max_horizon)
     if code:
         raise ValueError(_ERRORS[code].format(styles=N_STYLES, horizons=max_horizon))

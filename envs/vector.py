@@ -22,6 +22,8 @@ from envs.episode_stats import episode_stats, steps_per_year
 from envs.ledger import account_totals, ledger_frame
 from envs.spaces import action_space, check_actions, observation_space
 
+_TERM_KEYS = tuple(f"reward_{name}" for name in REWARD_TERMS)
+
 
 class PerpetualVectorEnv(gym.vector.VectorEnv):
     """`num_envs` independent accounts trading the same perpetual-futures market.
@@ -194,10 +196,13 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
 
     def _infos(self, terms: np.ndarray) -> dict[str, Any]:
         acct = self._state["acct"]
-        infos: dict[str, Any] = {"equity": acct[:, EQUITY].copy(), "bar": self._state["t"].copy()}
-        infos["liquidated"] = acct[:, LIQUIDATED] > 0
-        for k, name in enumerate(REWARD_TERMS):
-            infos[f"reward_{name}"] = terms[:, k]  # a view of this step's fresh array
+        infos: dict[str, Any] = {
+            "equity": acct[:, EQUITY].copy(),
+            "bar": self._state["t"].copy(),
+            "liquidated": acct[:, LIQUIDATED] > 0,
+        }
+        for k, key in enumerate(_TERM_KEYS):
+            infos[key] = terms[:, k]  # a view of this step's fresh array
         return infos
 
     def _finish_ledger(self, n: int) -> None:

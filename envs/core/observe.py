@@ -47,18 +47,19 @@ N_PORTFOLIO = len(PORTFOLIO_FEATURES)
 
 
 @njit(cache=True, inline="always")
-def observe(
-    acc, bk, hist, mkt, feats, params, b, log_return, gross, out_market, out_risk, out_portfolio
-):
-    """Write the observation after bar b (gross: notional at bar b's marks) into the outputs."""
-    window, n_assets, n_feats = out_market.shape
-    first = b - window + 1
-    for w in range(window):
-        for a in range(n_assets):
-            for f in range(n_feats):
-                out_market[w, a, f] = feats[first + w, a, f]
+def copy_run(src, start, dst):
+    """dst[:] = src[start:start + dst.size] for 1-D arrays, as one flat loop that compiles
+    to wide vector moves (and converts float64 to float32 on the way where needed)."""
+    run = src[start : start + dst.size]
+    for i in range(dst.size):
+        dst[i] = run[i]
+
+
+@njit(cache=True, inline="always")
+def record_risk(acc, hist, params, log_return, gross):
+    """Append the risk vector after a step (gross: notional at the last marks) to the ring
+    buffer `hist`; the ring saves shifting the history every step."""
     equity = max(acc[EQUITY], params[P_INITIAL] * 1e-9)
-    length = hist.shape[0]
     head = int(acc[HIST_HEAD])
     row = hist[head]
     row[0] = log_return
@@ -67,21 +68,54 @@ def observe(
     row[3] = acc[MAINT] / equity
     row[4] = equity / acc[DAY_START] - 1.0 if acc[DAY_START] > 0.0 else 0.0
     row[5] = math.sqrt(acc[EWVAR])
-    head = (head + 1) % length
-    acc[HIST_HEAD] = head
-    for i in range(length):  # oldest first: the ring buffer saves shifting the history
-        src = hist[(head + i) % length]
-        for k in range(hist.shape[1]):
-            out_risk[i, k] = src[k]
+    acc[HIST_HEAD] = (head + 1) % hist.shape[0]
+
+
+@njit(cache=True, inline="always")
+def observe_portfolio(acc, bk, mkt, params, b, out):
+    """Per-asset position state at bar b, scale-free (see PORTFOLIO_FEATURES)."""
+    equity = max(acc[EQUITY], params[P_INITIAL] * 1e-9)
     for a in range(bk.shape[0]):
         pos = bk[a, QTY]
         mark = mkt[b, a, M_MARK]
         close = mkt[b, a, M_CLOSE]
         atr = mkt[b, a, M_ATR]
-        row = out_portfolio[a]
+        row = out[a]
         row[0] = pos * mark / equity
         row[1] = 0.0 if pos == 0.0 else (mark / bk[a, ENTRY] - 1.0) * (1.0 if pos > 0.0 else -1.0)
         row[2] = 0.0 if pos == 0.0 else math.log1p(b - bk[a, OPENED_AT]) / 10.0
         row[3] = bk[a, REMAIN] * close / equity
         row[4] = abs(close - bk[a, SL_PX]) / atr if bk[a, SL_PX] > 0.0 else 0.0
         row[5] = abs(bk[a, TP_PX] - close) / atr if bk[a, TP_PX] > 0.0 else 0.0
+
+
+@njit(cache=True, inline="always")
+def observe_batch(
+    acct, book, hist, mkt, feats, params, t, mask, obs_market, obs_risk, obs_portfolio
+):
+    """Write the observation of every env with mask[n] at its bar t[n] (after `record_risk`).
+
+    It reads the state only, so the kernels run it as a pass of its own after simulating
+    every env: the copies then stream through memory back to back instead of competing
+    with the simulation for the caches. The arrays are viewed flat once, up front (the
+    C-ordered `feats` rows of bars b-window+1..b are one contiguous run; so is each
+    env's observation), so each copy is one flat loop.
+    """
+    n_envs, window = obs_market.shape[0], obs_market.shape[1]
+    row = feats.shape[1] * feats.shape[2]
+    width = hist.shape[2]
+    feats_flat = feats.reshape(-1)
+    rings = hist.reshape(n_envs, -1)
+    market = obs_market.reshape(n_envs, -1)
+    risk = obs_risk.reshape(n_envs, -1)
+    for n in range(n_envs):
+        if not mask[n]:
+            continue
+        b = t[n]
+        copy_run(feats_flat, (b - window + 1) * row, market[n])
+        # the ring oldest first: rows head..end, then 0..head
+        split = int(acct[n, HIST_HEAD]) * width
+        older = rings.shape[1] - split
+        copy_run(rings[n], split, risk[n, :older])
+        copy_run(rings[n], 0, risk[n, older:])
+        observe_portfolio(acct[n], book[n], mkt, params, b, obs_portfolio[n])
