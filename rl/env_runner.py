@@ -23,7 +23,6 @@ sampling, random actions, custom connectors - falls back to RLlib's own loop.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from typing import Any
 
@@ -35,11 +34,15 @@ from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.env.utils.infinite_lookback_buffer import InfiniteLookbackBuffer
 
 from rl.callbacks import log_trading_stats
+from rl.compiled import CompiledOrEager
 from rl.gae import VF_NEXT
 
-logger = logging.getLogger(__name__)
-
 _MODEL_OUTPUTS = (Columns.ACTION_LOGP, Columns.ACTION_DIST_INPUTS, Columns.VF_PREDS)
+
+
+def _obs_batch(obs: dict[str, np.ndarray]) -> dict[str, Any]:
+    """A module input batch over the envs' observations (zero-copy tensors)."""
+    return {Columns.OBS: {k: torch.from_numpy(v) for k, v in obs.items()}}
 
 
 class VectorEnvRunner(SingleAgentEnvRunner):
@@ -104,25 +107,14 @@ class VectorEnvRunner(SingleAgentEnvRunner):
     def _policy_forward(self, explore: bool):
         """The module's exploration or inference forward; with ``torch_compile_worker``
         (``rollouts.compile``) torch.compile'd once (a small-batch forward is mostly
-        per-op overhead, which compilation fuses away). A failed compile (no C++
-        compiler, an op inductor cannot lower) falls back to eager for good, with a warning.
+        per-op overhead, which compilation fuses away), falling back to eager if that fails.
         """
         eager = self.module.forward_exploration if explore else self.module.forward_inference
         if not self.config.torch_compile_worker:
             return eager
         if explore not in self._compiled:
             self.module.eval()  # the forward switches modes outside a compiled graph only
-            compiled = torch.compile(eager)
-
-            def forward(batch):
-                try:
-                    return compiled(batch)
-                except Exception as err:  # any compiler failure: go eager
-                    logger.warning("torch.compile of the policy failed (%s): running eager", err)
-                    self._compiled[explore] = eager
-                    return eager(batch)
-
-            self._compiled[explore] = forward
+            self._compiled[explore] = CompiledOrEager(eager, "the policy")
         return self._compiled[explore]
 
     def _reset_batched(self) -> None:
@@ -149,9 +141,8 @@ class VectorEnvRunner(SingleAgentEnvRunner):
         ts = 0
         forward = self._policy_forward(explore)
         while ts < num_timesteps:
-            batch = {Columns.OBS: {k: torch.from_numpy(v) for k, v in obs_steps[-1].items()}}
             with torch.no_grad():
-                out = forward(batch)
+                out = forward(_obs_batch(obs_steps[-1]))
             action = {k: v.numpy() for k, v in out[Columns.ACTIONS].items()}
             obs, reward, terminated, truncated, info = env.step(action)
             done = terminated | truncated
@@ -189,9 +180,8 @@ class VectorEnvRunner(SingleAgentEnvRunner):
 
     def _bootstrap_values(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """V of the observations the rollout ends on (each open chunk's bootstrap)."""
-        batch = {Columns.OBS: {k: torch.from_numpy(v) for k, v in obs.items()}}
         with torch.no_grad():
-            return self.module.compute_values(batch).numpy()
+            return self.module.compute_values(_obs_batch(obs)).numpy()
 
     def _cut_episodes(self, obs_steps, actions, outputs, rewards, terms, dones, real):
         """Each env's episode chunks out of the (T, N) rollout arrays."""

@@ -137,7 +137,12 @@ class BatchedPPOConnector(ConnectorV2):
         return values, next_values
 
 
-def _to_tensors(tree: Any, device) -> Any:
+def map_tree(tree: Any, fn) -> Any:
+    """fn applied to every leaf of a nested dict (dm-tree's map, minus its overhead)."""
     if isinstance(tree, dict):
-        return {k: _to_tensors(v, device) for k, v in tree.items()}
-    return torch.from_numpy(np.ascontiguousarray(tree)).to(device)
+        return {k: map_tree(v, fn) for k, v in tree.items()}
+    return fn(tree)
+
+
+def _to_tensors(tree: Any, device) -> Any:
+    return map_tree(tree, lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device))

@@ -51,6 +51,8 @@ from ray.rllib.utils.metrics import (
 )
 from ray.rllib.utils.torch_utils import explained_variance
 
+from rl.compiled import CompiledOrEager
+from rl.gae import map_tree
 from rl.ppo_loss import STATS, LossWeights, mean_kl, ppo_loss
 
 log = logging.getLogger(__name__)
@@ -92,13 +94,6 @@ def clip_by_global_norm(
     return total
 
 
-def _map(tree: Any, fn) -> Any:
-    """fn applied to every tensor of a nested dict (dm-tree's map, minus its overhead)."""
-    if isinstance(tree, dict):
-        return {k: _map(v, fn) for k, v in tree.items()}
-    return fn(tree)
-
-
 def _valid_rows(batch: Any) -> dict[str, Any]:
     """The loss columns without PPO's masked rows (the bootstrap timestep per chunk)."""
     data = {k: batch[k] for k in _COLUMNS if k in batch}
@@ -106,7 +101,7 @@ def _valid_rows(batch: Any) -> dict[str, Any]:
     if mask is None or bool(mask.all()):
         return data
     index = torch.nonzero(mask, as_tuple=True)[0]
-    return _map(data, lambda t: t.index_select(0, index))
+    return map_tree(data, lambda t: t.index_select(0, index))
 
 
 class QuantumPPOLearner(PPOTorchLearner):
@@ -228,20 +223,9 @@ class QuantumPPOLearner(PPOTorchLearner):
             loss, terms, values = ppo_loss(module, mini, fwd_out, w)
             return loss, terms, values, fwd_out[Columns.ACTION_DIST_INPUTS]
 
-        step = eager
-        if self.config.torch_compile_learner:
-            compiled = torch.compile(eager)
-
-            def step(mini, entropy_coeff, kl_coeff):
-                try:
-                    return compiled(mini, entropy_coeff, kl_coeff)
-                except Exception as err:  # any compiler failure: go eager
-                    log.warning("torch.compile of the PPO loss failed (%s): running eager", err)
-                    self._loss_steps[module_id] = eager
-                    return eager(mini, entropy_coeff, kl_coeff)
-
-        self._loss_steps[module_id] = step
-        return step
+        compile_ = self.config.torch_compile_learner
+        self._loss_steps[module_id] = CompiledOrEager(eager, "the PPO loss") if compile_ else eager
+        return self._loss_steps[module_id]
 
     def _run_epochs(self, module_id, data, num_epochs, minibatch_size, shuffle) -> None:
         """num_epochs passes over data in minibatches (the last one of a pass wraps around
@@ -264,10 +248,10 @@ class QuantumPPOLearner(PPOTorchLearner):
             last = epoch == num_epochs - 1
             order = torch.randperm(rows) if shuffle else torch.arange(rows)
             order = torch.cat([order, order[: per_epoch * size - rows]])
-            epoch_data = _map(data, lambda t, o=order: t.index_select(0, o.to(t.device)))
+            epoch_data = map_tree(data, lambda t, o=order: t.index_select(0, o.to(t.device)))
             for k in range(per_epoch):
                 start = k * size
-                mini = _map(epoch_data, lambda t, s=start: t[s : s + size])
+                mini = map_tree(epoch_data, lambda t, s=start: t[s : s + size])
                 loss, terms, predicted, dist_inputs = loss_step(
                     mini, weights.entropy_coeff, weights.kl_coeff
                 )
