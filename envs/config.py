@@ -115,12 +115,15 @@ class ExecutionConfig(BaseModel):
         ),
     )
     rebalance_band: float = Field(
-        0.05,
+        0.1,
         ge=0,
         lt=1,
         description=(
-            "Orders smaller than this fraction of the target position are not sent: sizes are "
-            "fractions of equity, so every PnL tick would otherwise trigger a tiny trade."
+            "No-trade band: a change of a position on the same side smaller than this "
+            "fraction of the asset's exposure budget (max_concentration x max_leverage x "
+            "equity, what size 1 means) is not sent. Sizes are continuous, so without a band "
+            "every decision would trade a little; with it, holding is an action the policy "
+            "can take without repeating its last size exactly (0.1: ten size levels)."
         ),
     )
     funding_window_bars: int = Field(

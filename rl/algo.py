@@ -52,8 +52,8 @@ def resolve_env_runners(
     return max(0, int(cluster_cpus / max(trials, 1) - reserved))
 
 
-def _batched_ppo_connector(obs_space, action_space, *, gamma: float, lambda_: float):
-    return BatchedPPOConnector(obs_space, action_space, gamma=gamma, lambda_=lambda_)
+def _batched_ppo_connector(obs_space, action_space, **settings):
+    return BatchedPPOConnector(obs_space, action_space, **settings)
 
 
 def ppo_config(
@@ -97,7 +97,12 @@ def ppo_config(
             num_gpus_per_learner=runs.gpus_per_learner,
             # episodes -> batch and GAE in a few array ops, values from the sampling pass
             learner_connector=functools.partial(
-                _batched_ppo_connector, gamma=ppo.gamma, lambda_=ppo.lambda_
+                _batched_ppo_connector,
+                gamma=ppo.gamma,
+                lambda_=ppo.lambda_,
+                normalize_rewards=ppo.normalize_rewards,
+                reward_clip=ppo.reward_clip,
+                advantage_std_floor=ppo.advantage_std_floor,
             ),
             add_default_connectors_to_learner_pipeline=False,
         )

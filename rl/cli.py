@@ -74,12 +74,25 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 def summary_table(result: TrainResult) -> Table:
     table = Table(title=f"{result.run_dir.name}: {result.env_steps:,} env steps", show_header=True)
     table.add_column("metric")
+    table.add_column("first", justify="right")
     table.add_column("latest", justify="right")
     for key in SUMMARY_KEYS:
         if key in result.last:
-            table.add_row(key.split("/", 1)[-1], f"{result.last[key]:,.4g}")
-    table.add_row("checkpoint", str(result.checkpoint))
+            start = result.first.get(key)
+            shown = "" if start is None else f"{start:,.4g}"
+            table.add_row(key.split("/", 1)[-1], shown, f"{result.last[key]:,.4g}")
+    table.add_row("checkpoint", "", str(result.checkpoint))
     return table
+
+
+def print_diagnosis(result: TrainResult) -> None:
+    """The training summary's diagnosis (rl.diagnose): what the curves say, or that the
+    three failure signs are absent."""
+    if not result.findings:
+        console.print("diagnosis: no sign of a run that is not learning (entropy bonus, "
+                      "turnover and value-function checks passed)")  # fmt: skip
+    for finding in result.findings:
+        console.print(f"[yellow]diagnosis[/]: {finding.message}")
 
 
 def train_command(
@@ -187,6 +200,7 @@ def train_command(
             init_module=continue_from, storage_path=storage_path,
         )  # fmt: skip
     console.print(summary_table(result))
+    print_diagnosis(result)
     console.print(f"results: {RunPaths(result.run_dir).results}")
 
 

@@ -57,6 +57,20 @@ class ModelConfig(BaseModel):
     text_hidden: int = Field(32, ge=4, description="Text encoder output size.")
     fusion_hidden: int = Field(128, ge=8, description="Width of the fusion layer.")
     head_hidden: int = Field(64, ge=8, description="Hidden width of every action head.")
+    initial_flat_prob: float = Field(
+        0.8,
+        gt=0,
+        lt=1,
+        description="Probability of 'flat' per asset in the initial policy (short and long "
+        "share the rest). A uniform start (1/3) flips positions two steps in three and pays "
+        "fees that drown what the first updates could learn (rl.modules.heads).",
+    )
+    initial_size: float = Field(
+        0.2,
+        gt=0,
+        lt=1,
+        description="Mean size (fraction of the exposure budget) of the initial policy.",
+    )
     value_only: bool = Field(
         False,
         description="Train only the value head (everything else frozen): value-function "
@@ -88,7 +102,29 @@ class PPOSettings(BaseModel):
     clip_param: float = Field(0.2, gt=0, description="PPO ratio clip.")
     entropy_coeff: float = Field(0.01, ge=0, description="Entropy bonus weight.")
     vf_loss_coeff: float = Field(0.5, ge=0, description="Value loss weight.")
-    vf_clip_param: float = Field(10.0, gt=0, description="Value-loss clip (reward units).")
+    vf_clip_param: float = Field(
+        10.0,
+        gt=0,
+        description="Clip of the squared value error (RLlib's meaning: errors above "
+        "sqrt(vf_clip_param) get no gradient). Fits normalised rewards, whose returns have "
+        "a std of about 1; with raw rewards check it against the returns' scale.",
+    )
+    normalize_rewards: bool = Field(
+        True,
+        description="Divide rewards by the running std of the discounted return (rl.returns; "
+        "SB3's VecNormalize): value targets on a scale of about 1 on any market.",
+    )
+    reward_clip: float = Field(
+        10.0, gt=0, description="Clip of normalised rewards (in return std units)."
+    )
+    advantage_std_floor: float = Field(
+        0.05,
+        gt=0,
+        description="Advantages are divided by max(their std, this) (rl.gae): when a policy "
+        "has stopped trading its advantages are only value errors, which standardising "
+        "would blow up into random updates. In normalised reward units (0.05 is a tenth of "
+        "what trading policies show); set about 1e-4 with normalize_rewards off.",
+    )
     grad_clip: float = Field(0.5, gt=0, description="Global gradient-norm clip.")
     kl_coeff: float = Field(
         0.0, ge=0, description="KL penalty (0 = plain clipped PPO, as the seed's SB3 PPO)."
@@ -131,13 +167,33 @@ class TrackingSettings(BaseModel):
     group: str | None = Field(None, description="W&B group (phases, PBT populations).")
 
 
+DEFAULT_ENV_CONFIG: dict[str, Any] = {
+    "synthetic_days": 30.0,
+    "env": {"record_ledger": False, "bars_per_step": 15, "episode_steps": 96},
+}
+"""What training reads unless a config says otherwise (merged under every config's
+env_config). A decision every 15 one-minute bars: one-minute decisions drown a
+trade's fee in the next minute's price noise and give a policy 1,440 chances a day to
+churn, while 15 minutes move prices about 4x as much for the same cost per trade.
+Episodes of 96 decisions are one day."""
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merged(out[key], value) if both else value
+    return out
+
+
 class TrainConfig(BaseModel):
     """A whole training run."""
 
     model_config = _FROZEN
     env_config: dict[str, Any] = Field(
-        default_factory=lambda: {"synthetic_days": 30.0, "env": {"record_ledger": False}},
-        description="Passed to envs.registry.make_env (data source, EnvConfig fields).",
+        default_factory=lambda: _merged(DEFAULT_ENV_CONFIG, {}),
+        description="Passed to envs.registry.make_env (data source, EnvConfig fields); "
+        "merged over DEFAULT_ENV_CONFIG, so a config names only what it changes.",
     )
     model: ModelConfig = ModelConfig()
     ppo: PPOSettings = PPOSettings()
@@ -146,6 +202,17 @@ class TrainConfig(BaseModel):
     steps: int = Field(100_000, ge=1, description="Env steps to train for (lifetime total).")
     checkpoint_every: int = Field(10, ge=1, description="Iterations between checkpoints.")
     seed: int = Field(0, description="Seeds RLlib, torch and the envs.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _env_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("env_config"), dict):
+            given = data["env_config"]
+            defaults = dict(DEFAULT_ENV_CONFIG)
+            if given.get("data_dir") is not None:  # stored data: no synthetic market keys
+                defaults.pop("synthetic_days")
+            data = {**data, "env_config": _merged(defaults, given)}
+        return data
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:

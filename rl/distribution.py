@@ -13,11 +13,19 @@ inputs that were computed for one particular choice of the earlier heads, so
     log p(a) = log p(trade) + log p(size | trade) + log p(risk | trade, size)
                + log p(execution | trade, size)
 
-is a plain sum over its parts, and so are its entropy (the conditional entropies at
-those earlier choices: an unbiased one-sample estimate of the joint entropy) and its
+is a plain sum over its parts, and so are its joint entropy (the conditional entropies
+at those earlier choices: an unbiased one-sample estimate of the joint entropy) and its
 KL. That is why the module computes the training inputs conditioned on the batch's
 stored actions, and why this class cannot sample a joint action on its own (the
 module samples head by head); ``sample`` raises instead of returning a wrong one.
+
+``entropy()`` (what the PPO loss's bonus and the logged ``entropy`` read) is that joint
+entropy divided by the number of action dimensions (6 per asset: trade, size, stop,
+take-profit, style, horizon): nats per dimension. Summed, it grows with the number of
+assets and is dominated by the execution heads (ln 5 + ln 8 of 4.8 nats per asset at
+the start), so one entropy coefficient meant a different exploration pressure for 1
+or 10 assets and drowned a small per-step reward; per dimension it means the same
+thing for any number of assets. ``joint_entropy()`` is the plain sum.
 
 Beta concentrations are ``1 + softplus(raw)``: unimodal, so the size and distance
 heads never pile probability onto the interval's ends, and log-probabilities stay
@@ -61,6 +69,11 @@ class ActionLayout:
     @property
     def input_dim(self) -> int:
         return sum(self.sizes)
+
+    @property
+    def n_dims(self) -> int:
+        """Action dimensions: per asset trade, size, stop, take-profit, style, horizon."""
+        return 6 * self.n_assets
 
 
 def beta(raw: torch.Tensor) -> td.Beta:
@@ -149,6 +162,11 @@ class HierarchicalActionDist(Distribution):
         return total + density.sum(-1)
 
     def entropy(self) -> torch.Tensor:
+        """Entropy per action dimension (module docstring): joint entropy / (6 * assets)."""
+        return self.joint_entropy() / self.layout.n_dims
+
+    def joint_entropy(self) -> torch.Tensor:
+        """The joint entropy: the sum over every head and asset (nats)."""
         total = sum(-(lsm.exp() * lsm).sum((-2, -1)) for lsm in self._categoricals())
         alpha, beta_, lbeta = self._get("alpha"), self._get("beta"), self._get("lbeta")
         ent = (

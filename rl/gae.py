@@ -20,7 +20,13 @@ pass here.
 
 The maths is RLlib's ``compute_value_targets``: delta_t = r_t + gamma (1 - term_t)
 V(s_{t+1}) - V(s_t), advantages summed back with gamma * lambda within a chunk,
-value targets = advantages + V, then advantages standardised over the batch.
+value targets = advantages + V, then advantages standardised over the batch, with the
+std floored at ``advantage_std_floor``: a policy that has gone flat sees rewards of
+exactly 0, its advantages are only the value function's errors, and dividing those by
+their own tiny std turns them into full-sized random policy gradients (seen on real
+data: a flat policy thrown back into churning after 20 quiet iterations).
+With ``normalize_rewards`` the rewards are first divided by the running std of the
+discounted return (rl.returns), so values and targets are in those units.
 """
 
 from __future__ import annotations
@@ -36,8 +42,16 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
 
 from market.numba_cache import configure_numba_cache
+from rl.returns import RETURN_STATS, ReturnNormalizer, std
 
 configure_numba_cache()
+
+REWARD_ABS_KEY = "reward_abs_mean"
+"""Learner metric: mean |reward| of the batch as the loss sees it (after normalisation)."""
+ADVANTAGE_STD_KEY = "advantage_std"
+"""Learner metric: the std of the batch's advantages before standardisation."""
+RETURN_STD_KEY = "return_std"
+"""Learner metric: the running std of the discounted raw return (rl.returns)."""
 
 VF_NEXT = "vf_next"
 """Extra model output: V(s_{t+1}) under the sampling weights (see module docstring)."""
@@ -81,19 +95,34 @@ class BatchedPPOConnector(ConnectorV2):
         *,
         gamma: float,
         lambda_: float,
+        normalize_rewards: bool = False,
+        reward_clip: float = 10.0,
+        advantage_std_floor: float = 1e-4,
         **kwargs,
     ) -> None:
         super().__init__(input_observation_space, input_action_space, **kwargs)
         self.gamma = gamma
         self.lambda_ = lambda_
+        self.normalizer = ReturnNormalizer(gamma, reward_clip) if normalize_rewards else None
+        self.advantage_std_floor = advantage_std_floor
 
-    def __call__(self, *, rl_module, batch, episodes, **kwargs) -> dict[str, Any]:
+    def __call__(self, *, rl_module, batch, episodes, metrics=None, **kwargs) -> dict[str, Any]:
         module = rl_module[DEFAULT_MODULE_ID]
         chunks = [e for e in episodes if len(e) > 0]
         lengths = np.array([len(e) for e in chunks])
         obs = _stack([e.get_observations(slice(0, len(e))) for e in chunks])
         values, next_values = self._values(module, chunks, obs, lengths)
-        rewards = _stack([e.get_rewards() for e in chunks]).astype(np.float64)
+        raw = _stack([e.get_rewards() for e in chunks]).astype(np.float64)
+        rewards = raw
+        if self.normalizer is not None:
+            stats = getattr(_unwrapped(module), RETURN_STATS)
+            rewards = self.normalizer(stats, chunks, raw)
+            if metrics is not None:
+                metrics.log_value((DEFAULT_MODULE_ID, RETURN_STD_KEY), std(stats), window=1)
+        if metrics is not None:  # the reward as PPO sees it, beside the entropy bonus
+            metrics.log_value(
+                (DEFAULT_MODULE_ID, REWARD_ABS_KEY), float(np.abs(rewards).mean()), window=1
+            )
         terminated = np.zeros(lengths.sum(), dtype=bool)
         ends = np.cumsum(lengths) - 1
         terminated[ends] = [e.is_terminated for e in chunks]
@@ -102,12 +131,15 @@ class BatchedPPOConnector(ConnectorV2):
         advantages, targets = gae(
             rewards, values, next_values, terminated, chunk_ends, self.gamma, self.lambda_
         )
-        advantages = (advantages - advantages.mean()) / max(1e-4, float(advantages.std()))
+        spread = float(advantages.std())
+        if metrics is not None:
+            metrics.log_value((DEFAULT_MODULE_ID, ADVANTAGE_STD_KEY), spread, window=1)
+        advantages = (advantages - advantages.mean()) / max(self.advantage_std_floor, spread)
         extra = lambda key: _stack([e.get_extra_model_outputs(key) for e in chunks])  # noqa: E731
         columns = {
             Columns.OBS: obs,
             Columns.ACTIONS: _stack([e.get_actions() for e in chunks]),
-            Columns.REWARDS: rewards.astype(np.float32),
+            Columns.REWARDS: raw.astype(np.float32),
             Columns.TERMINATEDS: terminated,
             Columns.ACTION_LOGP: extra(Columns.ACTION_LOGP),
             Columns.ACTION_DIST_INPUTS: extra(Columns.ACTION_DIST_INPUTS),
@@ -135,6 +167,11 @@ class BatchedPPOConnector(ConnectorV2):
         next_values[:-1] = values[1:]
         next_values[np.cumsum(lengths) - 1] = bootstrap.cpu().numpy()
         return values, next_values
+
+
+def _unwrapped(module):
+    """The RLModule itself (under DDP, learners hold a wrapper)."""
+    return module.unwrapped() if hasattr(module, "unwrapped") else module
 
 
 def map_tree(tree: Any, fn) -> Any:

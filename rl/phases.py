@@ -26,6 +26,7 @@ from typing import Any
 
 from rl.callbacks import TradingMetricsCallback
 from rl.config import TrainConfig, get_path
+from rl.diagnose import diagnose
 from rl.recommend import read_recommendations, recommend, write_recommendations
 from rl.schedule import MUTABLE_KEYS, Phase, Schedule
 from rl.storage import is_uri, read_text
@@ -137,7 +138,8 @@ _EVIDENCE = (
     "env_runners/trading/", "env_runners/episode_return_mean", "quantum/", STEPS,
     "learners/default_policy/entropy", "learners/default_policy/vf_loss",
     "learners/default_policy/vf_explained_var", "learners/default_policy/mean_kl_loss",
-    "learners/default_policy/policy_loss", "training_iteration",
+    "learners/default_policy/policy_loss", "learners/default_policy/reward_abs_mean",
+    "learners/default_policy/curr_entropy_coeff", "training_iteration",
 )  # fmt: skip
 
 
@@ -300,7 +302,11 @@ def _run_phase(
         next_config = schedule.config_for(number + 1, config)
         recs = recommend(rows, next_config)
         recs_path = out / f"phase{number + 1}_recommendations.json"
-        write_recommendations(recs_path, number + 1, recs, rows[-1] if rows else {})
+        findings = diagnose(rows, config.ppo.entropy_coeff)
+        write_recommendations(
+            recs_path, number + 1, recs, rows[-1] if rows else {},
+            diagnosis=[{"name": f.name, "value": f.value, "message": f.message} for f in findings],
+        )  # fmt: skip
     best_path = Path(best.checkpoint.path)
     if is_uri(storage):  # the next phase and the summary need a local copy
         best_path = Path(best.checkpoint.to_directory(str(out / "best" / f"phase{number}")))

@@ -131,10 +131,20 @@ def recommend(
 
 
 def write_recommendations(
-    path: Path, phase: int, recommendations: dict[str, dict[str, Any]], metrics: dict
+    path: Path,
+    phase: int,
+    recommendations: dict[str, dict[str, Any]],
+    metrics: dict,
+    diagnosis: list[dict[str, Any]] | None = None,
 ) -> None:
-    """phase{N}_recommendations.json: what to change for phase N, why, and the evidence."""
-    body = {"phase": phase, "recommendations": recommendations, "finished_phase_metrics": metrics}
+    """phase{N}_recommendations.json: what to change for phase N, why, the evidence, and
+    the finished phase's diagnosis (rl.diagnose: signs that it was not learning)."""
+    body = {
+        "phase": phase,
+        "recommendations": recommendations,
+        "finished_phase_metrics": metrics,
+        "diagnosis": diagnosis or [],
+    }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(body, indent=2, sort_keys=True))
     tmp.replace(path)

@@ -25,13 +25,14 @@ import math
 import os
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from rl.config import TrainConfig
+from rl.diagnose import Finding, diagnose
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ SUMMARY_KEYS = (
     "env_runners/trading/turnover",
     "env_runners/trading/liquidated",
     "learners/default_policy/entropy",
+    "learners/default_policy/reward_abs_mean",
+    "learners/default_policy/vf_explained_var",
     "learners/default_policy/vf_loss",
     "learners/default_policy/policy_loss",
     "env_steps_per_s",
@@ -144,6 +147,10 @@ class TrainResult:
     last: dict[str, float]
     """The latest value of every metric (episode metrics from the last iteration that
     finished an episode)."""
+    first: dict[str, float] = field(default_factory=dict)
+    """The first value of every metric this run (what ``last`` is compared with)."""
+    findings: tuple[Finding, ...] = ()
+    """Signs that training is not learning (rl.diagnose), from every iteration's metrics."""
 
 
 def train(
@@ -198,6 +205,8 @@ def train(
                 group=config.tracking.group,
             )  # fmt: skip
         row: dict[str, float] = {}
+        rows: list[dict[str, float]] = []
+        first: dict[str, float] = {}  # first seen value of every metric
         latest: dict[str, float] = {}  # last seen value of every metric (some skip iterations)
         iterations = int(algo.iteration)
         steps = 0
@@ -210,6 +219,8 @@ def train(
                 row.get("time_this_iter_s", 1e-9), 1e-9
             )
             latest.update(row)
+            first = {**row, **first}
+            rows.append(row)
             with paths.results.open("a") as f:
                 f.write(json.dumps(row, sort_keys=True) + "\n")
             if tracker is not None:
@@ -226,7 +237,10 @@ def train(
             tracker.summary({k: latest[k] for k in SUMMARY_KEYS if k in latest})
         if remote:
             mirror(paths.root, remote)
-        return TrainResult(paths.root, checkpoint, iterations, steps, latest)
+        findings = tuple(diagnose(rows, config.ppo.entropy_coeff))
+        for finding in findings:
+            log.warning("diagnosis: %s", finding.message)
+        return TrainResult(paths.root, checkpoint, iterations, steps, latest, first, findings)
     finally:
         if tracker is not None:
             tracker.finish()

@@ -7,8 +7,11 @@ The mapping, per asset a, using only data up to the decision bar t:
   if the targets' gross exceeds max_leverage * equity they are scaled down together
 - after a daily loss beyond the limit, orders may only reduce a position
 - target quantity = target notional / close[t]; the order is target - position
-- orders under max(rebalance_threshold * equity, rebalance_band * |target|) are
-  not sent (fees for nothing), unless skipping them would leave the book above a cap
+- orders under rebalance_threshold * equity are not sent (fees for nothing), nor are
+  changes of a position on the same side under rebalance_band * the asset's exposure
+  budget (a no-trade band: holding is the easy action, not an exact repeat of a
+  continuous size), unless skipping them would leave the book above a cap; closing to
+  flat is never skipped
 - stop-loss / take-profit at close[t] -/+ distance (long) or +/- (short), with
   distance = ATR[t] * (lo + risk[a, k] * (hi - lo)) for k = 0 (stop) and 1 (take-profit)
 - style = execution[a, 0], horizon = execution[a, 1] + 1 bars
@@ -80,10 +83,11 @@ def _skip_small(book, mkt, params, t, equity, targets, skip):
         pos = book[a, QTY]
         close = mkt[t, a, M_CLOSE]
         delta = targets[a] - pos
-        small = max(
-            params[P_REBALANCE] * equity, params[P_REBALANCE_BAND] * abs(targets[a]) * close
+        change = abs(delta) * close
+        same_side = (targets[a] > 0.0 and pos > 0.0) or (targets[a] < 0.0 and pos < 0.0)
+        skip[a] = (targets[a] != 0.0 and change < params[P_REBALANCE] * equity) or (
+            same_side and change < params[P_REBALANCE_BAND] * cap
         )
-        skip[a] = targets[a] != 0.0 and abs(delta) * close < small
         kept = pos if skip[a] else targets[a]
         gross += abs(kept) * close
         over = over or abs(kept) * close > cap

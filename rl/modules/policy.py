@@ -32,6 +32,7 @@ from rl.modules.encoders import (
     init_linear,
 )
 from rl.modules.heads import HierarchicalHeads
+from rl.returns import RETURN_STATS, new_stats
 
 ATTENTION = "cross_asset_attention"
 """Extra forward output: (B, A, A) weights of each asset's decision over the assets."""
@@ -54,7 +55,10 @@ class _PolicyModule(TorchRLModule, ValueFunctionAPI):
             raise ValueError("model.text_dim > 0 needs a 'text' part in the observation space")
         self.window, self.n_assets, self.n_features = spaces["market"].shape
         self.base_dim, self.context_dim = self._build_encoder()
-        self.heads = HierarchicalHeads(self.layout, self.base_dim, self.cfg.head_hidden)
+        self.heads = HierarchicalHeads(
+            self.layout, self.base_dim, self.cfg.head_hidden,
+            flat_prob=self.cfg.initial_flat_prob, size_mean=self.cfg.initial_size,
+        )  # fmt: skip
         self.value_head = nn.Sequential(
             nn.Linear(self.context_dim, self.cfg.head_hidden), nn.Tanh(),
             nn.Linear(self.cfg.head_hidden, 1),
@@ -62,6 +66,8 @@ class _PolicyModule(TorchRLModule, ValueFunctionAPI):
         init_linear(self.value_head[0])
         init_linear(self.value_head[2], gain=1.0)
         self._dist_cls = dist_class(self.layout)
+        # running std of the discounted return (rl.returns): the value head's units
+        self.register_buffer(RETURN_STATS, new_stats())
         if self.cfg.value_only:  # recalibration: gradients reach the value head only
             for name, param in self.named_parameters():
                 param.requires_grad_(name.startswith("value_head."))

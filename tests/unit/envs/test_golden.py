@@ -268,3 +268,32 @@ def test_costs_scale_with_config():
 
     assert cheap.account()["fees"] == 0.0
     assert cheap.account()["spread"] > 0.0
+
+
+def test_a_same_side_size_change_inside_the_no_trade_band_is_not_traded():
+    env = make_env(flat_market())  # budget per asset: 1.0 x 20 x equity; band 0.1 of it
+    env.step(action(trade=2, size=0.30))
+    held = env.positions()[0]
+
+    env.step(action(trade=2, size=0.35))  # +0.05 of the budget: inside the band
+    inside = env.positions()[0]
+    env.step(action(trade=2, size=0.50))  # +0.15 of the budget: outside
+    outside = env.positions()[0]
+
+    assert inside == held
+    assert outside > held * 1.5
+    assert list(env.ledger()["kind"]) == ["fill", "fill"]
+
+
+def test_closing_to_flat_and_reversing_are_never_held_back_by_the_band():
+    env = make_env(flat_market())
+    env.step(action(trade=2, size=0.02))  # 0.4x equity: above the threshold, below the band
+
+    opened = env.positions()[0]
+    env.step(action(trade=0, size=0.02))
+    reversed_ = env.positions()[0]
+    env.step(action(trade=1, size=0.02))
+
+    assert opened > 0
+    assert reversed_ < 0
+    assert env.positions()[0] == 0.0

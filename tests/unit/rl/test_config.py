@@ -78,3 +78,14 @@ def test_wandb_is_offline_without_a_key(monkeypatch):
     assert wandb_mode() == "online"
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert wandb_mode() == "disabled"
+
+
+def test_a_config_names_only_what_it_changes_of_the_default_env_config():
+    from rl.config import DEFAULT_ENV_CONFIG
+
+    config = TrainConfig.model_validate({"env_config": {"env": {"episode_steps": 16}}})
+
+    assert config.env_config["env"]["episode_steps"] == 16
+    assert config.env_config["env"]["bars_per_step"] == DEFAULT_ENV_CONFIG["env"]["bars_per_step"]
+    assert config.env_config["synthetic_days"] == DEFAULT_ENV_CONFIG["synthetic_days"]
+    assert TrainConfig.model_validate(config.model_dump()) == config

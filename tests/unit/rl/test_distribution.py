@@ -116,7 +116,7 @@ def test_later_heads_are_conditioned_on_the_earlier_choices():
     assert not torch.allclose(later_small, later_large)
 
 
-def test_entropy_and_kl_are_sums_over_heads():
+def test_joint_entropy_and_kl_are_sums_over_heads_and_entropy_is_per_dimension():
     layout = ActionLayout(n_assets=1, n_styles=5, n_horizons=2)
     cls = dist_class(layout)
     zeros = torch.zeros(1, layout.input_dim)
@@ -124,7 +124,8 @@ def test_entropy_and_kl_are_sums_over_heads():
     # categorical parts uniform: ln 3 + ln 5 + ln 2; Beta(1 + ln 2, 1 + ln 2) parts by torch
     beta = torch.distributions.Beta(torch.tensor(1 + math.log(2)), torch.tensor(1 + math.log(2)))
     expected = math.log(3) + math.log(5) + math.log(2) + 3 * beta.entropy().item()
-    assert uniform.entropy().item() == pytest.approx(expected, rel=1e-6)
+    assert uniform.joint_entropy().item() == pytest.approx(expected, rel=1e-6)
+    assert uniform.entropy().item() == pytest.approx(expected / 6, rel=1e-6)
 
     assert uniform.kl(cls.from_logits(zeros)).item() == pytest.approx(0.0, abs=1e-7)
     shifted = zeros.clone()
@@ -211,5 +212,6 @@ def test_closed_form_entropy_and_kl_match_torch_distributions_on_random_inputs()
         torch.distributions.kl_divergence(a, b).sum(-1)
         for a, b in zip(parts(p_in), parts(q_in), strict=True)
     )
-    torch.testing.assert_close(p.entropy(), expected_entropy, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(p.joint_entropy(), expected_entropy, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(p.entropy(), expected_entropy / 12, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(p.kl(q), expected_kl, rtol=1e-5, atol=1e-5)

@@ -37,7 +37,7 @@ def test_phases_apply_cumulatively_and_only_change_what_they_list():
     third = schedule.config_for(3, base)
     fourth = schedule.config_for(4, base)
 
-    assert third.ppo.entropy_coeff == 0.01  # set by phase 3
+    assert third.ppo.entropy_coeff == 0.005  # set by phase 3
     assert third.env_config["env"]["reward"]["turnover"] == 0.0005  # kept from phase 2
     assert third.env_config["synthetic_days"] == base.env_config["synthetic_days"]
     assert fourth.ppo.lr == 0.0002 and fourth.ppo.train_batch_size == 4096
