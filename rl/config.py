@@ -57,19 +57,15 @@ class ModelConfig(BaseModel):
     text_hidden: int = Field(32, ge=4, description="Text encoder output size.")
     fusion_hidden: int = Field(128, ge=8, description="Width of the fusion layer.")
     head_hidden: int = Field(64, ge=8, description="Hidden width of every action head.")
-    initial_flat_prob: float = Field(
-        0.8,
-        gt=0,
-        lt=1,
-        description="Probability of 'flat' per asset in the initial policy (short and long "
-        "share the rest). A uniform start (1/3) flips positions two steps in three and pays "
-        "fees that drown what the first updates could learn (rl.modules.heads).",
-    )
     initial_size: float = Field(
-        0.2,
+        0.05,
         gt=0,
         lt=1,
-        description="Mean size (fraction of the exposure budget) of the initial policy.",
+        description="Mean size of the initial policy, as a fraction of the exposure budget "
+        "(0.05: half the equity per asset at the default 20x and 0.5 concentration). A "
+        "uniform Beta starts at half the budget, 5x equity per asset: its random trades "
+        "lose several percent a day and hit the daily loss limit, and that noise is what "
+        "the first updates learn from (rl.modules.heads).",
     )
     value_only: bool = Field(
         False,
@@ -97,8 +93,18 @@ class PPOSettings(BaseModel):
     minibatch_size: int = Field(64, ge=1, description="SGD minibatch (env steps).")
     train_batch_size: int = Field(2048, ge=1, description="Env steps collected per update.")
     num_epochs: int = Field(10, ge=1, description="Passes over each train batch.")
-    gamma: float = Field(0.99, gt=0, le=1, description="Discount factor.")
-    lambda_: float = Field(0.95, ge=0, le=1, description="GAE lambda.")
+    gamma: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="Discount factor per decision. 0.9 looks about 10 decisions (2.5 hours "
+        "of 15-minute steps) ahead: a decision's PnL is made within a few steps, and a "
+        "longer horizon (the seed's 0.99) adds the noise of many future price moves to "
+        "every advantage, which buried the cost of a trade on real data.",
+    )
+    lambda_: float = Field(
+        0.9, ge=0, le=1, description="GAE lambda (0.9 with gamma 0.9: ~5-step advantages)."
+    )
     clip_param: float = Field(0.2, gt=0, description="PPO ratio clip.")
     entropy_coeff: float = Field(0.01, ge=0, description="Entropy bonus weight.")
     vf_loss_coeff: float = Field(0.5, ge=0, description="Value loss weight.")

@@ -37,40 +37,32 @@ def _inverse_softplus(y: float) -> float:
     return y + math.log(-math.expm1(-y))
 
 
-def _start_at(layer: nn.Linear, flat_prob: float, size_mean: float) -> None:
-    """Biases of a final layer so the initial policy is the prior: trade logits with
-    P(flat) = flat_prob (short and long share the rest), or (for the size head) a Beta
-    with mean size_mean and concentration 1.5 on its smaller side."""
+def _start_small(layer: nn.Linear, size_mean: float) -> None:
+    """Biases of the size head's final layer: the initial size is a Beta with mean
+    ``size_mean`` and concentration 1.5 on its smaller side (concentrations are
+    1 + softplus(raw), rl.distribution)."""
+    lo = 1.5
+    if size_mean <= 0.5:
+        a, b = lo, lo * (1 - size_mean) / size_mean
+    else:
+        a, b = lo * size_mean / (1 - size_mean), lo
     with torch.no_grad():
-        if layer.out_features == 3:
-            layer.bias.copy_(torch.tensor([0.0, math.log(2 * flat_prob / (1 - flat_prob)), 0.0]))
-        else:
-            lo = 1.5
-            a, b = (
-                (lo, lo * (1 - size_mean) / size_mean)
-                if size_mean <= 0.5
-                else (lo * size_mean / (1 - size_mean), lo)
-            )
-            layer.bias.copy_(torch.tensor([_inverse_softplus(a - 1), _inverse_softplus(b - 1)]))
+        layer.bias.copy_(torch.tensor([_inverse_softplus(a - 1), _inverse_softplus(b - 1)]))
 
 
 class HierarchicalHeads(nn.Module):
     """Per-asset heads for the composite action (see module docstring).
 
-    The initial policy is a prior, not uniform: mostly flat (``flat_prob``) and small
-    (``size_mean`` of the exposure budget). A uniform start flips each asset between
-    short, flat and long at two steps in three at half the budget (5x equity), so the
-    first iterations lose several percent a day to fees and hit the daily loss limit,
-    and that noise is what the early updates learn from.
+    The initial sizes are small (``size_mean`` of the exposure budget), not uniform: a
+    uniform Beta starts at half the budget (5x equity per asset at the defaults), whose
+    random trades lose several percent a day and hit the daily loss limit, and that
+    noise is what the first updates would learn from. Decisions start uniform: a
+    mostly-flat start was tried and made the policy settle on flat before it found a
+    planted signal.
     """
 
     def __init__(
-        self,
-        layout: ActionLayout,
-        base_dim: int,
-        hidden: int,
-        flat_prob: float = 1 / 3,
-        size_mean: float = 0.5,
+        self, layout: ActionLayout, base_dim: int, hidden: int, size_mean: float = 0.5
     ) -> None:
         super().__init__()
         self.layout = layout
@@ -78,8 +70,7 @@ class HierarchicalHeads(nn.Module):
         self.trade = _mlp(base_dim, hidden, 3)
         self.size = _mlp(base_dim + 3 + 3 * a, hidden, 2)
         self.later = _mlp(base_dim + 3 + 1 + a, hidden, 4 + s + h)
-        _start_at(self.trade[2], flat_prob, size_mean)
-        _start_at(self.size[2], flat_prob, size_mean)
+        _start_small(self.size[2], size_mean)
 
     def _size_raw(self, base: torch.Tensor, trade: torch.Tensor) -> torch.Tensor:
         onehot = F.one_hot(trade, 3).to(base.dtype)  # (B, A, 3)

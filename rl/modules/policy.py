@@ -56,9 +56,8 @@ class _PolicyModule(TorchRLModule, ValueFunctionAPI):
         self.window, self.n_assets, self.n_features = spaces["market"].shape
         self.base_dim, self.context_dim = self._build_encoder()
         self.heads = HierarchicalHeads(
-            self.layout, self.base_dim, self.cfg.head_hidden,
-            flat_prob=self.cfg.initial_flat_prob, size_mean=self.cfg.initial_size,
-        )  # fmt: skip
+            self.layout, self.base_dim, self.cfg.head_hidden, size_mean=self.cfg.initial_size
+        )
         self.value_head = nn.Sequential(
             nn.Linear(self.context_dim, self.cfg.head_hidden), nn.Tanh(),
             nn.Linear(self.cfg.head_hidden, 1),

@@ -33,6 +33,7 @@ def test_train_on_stored_data_prints_a_summary_and_resumes(tmp_path):
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "256 env steps" in first.stdout and "512 env steps" in resumed.stdout
     assert "trading/return" in first.stdout and "checkpoint" in first.stdout
+    assert "diagnosis" in first.stdout  # rl.diagnose's verdict under the summary
     rows = [json.loads(x) for x in (run / "results.jsonl").read_text().splitlines()]
     assert [r["num_env_steps_sampled_lifetime"] for r in rows] == [256, 512]
     manifest = json.loads((run / "manifest.json").read_text())

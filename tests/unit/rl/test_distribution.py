@@ -215,3 +215,16 @@ def test_closed_form_entropy_and_kl_match_torch_distributions_on_random_inputs()
     torch.testing.assert_close(p.joint_entropy(), expected_entropy, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(p.entropy(), expected_entropy / 12, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(p.kl(q), expected_kl, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("size_mean", [0.05, 0.2, 0.7])
+def test_the_initial_policy_sizes_positions_at_the_configured_mean(size_mean):
+    from rl.modules.heads import HierarchicalHeads
+
+    torch.manual_seed(0)
+    heads = HierarchicalHeads(ActionLayout(3, 5, 8), base_dim=16, hidden=32, size_mean=size_mean)
+
+    actions, _ = heads.sample(torch.randn(4000, 3, 16), deterministic=False)
+
+    assert actions["size"].mean().item() == pytest.approx(size_mean, rel=0.1)
+    assert (actions["trade"] == 1).float().mean().item() == pytest.approx(1 / 3, abs=0.05)
