@@ -14,6 +14,8 @@ from scipy.signal import lfilter
 
 CALM, TRENDING, CRISIS = 0, 1, 2
 MINUTES_PER_WEEK = 7 * 24 * 60
+UNIT_RANGE_MEAN = 2.0 * np.sqrt(2.0 / np.pi)
+"""Mean high-low range of a unit-variance Brownian motion over its interval."""
 
 EXIT_PROBABILITIES = np.array([[0.0, 0.8, 0.2], [0.8, 0.0, 0.2], [0.7, 0.3, 0.0]])
 """Where a regime spell goes when it ends (rows: from calm, trending, crisis).
@@ -141,23 +143,44 @@ def log_vol(
     n: int,
     k: int,
     half_lives: np.ndarray,
-    vol_of_vol: float,
+    variances: np.ndarray,
     common_share: float,
 ) -> np.ndarray:
     """Log-volatility deviations (n, k) with long memory, partly common to all assets.
 
     A sum of AR(1) components at several speeds (minutes to weeks) mimics the slowly
-    decaying autocorrelation of |returns| that one GARCH(1,1) cannot. Each speed
-    carries an equal share of the variance `vol_of_vol`**2; `common_share` of it is
-    one market factor shared by all assets (vol spikes hit crypto together).
-    The mean is shifted so that E[exp(2 h)] = 1: the asset's variance is unbiased.
+    decaying autocorrelation of |returns| that one GARCH(1,1) cannot; component i
+    has half-life `half_lives[i]` (bars) and variance `variances[i]`. `common_share`
+    of each is one market factor shared by all assets (vol spikes hit crypto
+    together). The mean is shifted so that E[exp(2 h)] = 1: the variance is unbiased.
     """
-    part = vol_of_vol**2 / len(half_lives)
     total = np.zeros((n, k))
-    for half_life in half_lives:
+    for half_life, part in zip(half_lives, variances, strict=True):
+        if part == 0:
+            continue
         total += ar1(rng, n, half_life, np.sqrt(common_share * part), 1)
         total += ar1(rng, n, half_life, np.sqrt((1.0 - common_share) * part), k)
-    return total - vol_of_vol**2
+    return total - float(np.sum(variances))
+
+
+def block_mean_variance(phi: np.ndarray | float, m: float) -> np.ndarray:
+    """Variance of the mean of m consecutive values of a unit-variance AR(1) with coefficient phi.
+
+    1 for m = 1, about 2 / (m (1 - phi)) for long blocks: a component much faster
+    than a bar averages out inside it, and a premium averaged over 8 hours keeps
+    only its slow part.
+    """
+    phi = np.minimum(np.asarray(phi, dtype=float), 1.0 - 1e-12)
+    m = max(float(m), 1.0)
+    tail = 2.0 * phi * (1.0 - phi**m) / (m * (1.0 - phi) ** 2)
+    return ((1.0 + phi) / (1.0 - phi) - tail) / m
+
+
+def block_mean_acf1(phi: float, m: float) -> float:
+    """Lag-1 autocorrelation of consecutive m-value block means of a stationary AR(1)."""
+    phi = min(float(phi), 1.0 - 1e-12)
+    cov = phi * (1.0 - phi**m) ** 2 / (m * (1.0 - phi)) ** 2
+    return float(cov / block_mean_variance(phi, m))
 
 
 def correlated_t(
@@ -180,6 +203,20 @@ def correlated_t(
     scale = (df - 2.0) / rng.chisquare(df, n)
     shocks = np.where(crisis[:, None], normal @ chol_crisis.T, normal @ chol_normal.T)
     return shocks * np.sqrt(scale)[:, None], scale
+
+
+def bounce(
+    rng: np.random.Generator, log_ret: np.ndarray, noise_sd: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Observed log returns and each close's noise: efficient returns plus transient noise.
+
+    Traded prices print at the bid or the ask around the efficient price, so the
+    observed log price is the efficient one plus noise e_t (std `noise_sd`, (n, k)),
+    and the observed return r_t + e_t - e_{t-1} reverts a little next bar: lag-1
+    autocorrelation -sd^2 / (var + 2 sd^2). The first bar's open carries no noise.
+    """
+    noise = rng.standard_normal(log_ret.shape) * noise_sd
+    return log_ret + noise - np.vstack([np.zeros((1, log_ret.shape[1])), noise[:-1]]), noise
 
 
 def bridge_extremes(

@@ -8,10 +8,9 @@ from typing import Annotated
 
 import pandas as pd
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from market import _cli_common as ui
 from market.loader import load_aligned
 from market.schema import Kind, perp_symbol, timeframe_ms
 from market.store import ParquetStore, SeriesKey
@@ -19,7 +18,7 @@ from market.summary import correlation_matrix, market_summary
 from market.validate import DataValidationError
 
 app = typer.Typer(help="Market data: synthetic market, ccxt collection, parquet store.")
-console = Console()
+console = ui.console
 log = logging.getLogger(__name__)
 
 SYNTHETIC = "synthetic"
@@ -28,63 +27,56 @@ DataDir = Annotated[
 ]
 
 
-def _split(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=1)
-
-
 @app.command()
 def synth(
     out: DataDir = Path("data"),
-    assets: Annotated[str, typer.Option(help="Comma-separated asset names.")] = "BTC,ETH,SOL",
-    timeframe: Annotated[str, typer.Option(help="Bar timeframe (1m, 5m, 1h, ...).")] = "1m",
-    days: Annotated[float, typer.Option(help="Length of the generated span in days.")] = 365,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives identical data.")] = 7,
-    start: Annotated[str, typer.Option(help="UTC start of the first bar.")] = "2024-01-01",
+    config: Annotated[
+        Path | None, typer.Option(help="SyntheticConfig YAML (e.g. from `calibrate`).")
+    ] = None,
+    assets: Annotated[
+        str | None, typer.Option(help="Comma-separated assets [BTC,ETH,SOL].")
+    ] = None,
+    timeframe: Annotated[str | None, typer.Option(help="Bar timeframe (1m, 5m, 1h) [1m].")] = None,
+    days: Annotated[float | None, typer.Option(help="Length of the span in days [365].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed; same seed, same data [7].")] = None,
+    start: Annotated[
+        str | None, typer.Option(help="UTC start of the first bar [2024-01-01].")
+    ] = None,
 ) -> None:
-    """Generate the synthetic perpetual-futures market and store it (exchange 'synthetic')."""
+    """Generate the synthetic perpetual-futures market and store it (exchange 'synthetic').
+
+    Parameters come from --config (else the calibrated defaults); the other options
+    override it. Defaults in [brackets] apply when neither sets them.
+    """
+    from market.calibrate import read_yaml
     from market.synthetic import SyntheticConfig, generate_market
 
+    given = {"timeframe": timeframe, "days": days, "seed": seed, "start": start,
+             "assets": None if assets is None else tuple(ui.split(assets))}  # fmt: skip
     try:
-        config = SyntheticConfig(
-            assets=tuple(_split(assets)), timeframe=timeframe, days=days, seed=seed, start=start
-        )
+        base = SyntheticConfig() if config is None else read_yaml(config)
+        settings = base.model_dump() | {k: v for k, v in given.items() if v is not None}
+        chosen = SyntheticConfig.model_validate(settings)
     except ValueError as exc:
-        raise _fail(str(exc)) from exc
+        raise ui.fail(ui.one_line(exc)) from exc
     store = ParquetStore(out)
-    with _progress() as progress:
-        task = progress.add_task("generating market", total=1 + 3 * len(config.assets))
-        market = generate_market(config)
+    with ui.progress_bar() as progress:
+        task = progress.add_task("generating market", total=1 + 3 * len(chosen.assets))
+        market = generate_market(chosen)
         progress.advance(task)
-        source = f"synthetic seed={seed} days={days} start={start}"
-        for asset in config.assets:
+        source = f"synthetic seed={chosen.seed} days={chosen.days} start={chosen.start}"
+        for asset in chosen.assets:
             symbol = perp_symbol(asset)
             for kind, frames in ((Kind.OHLCV, market.ohlcv), (Kind.MARK, market.mark)):
                 progress.update(task, description=f"writing {kind.value} {symbol}")
-                store.replace(
-                    SeriesKey.bars(SYNTHETIC, symbol, timeframe, kind), frames[symbol], source
-                )
+                key = SeriesKey.bars(SYNTHETIC, symbol, chosen.timeframe, kind)
+                store.replace(key, frames[symbol], source)
                 progress.advance(task)
             store.replace(SeriesKey.funding(SYNTHETIC, symbol), market.funding[symbol], source)
             progress.advance(task)
     shares = market.regimes.value_counts(normalize=True)
     regime_text = ", ".join(f"{name} {100 * share:.0f}%" for name, share in shares.items())
-    console.print(f"Wrote {len(config.assets)} assets to {out} (regimes: {regime_text})")
+    console.print(f"Wrote {len(chosen.assets)} assets to {out} (regimes: {regime_text})")
 
 
 _COLLECT_HELP = (
@@ -115,15 +107,15 @@ def collect(
 
     try:
         config = CollectConfig(
-            exchange=exchange, symbols=tuple(_split(symbols)), since=since, until=until,
-            timeframe=timeframe, kinds=tuple(Kind(k) for k in _split(kinds)),
+            exchange=exchange, symbols=tuple(ui.split(symbols)), since=since, until=until,
+            timeframe=timeframe, kinds=tuple(Kind(k) for k in ui.split(kinds)),
             max_retries=max_retries,
         )  # fmt: skip
         client = make_exchange(exchange, credentials=False)  # public data needs no keys
     except ValueError as exc:
-        raise _fail(str(exc)) from exc
+        raise ui.fail(str(exc)) from exc
     tasks: dict[SeriesKey, object] = {}
-    with _progress() as progress:
+    with ui.progress_bar() as progress:
 
         def show(event: SeriesProgress) -> None:
             if event.key not in tasks:
@@ -134,7 +126,7 @@ def collect(
             report = run_collect(client, ParquetStore(out), config, progress=show)
         except CollectorError as exc:
             message = f"{exc} (everything fetched before the error is stored; rerun to resume)"
-            raise _fail(message) from exc
+            raise ui.fail(message) from exc
     table = Table(title=f"collected from {exchange} into {out}")
     for col in ("series", "rows written", "pages", "retries", "stored until"):
         table.add_column(col)
@@ -146,6 +138,100 @@ def collect(
         console.print(f"[yellow]skipped[/yellow] {key}: {why}")
 
 
+_IMPORT_HELP = (
+    "Import bars, mark-price bars or funding from a parquet/CSV file (or a folder of "
+    "<BASE><QUOTE>_<ohlcv|mark|funding> files) into the store, validated.\n\n"
+    "Timestamps are never guessed: --label says whether a bar is stamped with its open or "
+    "close time (close is shifted back one timeframe), --time-unit how they are written. "
+    "Re-importing appends only rows after the stored end (idempotent); --replace makes the "
+    "file the whole series. A bad file is refused whole (exit code 2), nothing written."
+)
+
+
+@app.command("import", help=_IMPORT_HELP)
+def import_data(
+    path: Annotated[Path, typer.Argument(help="A .parquet/.csv file, or a folder of them.")],
+    exchange: Annotated[str, typer.Option(help="Exchange name to store under, e.g. binanceusdm.")],
+    time_unit: Annotated[str, typer.Option(help="Timestamps as: s, ms, ns, iso, datetime.")],
+    data: DataDir = Path("data"),
+    kind: Annotated[str | None, typer.Option(help="ohlcv, mark or funding (file only).")] = None,
+    symbol: Annotated[str | None, typer.Option(help="ccxt symbol, e.g. BTC/USDT:USDT.")] = None,
+    timeframe: Annotated[str, typer.Option(help="Bar timeframe (funding has none).")] = "1m",
+    label: Annotated[str | None, typer.Option(help="Bar stamps mark the open|close.")] = None,
+    column: Annotated[
+        list[str] | None, typer.Option(help="Rename, store=file, e.g. close=Close (repeat).")
+    ] = None,
+    mark_timeframe: Annotated[
+        str | None, typer.Option(help="Folder only: timeframe of the mark files (e.g. 8h).")
+    ] = None,
+    replace: Annotated[bool, typer.Option(help="Replace the series instead of appending.")] = False,
+) -> None:
+    """See _IMPORT_HELP."""
+    from market import importer as imp
+
+    try:
+        renames = tuple(ui.pair(c) for c in column or ())
+        common = {"exchange": exchange, "time_unit": time_unit, "columns": renames,
+                  "replace": replace}  # fmt: skip
+        if path.is_dir():
+            if kind or symbol:
+                raise ValueError("--kind/--symbol are for one file; a folder names them per file")
+            folder = imp.FolderImportConfig(
+                timeframe=timeframe, mark_timeframe=mark_timeframe, label=label, **common
+            )
+            report = imp.import_folder(ParquetStore(data), path, folder)
+            results, skipped = report.results, report.skipped
+        else:
+            if kind is None or symbol is None:
+                raise ValueError("a single file needs --kind and --symbol")
+            bars = kind != Kind.FUNDING.value
+            config = imp.ImportConfig(
+                kind=kind, symbol=symbol, timeframe=timeframe if bars else None, label=label,
+                **common,
+            )  # fmt: skip
+            results, skipped = (imp.import_file(ParquetStore(data), path, config),), ()
+    except (ValueError, OSError) as exc:  # DataValidationError is a ValueError
+        raise ui.fail(ui.one_line(exc), code=2) from exc
+    ui.show_import(results, skipped, data)
+
+
+_CALIBRATE_HELP = (
+    "Fit the synthetic market to stored 1m data and write its SyntheticConfig as YAML.\n\n"
+    "Per asset: price level, volatility, turnover, bid-ask bounce; correlations; volatility "
+    "clustering; daily/weekend cycles; volume; funding level, spread and persistence. "
+    "Use the file with `quantum data synth --config`."
+)
+
+
+@app.command("calibrate", help=_CALIBRATE_HELP)
+def calibrate_market(
+    exchange: Annotated[str, typer.Option(help="Exchange of the stored series.")],
+    data: Annotated[Path, typer.Option("--data", help="Root of the parquet store.")] = Path("data"),
+    symbols: Annotated[str, typer.Option(help="Comma-separated symbols; default all.")] = "",
+    out: Annotated[Path, typer.Option("--out", help="YAML file to write.")] = Path(
+        "synthetic.yaml"
+    ),
+) -> None:
+    """See _CALIBRATE_HELP."""
+    from market.calibrate import CalibrateConfig, calibrate, write_yaml
+
+    store = ParquetStore(data)
+    chosen = ui.split(symbols) or sorted(
+        {k.symbol for k in store.series() if k.exchange == exchange and k.timeframe == "1m"}
+    )
+    try:
+        if not chosen:
+            raise ValueError(f"no {exchange} 1m bars under {data}; import them first")
+        config = CalibrateConfig(exchange=exchange, symbols=tuple(chosen))
+        with console.status("measuring and fitting"):
+            result = calibrate(store, config)
+        write_yaml(result, out, f"{exchange} {', '.join(chosen)} under {data}")
+    except (ValueError, OSError) as exc:
+        raise ui.fail(ui.one_line(exc), code=2) from exc
+    ui.show_calibration(result)
+    console.print(f"Wrote {out}")
+
+
 @app.command()
 def summary(
     data: DataDir = Path("data"),
@@ -155,15 +241,15 @@ def summary(
 ) -> None:
     """Print per-asset statistics and return correlations of stored data."""
     store = ParquetStore(data)
-    chosen = _split(symbols) or sorted(
+    chosen = ui.split(symbols) or sorted(
         {k.symbol for k in store.series() if k.exchange == exchange and k.timeframe == timeframe}
     )
     if not chosen:
-        raise _fail(f"no {exchange} {timeframe} series under {data}")
+        raise ui.fail(f"no {exchange} {timeframe} series under {data}")
     try:
         aligned = load_aligned(store, exchange, chosen, timeframe)
     except (DataValidationError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
+        raise ui.fail(str(exc)) from exc
     stats = market_summary(aligned, timeframe)
     first, last = aligned.index[0], aligned.index[-1]
     table = Table(title=f"{exchange} {timeframe}: {len(aligned):,} bars, {first} .. {last}")
@@ -171,7 +257,7 @@ def summary(
     for asset in stats.index:
         table.add_column(str(asset), justify="right")
     for metric in stats.columns:
-        table.add_row(metric, *(_fmt(v) for v in stats[metric]))
+        table.add_row(metric, *(ui.fmt(v) for v in stats[metric]))
     console.print(table)
     corr = correlation_matrix(aligned)
     ctable = Table(title="correlation of bar log returns")
@@ -181,12 +267,6 @@ def summary(
     for asset, row in corr.iterrows():
         ctable.add_row(str(asset), *(f"{v:.2f}" for v in row))
     console.print(ctable)
-
-
-def _fmt(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:,.2f}" if abs(value) < 1e6 else f"{value:,.0f}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 @app.command("list")

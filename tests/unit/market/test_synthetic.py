@@ -12,8 +12,9 @@ import pytest
 from scipy.stats import spearmanr
 
 from market import _synthetic_kernels as kern
+from market.facts import robust_acf1
 from market.schema import Kind, perp_symbol
-from market.synthetic import REGIMES, SyntheticConfig, generate_market
+from market.synthetic import REGIMES, AssetProfile, SyntheticConfig, generate_market
 from market.validate import validate_series
 
 DAYS = 150
@@ -66,8 +67,34 @@ def test_absolute_returns_cluster_while_raw_returns_stay_uncorrelated(returns, l
     for asset in ASSETS:
         r = returns[asset].to_numpy()
 
-        assert acf(np.abs(r), lag) > 0.05, (asset, lag)
-        assert abs(acf(r, lag)) < 0.03, (asset, lag)
+        assert acf(np.abs(r), lag) > (0.05 if lag <= 60 else 0.02), (asset, lag)
+        if lag > 1:
+            assert abs(acf(r, lag)) < 0.03, (asset, lag)
+        else:  # bid-ask bounce, measured robustly to the few crash minutes
+            assert -0.05 < robust_acf1(r) < 0.005, asset
+
+
+def test_bid_ask_bounce_gives_one_minute_returns_a_negative_lag_1_autocorrelation():
+    def lag_1(noise: float) -> float:
+        profile = AssetProfile(asset="BTC", price=100.0, annual_vol=0.5, notional_per_minute=1e6,
+                               microstructure_noise=noise)  # fmt: skip
+        config = SyntheticConfig(
+            assets=("BTC",),
+            days=30,
+            seed=SEED,
+            profiles=(profile,),
+            tail_df=50,
+            vol_of_vol=0.0,
+            regime_vol=(1.0, 1.0, 1.0),
+            intraday_vol_amplitude=0.0,
+            weekend_activity=1.0,
+        )  # near-iid Gaussian returns: a sharp estimate
+        return acf(np.log(generate_market(config).ohlcv[BTC]["close"]).diff().to_numpy()[1:], 1)
+
+    without, with_bounce = lag_1(0.0), lag_1(0.3)
+
+    assert abs(without) < 0.02  # about 4 standard errors of 43,200 near-Gaussian returns
+    assert with_bounce == pytest.approx(-0.09 / 1.18, abs=0.02)  # -n^2 / (1 + 2 n^2)
 
 
 def test_one_minute_returns_have_fat_tails(returns):
@@ -128,7 +155,7 @@ def test_bars_have_a_realistic_intrabar_range(market):
     bars = market.ohlcv[BTC]
     spread = np.log(bars["high"] / bars["low"])
 
-    assert 2e-4 < spread.median() < 2e-3  # 2 to 20 basis points per minute
+    assert 1e-4 < spread.median() < 2e-3  # 1 to 20 basis points per minute (real BTC: 1.9)
 
 
 def test_mark_price_stays_near_but_not_at_the_last_price(market):
@@ -156,23 +183,27 @@ def test_funding_events_fall_every_8_hours_at_00_08_16_utc_inside_the_span(marke
         assert stamps[-1] == end and len(stamps) == 3 * DAYS
 
 
-def test_funding_rates_stay_within_caps_and_default_to_the_interest_rate(market):
+def test_funding_rates_stay_within_caps_and_mostly_sit_at_the_interest_rate(market):
     for funding in market.funding.values():
         rates = funding["funding_rate"]
+        at_interest = np.isclose(rates, 0.0001, rtol=0, atol=1e-12)
 
         assert rates.abs().max() <= 0.0075
-        assert rates.median() == pytest.approx(0.0001)
+        assert rates.round(12).mode()[0] == pytest.approx(0.0001)
+        assert 0.2 < at_interest.mean() < 0.9  # real BTC/ETH/SOL: 0.29-0.47
         assert rates.std() > 0
 
 
-def test_funding_follows_the_trailing_8h_return(market):
+def test_funding_follows_the_trailing_24h_return(market):
     for asset in ASSETS:
         log_close = np.log(market.ohlcv[perp_symbol(asset)]["close"])
         rates = market.funding[perp_symbol(asset)]["funding_rate"]
         last_bar = rates.index - pd.Timedelta(minutes=1)  # the bar that closes at the event
-        trailing = (log_close - log_close.shift(480)).reindex(last_bar).to_numpy()
+        trailing = (log_close - log_close.shift(1440)).reindex(last_bar).to_numpy()
 
-        assert np.corrcoef(rates.to_numpy()[1:], trailing[1:])[0, 1] > 0.2, asset
+        known = np.isfinite(trailing)  # events less than a day into the span have no 24h return
+
+        assert np.corrcoef(rates.to_numpy()[known], trailing[known])[0, 1] > 0.2, asset
 
 
 def test_funding_at_an_event_uses_no_premium_from_after_it():
@@ -191,7 +222,7 @@ def test_funding_at_an_event_uses_no_premium_from_after_it():
 
 
 def test_daily_volatility_is_realistic_per_asset(market):
-    bands = {"BTC": (0.3, 1.2), "ETH": (0.35, 1.4), "SOL": (0.45, 1.8)}
+    bands = {"BTC": (0.12, 0.5), "ETH": (0.12, 0.5), "SOL": (0.3, 1.3)}  # real: 0.18, 0.16, 0.59
 
     for asset, (low, high) in bands.items():
         close = market.ohlcv[perp_symbol(asset)]["close"]
@@ -199,10 +230,10 @@ def test_daily_volatility_is_realistic_per_asset(market):
         assert low < daily.std() * np.sqrt(365) < high, asset
 
 
-def test_higher_beta_assets_are_more_volatile(returns):
+def test_the_alt_is_more_volatile_than_btc_and_eth(returns):
     vol = returns.std()
 
-    assert vol["BTC"] < vol["ETH"] < vol["SOL"]
+    assert max(vol["BTC"], vol["ETH"]) < vol["SOL"] / 2  # real: 24%, 24%, 67%
 
 
 def test_same_seed_gives_identical_data_and_another_seed_different_data():
@@ -228,7 +259,7 @@ def test_coarser_timeframes_keep_the_annual_volatility(timeframe, bars_per_day):
     validate_series(bars, Kind.OHLCV, BTC, timeframe)
     assert len(bars) == 120 * bars_per_day
     annual = np.log(bars["close"]).diff().std() * np.sqrt(365 * bars_per_day)
-    assert 0.3 < annual < 1.3
+    assert 0.15 < annual < 0.4  # configured 0.24
 
 
 def test_unknown_assets_get_generic_parameters():
@@ -254,6 +285,7 @@ def test_unknown_assets_get_generic_parameters():
         ({"start": "someday"}, "not a date"),
         ({"correlations": (("BTC", "ETH", 0.95), ("BTC", "SOL", -0.9))}, "positive definite"),
         ({"volatility": 0.5}, "Extra inputs"),
+        ({"vol_component_weights": (1.0, 2.0)}, "one non-negative weight per half-life"),
     ],
 )
 def test_bad_config_is_refused_with_a_clear_message(bad, message):
