@@ -11,9 +11,12 @@ Keys of the dict (all optional):
   market data (market/ parquet store). Without ``data_dir`` the embedded default is
   used: the synthetic market (``synthetic_days``, ``synthetic_seed``) built in memory.
 - ``env``: a dict of EnvConfig fields (unknown keys are errors).
-- ``start_range``: (first, last) bar of episode starts (e.g. a training split).
+- ``span``: (first, last) bars an episode may read, start to end (a run's training part,
+  rl.splits): episodes start and end inside it.
+- ``start_range``: (first, last) bar of episode starts (inside ``span`` if given).
 - ``start_fraction``: (low, high) in [0, 1]: episode starts within that fraction of the
-  usable span (a phase's data span that holds on any dataset); not with start_range.
+  usable span, or of ``span`` (a phase's data span that holds on any dataset); not with
+  start_range.
 - ``num_envs``: present -> a PerpetualVectorEnv with that many accounts.
 - ``planted_signal``: ``{"horizon": 60, "informative": True, "seed": 0}`` appends the
   test feature of ``envs.planted`` (a leaked future direction, or a decoy).
@@ -42,7 +45,7 @@ ENV_ID = "quantum/Perpetual-v0"
 _DATA_KEYS = ("data_dir", "exchange", "symbols", "timeframe", "start", "end")
 _SYNTH_KEYS = ("synthetic_days", "synthetic_seed")
 _KNOWN = {
-    *_DATA_KEYS, *_SYNTH_KEYS, "env", "start_range", "start_fraction", "num_envs",
+    *_DATA_KEYS, *_SYNTH_KEYS, "env", "span", "start_range", "start_fraction", "num_envs",
     "planted_signal", "augment",
 }  # fmt: skip
 
@@ -101,14 +104,32 @@ def market_for(env_config: Mapping[str, Any]) -> MarketArrays:
     return _market(key)
 
 
+def _starts_in(
+    data: MarketArrays, config: EnvConfig, span: tuple[int, int] | None
+) -> tuple[int, int]:
+    """First and last episode start whose whole episode lies in ``span``; without one,
+    the usable bars (an episode longer than the data ends at its last bar)."""
+    first = max(data.first_valid, config.window - 1)
+    episode = config.episode_steps * config.bars_per_step
+    if span is None:
+        return first, max(first, data.n_bars - 1 - episode)
+    first = max(first, span[0])
+    last = min(span[1], data.n_bars - 1) - episode
+    if last < first:
+        raise ValueError(
+            f"span {tuple(span)} holds no whole episode ({config.episode_steps} steps x "
+            f"{config.bars_per_step} bars): shorten env.episode_steps or give more data"
+        )
+    return first, last
+
+
 def _fraction_range(
-    data: MarketArrays, config: EnvConfig, fraction: tuple[float, float]
+    bounds: tuple[int, int], fraction: tuple[float, float]
 ) -> tuple[int, int]:
     lo, hi = fraction
     if not 0.0 <= lo <= hi <= 1.0:
         raise ValueError(f"start_fraction {fraction} must satisfy 0 <= low <= high <= 1")
-    first = max(data.first_valid, config.window - 1)
-    last = max(first, data.n_bars - 1 - config.episode_steps * config.bars_per_step)
+    first, last = bounds
     return first + round(lo * (last - first)), first + round(hi * (last - first))
 
 
@@ -127,13 +148,31 @@ def make_env(env_config: Mapping[str, Any] | None = None) -> PerpetualEnv | Perp
     config = EnvConfig(**env_config.get("env", {}))
     start_range = env_config.get("start_range")
     start_range = tuple(start_range) if start_range is not None else None
+    span = env_config.get("span")
+    bounds = _starts_in(data, config, tuple(span) if span is not None else None)
+    inside = start_range is None or bounds[0] <= start_range[0] <= start_range[1] <= bounds[1]
+    if span is not None and not inside:
+        raise ValueError(
+                f"start_range {start_range} lets episodes leave span {tuple(span)} "
+                f"(starts must lie in {bounds})"
+            )
     if env_config.get("start_fraction") is not None:
         if start_range is not None:
             raise ValueError("give start_range or start_fraction, not both")
-        start_range = _fraction_range(data, config, tuple(env_config["start_fraction"]))
+        start_range = _fraction_range(bounds, tuple(env_config["start_fraction"]))
+    elif span is not None and start_range is None:
+        start_range = bounds
     if "num_envs" in env_config:
         return PerpetualVectorEnv(data, config, int(env_config["num_envs"]), start_range)
     return PerpetualEnv(data, config, start_range)
+
+
+def episode_start_bounds(env_config: Mapping[str, Any]) -> tuple[int, int]:
+    """First and last episode start bar the config allows (inside its ``span``, if any)."""
+    data = market_for({k: v for k, v in env_config.items() if k != "num_envs"})
+    span = env_config.get("span")
+    config = EnvConfig(**env_config.get("env", {}))
+    return _starts_in(data, config, tuple(span) if span is not None else None)
 
 
 def register() -> None:

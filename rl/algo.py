@@ -17,6 +17,8 @@ from rl.env_runner import VectorEnvRunner
 from rl.gae import BatchedPPOConnector
 from rl.learner import QuantumPPOLearner
 from rl.modules.policy import MODULES
+from rl.splits import held_out_env_config, part_env_config, run_splits
+from rl.validation import validation_callbacks
 
 ENV_NAME = "quantum-perpetual"
 """The env's name in Ray's registry (registered on first use; workers look it up)."""
@@ -57,7 +59,11 @@ def _batched_ppo_connector(obs_space, action_space, **settings):
 
 
 def ppo_config(
-    config: TrainConfig, init_module: Path | None = None, *, trials: int = 1
+    config: TrainConfig,
+    init_module: Path | None = None,
+    *,
+    trials: int = 1,
+    callbacks: type = TradingMetricsCallback,
 ) -> PPOConfig:
     """PPO on the native batched env: each EnvRunner steps ``envs_per_runner`` accounts in
     one call (``gym_env_vectorize_mode="vector_entry_point"`` makes RLlib ask make_env
@@ -65,6 +71,9 @@ def ppo_config(
 
     ``init_module`` starts the policy from a trained RLModule (phase continuation).
     ``trials`` is how many of these run at once (Tune), for 'auto' EnvRunners.
+    Episodes read only the split's training part (rl.splits); ``callbacks`` (an
+    RLlibCallback class) gets the periodic validation on the held-out validation part
+    (rl.validation) added.
 
     Actions go to the env exactly as the module produced them: the Box parts are
     already in [0, 1] (Beta heads), so RLlib's unsquashing and clipping are off; the
@@ -72,6 +81,10 @@ def ppo_config(
     """
     register_env(ENV_NAME, make_env)
     ppo, runs = config.ppo, config.rollouts
+    splits, _ = run_splits(config.env_config, config.split)
+    if config.validation.every and splits.validation is not None:
+        held_out = held_out_env_config(config.env_config, splits.validation)
+        callbacks = validation_callbacks(callbacks, config.validation, held_out)
     env_runners = resolve_env_runners(runs, trials)
     samplers = max(env_runners, 1) * runs.envs_per_runner
     rollout_fragment = max(1, ppo.train_batch_size // samplers)
@@ -79,7 +92,7 @@ def ppo_config(
         PPOConfig()
         .environment(
             env=ENV_NAME,
-            env_config=dict(config.env_config),
+            env_config=part_env_config(config.env_config, splits.train),
             normalize_actions=False,
             clip_actions=False,
         )
@@ -132,7 +145,7 @@ def ppo_config(
             torch_compile_worker=runs.compile,
         )
         .rl_module(rl_module_spec=module_spec(config, init_module))
-        .callbacks(TradingMetricsCallback)
+        .callbacks(callbacks)
         .debugging(seed=config.seed)
         # a crashed or killed EnvRunner is recreated at the next iteration; runners are cheap
         # to rebuild (the market is cached per process), so there is no point waiting RLlib's

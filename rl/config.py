@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -164,6 +165,64 @@ class RolloutSettings(BaseModel):
     )
 
 
+class SplitConfig(BaseModel):
+    """Where the validation and test parts start: by fraction of the usable bars, or by
+    date (a date wins over the fraction)."""
+
+    model_config = _FROZEN
+    validation: float = Field(
+        0.15, ge=0, lt=1, description="Fraction of the usable bars held out for validation."
+    )
+    test: float = Field(
+        0.15, ge=0, lt=1, description="Fraction of the usable bars held out for the test."
+    )
+    validation_start: str | None = Field(
+        None, description="UTC time the validation part starts (overrides the fraction)."
+    )
+    test_start: str | None = Field(
+        None, description="UTC time the test part starts (overrides the fraction)."
+    )
+    gap_bars: int = Field(
+        60,
+        ge=0,
+        description="Bars left out before each held-out part (purge/embargo). Training "
+        "episodes never read past their part (rl.splits), so no training reward depends on "
+        "held-out prices; the gap is a margin on top.",
+    )
+
+    @field_validator("validation_start", "test_start", mode="before")
+    @classmethod
+    def _iso(cls, value: Any) -> Any:
+        """YAML reads 2023-08-05 as a date: keep it as its ISO text."""
+        return value.isoformat() if isinstance(value, date | datetime) else value
+
+    @model_validator(mode="after")
+    def _fractions(self) -> SplitConfig:
+        if self.validation + self.test >= 0.9:
+            raise ValueError("validation + test must leave at least 10% of the data to train on")
+        return self
+
+
+VALIDATION_METRICS = ("return", "sharpe", "max_drawdown", "turnover", "fees")
+"""Mean episode statistics reported under validation/ (rl.validation)."""
+
+
+class ValidationSettings(BaseModel):
+    """How often and how widely the policy is evaluated on the validation part."""
+
+    model_config = _FROZEN
+    every: int = Field(5, ge=0, description="Iterations between evaluations (0: never).")
+    episodes: int = Field(
+        16, ge=2, description="Episodes, from starts spread evenly over the validation part."
+    )
+    workers: int = Field(
+        0, ge=0, description="Ray tasks (1 CPU each) the episodes are split over; 0: the driver."
+    )
+    metric: Literal["return", "sharpe"] = Field(
+        "return", description="What selects the best checkpoint and scores Tune trials."
+    )
+
+
 class TrackingSettings(BaseModel):
     """Weights & Biases: offline unless WANDB_API_KEY is set (see rl.tracking)."""
 
@@ -201,6 +260,8 @@ class TrainConfig(BaseModel):
         description="Passed to envs.registry.make_env (data source, EnvConfig fields); "
         "merged over DEFAULT_ENV_CONFIG, so a config names only what it changes.",
     )
+    split: SplitConfig = SplitConfig()
+    validation: ValidationSettings = ValidationSettings()
     model: ModelConfig = ModelConfig()
     ppo: PPOSettings = PPOSettings()
     rollouts: RolloutSettings = RolloutSettings()

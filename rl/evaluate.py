@@ -64,9 +64,26 @@ def evaluate(
     One batched env with ``episodes`` accounts runs one episode each from seeded start
     bars; ``policy_factory`` gets the batched action space and returns the policy.
     """
+    finished = episode_stats(policy_factory, env_config, episodes, seed=seed)
+    out = {key: float(values.mean()) for key, values in finished.items()}
+    out["return_sem"] = float(finished["return"].std(ddof=1) / np.sqrt(episodes))
+    return out
+
+
+def episode_stats(
+    policy_factory: Callable[[Any], Policy],
+    env_config: Mapping[str, Any],
+    episodes: int,
+    *,
+    seed: int = 0,
+    starts: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-episode statistics of ``episodes`` episodes run side by side, from seeded
+    random start bars or from the given ``starts`` (one per episode)."""
     env = make_env({**env_config, "num_envs": episodes})
     policy = policy_factory(env.action_space)
-    obs, _ = env.reset(seed=seed)
+    options = None if starts is None else {"start": np.asarray(starts, dtype=np.int64)}
+    obs, _ = env.reset(seed=seed, options=options)
     finished: dict[str, np.ndarray] = {}
     done = np.zeros(episodes, dtype=bool)
     while not done.all():
@@ -76,6 +93,4 @@ def evaluate(
             for key, values in info["trading"].items():
                 finished.setdefault(key, np.zeros(episodes))[new] = values[new]
             done |= info["_trading"]
-    out = {key: float(values.mean()) for key, values in finished.items()}
-    out["return_sem"] = float(finished["return"].std(ddof=1) / np.sqrt(episodes))
-    return out
+    return finished

@@ -19,6 +19,7 @@ from typing import Any
 
 from envs.data import MarketArrays
 from rl.config import TrainConfig
+from rl.splits import record, resolve
 
 PACKAGES = ("ray", "torch", "numpy", "numba", "gymnasium", "pandas", "pyarrow", "ccxt", "ta")
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +44,12 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip()
 
 
+def _window(config: TrainConfig) -> int:
+    from envs.config import EnvConfig
+
+    return EnvConfig(**config.env_config.get("env", {})).window
+
+
 def build_manifest(config: TrainConfig, data: MarketArrays) -> dict[str, Any]:
     status = _git("status", "--porcelain")
     versions = {}
@@ -53,6 +60,8 @@ def build_manifest(config: TrainConfig, data: MarketArrays) -> dict[str, Any]:
             versions[name] = None
     return {
         "config": config.model_dump(mode="json"),
+        # the exact bars each part of the data used (rl.splits): what backtests check
+        "splits": record(resolve(data, config.split, _window(config)), data),
         "config_sha256": config.digest(),
         "data_sha256": data_digest(data),
         "data_assets": list(data.assets),

@@ -29,14 +29,16 @@ from rl.config import TrainConfig, get_path
 from rl.diagnose import diagnose
 from rl.recommend import read_recommendations, recommend, write_recommendations
 from rl.schedule import MUTABLE_KEYS, Phase, Schedule
+from rl.splits import validates
 from rl.storage import is_uri, read_text
 from rl.train import flatten, module_dir
 
 log = logging.getLogger(__name__)
 
 SCORE = "quantum/score"
-"""Tune's metric: the latest mean episode return (reward incl. penalties), carried
-forward over iterations in which no episode finished."""
+"""Tune's metric: the latest validation score (rl.validation: mean return or Sharpe of
+deterministic episodes on the held-out validation part), carried forward between
+evaluations; without a validation part, the latest mean training episode return."""
 STEPS = "num_env_steps_sampled_lifetime"
 
 _ALGO_KEYS = {
@@ -48,18 +50,26 @@ _ALGO_KEYS = {
 }
 
 
-def phase_callbacks(phase: int, start: int) -> type[TradingMetricsCallback]:
-    """Trading metrics plus the phase tags and Tune's score on every result."""
+def phase_callbacks(
+    phase: int, start: int, validation_metric: str | None = "return"
+) -> type[TradingMetricsCallback]:
+    """Trading metrics plus the phase tags and Tune's score on every result: the
+    validation ``validation_metric`` when the run validates (None: it does not, and the
+    training return scores)."""
 
     class PhaseCallbacks(TradingMetricsCallback):
         def on_train_result(self, *, algorithm, result, **kwargs: Any) -> None:
-            score = result.get("env_runners", {}).get("episode_return_mean")
+            if validation_metric is not None:
+                score = result.get("validation", {}).get(validation_metric)
+            else:
+                score = result.get("env_runners", {}).get("episode_return_mean")
             if score is not None and math.isfinite(score):
                 algorithm._quantum_score = float(score)
             result["quantum"] = {
                 "phase": phase,
                 "global_env_steps": start + int(result.get(STEPS, 0)),
                 "score": getattr(algorithm, "_quantum_score", -1e9),
+                "score_source": "training" if validation_metric is None else "validation",
             }
 
     return PhaseCallbacks
@@ -228,8 +238,9 @@ def _run_phase(
     start = schedule.start_of(number)
     budget = phase.until_steps - start
     trials = min(population, max_concurrent or population)
-    param_space = ppo_config(config, init_module, trials=trials).callbacks(
-        phase_callbacks(number, start)
+    metric = config.validation.metric if validates(config) else None
+    param_space = ppo_config(
+        config, init_module, trials=trials, callbacks=phase_callbacks(number, start, metric)
     )
     scheduler = None
     if population > 1:

@@ -51,14 +51,18 @@ class Criteria(BaseModel):
     )
 
     def met(self, steps_in_phase: int, metrics: dict[str, float]) -> bool:
-        """Whether every given condition holds (no condition given: never early)."""
+        """Whether every given condition holds (no condition given: never early). The
+        conditions read the validation metrics (rl.validation) when the run has them,
+        else the training episodes'."""
+        held_out = any(k.startswith("validation/") for k in metrics)
+        prefix = "validation/" if held_out else "env_runners/trading/"
         checks = []
         if self.mean_return is not None:
-            checks.append(metrics.get("env_runners/trading/return", -1e9) >= self.mean_return)
+            checks.append(metrics.get(prefix + "return", -1e9) >= self.mean_return)
         if self.sharpe is not None:
-            checks.append(metrics.get("env_runners/trading/sharpe", -1e9) >= self.sharpe)
+            checks.append(metrics.get(prefix + "sharpe", -1e9) >= self.sharpe)
         if self.max_drawdown is not None:
-            checks.append(metrics.get("env_runners/trading/max_drawdown", 1e9) <= self.max_drawdown)
+            checks.append(metrics.get(prefix + "max_drawdown", 1e9) <= self.max_drawdown)
         return bool(checks) and steps_in_phase >= self.min_steps and all(checks)
 
 

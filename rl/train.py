@@ -80,6 +80,11 @@ class RunPaths:
     def final(self) -> Path:
         return self.checkpoints / "final"
 
+    @property
+    def best(self) -> Path:
+        """The checkpoint with the best validation score (rl.validation)."""
+        return self.checkpoints / "best"
+
 
 def flatten(result: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     """Numeric scalars of a nested RLlib result as {'a/b/c': value} (config dropped)."""
@@ -117,11 +122,14 @@ def _save(algo, paths: RunPaths, iteration: int) -> Path:
     algo.save_to_path(str(tmp.resolve()))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
-    final = paths.final
-    if final.is_symlink() or final.exists():
-        final.unlink()
-    final.symlink_to(target.name)
+    _link(paths.final, target)
     return target
+
+
+def _link(link: Path, target: Path) -> None:
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(target.name)
 
 
 def init_ray(num_cpus: int | None = None) -> None:
@@ -151,6 +159,10 @@ class TrainResult:
     """The first value of every metric this run (what ``last`` is compared with)."""
     findings: tuple[Finding, ...] = ()
     """Signs that training is not learning (rl.diagnose), from every iteration's metrics."""
+    best: Path | None = None
+    """The checkpoint with the best validation score (None: the run did not validate)."""
+    best_validation: dict[str, float] = field(default_factory=dict)
+    """The validation metrics of ``best`` (rl.validation)."""
 
 
 def train(
@@ -211,6 +223,9 @@ def train(
         iterations = int(algo.iteration)
         steps = 0
         done_iterations = 0
+        metric = f"validation/{config.validation.metric}"
+        best: Path | None = paths.best.resolve() if resume and paths.best.exists() else None
+        best_validation: dict[str, float] = {}
         while steps < config.steps and (max_iterations is None or done_iterations < max_iterations):
             row = flatten(algo.train())
             iterations, done_iterations = int(algo.iteration), done_iterations + 1
@@ -227,10 +242,17 @@ def train(
                 tracker.log(row, step=steps)
             if on_result is not None:
                 on_result(latest)
+            saved = None
             if iterations % config.checkpoint_every == 0:
-                _save(algo, paths, iterations)
-                if remote:
-                    mirror(paths.root, remote)
+                saved = _save(algo, paths, iterations)
+            if row.get("validation/fresh") == 1.0 and (
+                not best_validation or row[metric] > best_validation[metric]
+            ):
+                best = saved or _save(algo, paths, iterations)
+                best_validation = {k: v for k, v in row.items() if k.startswith("validation/")}
+                _link(paths.best, best)
+            if saved is not None and remote:
+                mirror(paths.root, remote)
         checkpoint = _save(algo, paths, iterations)
         _write_placement(algo, paths)
         if tracker is not None:
@@ -240,7 +262,10 @@ def train(
         findings = tuple(diagnose(rows, config.ppo.entropy_coeff))
         for finding in findings:
             log.warning("diagnosis: %s", finding.message)
-        return TrainResult(paths.root, checkpoint, iterations, steps, latest, first, findings)
+        return TrainResult(
+            paths.root, checkpoint, iterations, steps, latest, first, findings, best,
+            best_validation,
+        )  # fmt: skip
     finally:
         if tracker is not None:
             tracker.finish()

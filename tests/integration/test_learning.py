@@ -12,26 +12,28 @@ and the random policy:
   15 minutes only flips every other step and its oracle keeps half its gross edge net
   of costs; the hour's sign is the clearer test of whether the policy reads a feature.)
 - no edge (the synthetic market, and the real Binance sample in ../shared/realdata
-  split by date: trained before 2023-08-05, judged on episodes starting from
-  2023-08-10): turnover and fees fall over training (last 3 iterations at most
-  TURNOVER_FALL of the first 3), and the out-of-sample mean episode return is no
-  worse than flat by more than ROUND_TRIPS round trips of the initial policy's mean
-  position per asset at the taker fee.
+  split by date: trained before 2023-08-05, validated until 2023-08-10, judged on
+  episodes in the test part from 2023-08-10 on): turnover and fees fall over
+  training (last 3 iterations at most TURNOVER_FALL of the first 3), and the
+  out-of-sample mean episode return is no worse than flat by more than ROUND_TRIPS
+  round trips of the initial policy's mean position per asset at the taker fee.
 
 Seeds: training seed 1, evaluation seed 3, 64 evaluation episodes per policy.
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from envs.config import CostConfig
-from envs.registry import market_for
 from rl.config import TrainConfig
 from rl.evaluate import evaluate, flat_policy, module_policy, random_policy
 from rl.schedule import Schedule
+from rl.splits import Span, held_out_env_config
 from rl.train import load_module, train
+from tests.unit.market.realdata import SAMPLE
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -39,7 +41,9 @@ STEPS = 61_440
 """30 iterations of the default 2048-step batch."""
 TURNOVER_FALL = 0.25
 ROUND_TRIPS = 3
-REAL = Path(__file__).resolve().parents[3] / "shared" / "realdata" / "binance_usdm_1m_2023-07_2023-08"
+REAL = (
+    Path(__file__).resolve().parents[3] / "shared" / "realdata" / "binance_usdm_1m_2023-07_2023-08"
+)
 SYMBOLS = ["BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT"]
 
 
@@ -59,10 +63,10 @@ def _round_trip_tolerance(config: TrainConfig) -> float:
 
 
 def _curve(run_dir: Path, key: str) -> np.ndarray:
-    import json
-
     rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
-    return np.array([r[f"env_runners/trading/{key}"] for r in rows if f"env_runners/trading/{key}" in r])
+    return np.array(
+        [r[f"env_runners/trading/{key}"] for r in rows if f"env_runners/trading/{key}" in r]
+    )
 
 
 def _judge(checkpoint: Path, held_out: dict) -> dict[str, dict[str, float]]:
@@ -121,23 +125,21 @@ def test_the_first_phases_of_the_default_schedule_learn_the_costs(ray_local, tmp
     second = train(second_config, tmp_path / "phase2", init_module=first.checkpoint)
     scores = _judge(second.checkpoint, {**second_config.env_config, "synthetic_seed": 99})
 
-    curve = np.concatenate(
-        [_curve(first.run_dir, "turnover"), _curve(second.run_dir, "turnover")]
-    )
+    curve = np.concatenate([_curve(first.run_dir, "turnover"), _curve(second.run_dir, "turnover")])
     assert curve[-3:].mean() <= TURNOVER_FALL * curve[:3].mean(), curve
     assert scores["ppo"]["return"] >= -_round_trip_tolerance(second_config), scores
 
 
 @pytest.fixture(scope="module")
 def real_store(tmp_path_factory):
-    if not REAL.is_dir():
-        pytest.skip(f"the real sample is not at {REAL}")
+    if not SAMPLE.is_dir():
+        pytest.skip(f"the real sample is not at {SAMPLE}")
     from market.importer import FolderImportConfig, import_folder
     from market.store import ParquetStore
 
     root = tmp_path_factory.mktemp("real")
     config = FolderImportConfig(exchange="binanceusdm", label="open", time_unit="datetime")
-    import_folder(ParquetStore(root), REAL, config)
+    import_folder(ParquetStore(root), SAMPLE, config)
     return root
 
 
@@ -145,14 +147,14 @@ def test_the_defaults_learn_the_costs_of_real_data_and_hold_out_of_sample(
     ray_local, tmp_path, real_store
 ):
     data = {"data_dir": str(real_store), "exchange": "binanceusdm", "symbols": SYMBOLS}
-    config = _defaults({**data, "end": "2023-08-05"})
+    config = _defaults(data).with_overrides(
+        **{"split.validation_start": "2023-08-05", "split.test_start": "2023-08-10"}
+    )
 
     result = train(config, tmp_path / "real")
-    full = market_for(data)
-    first_test = int(np.searchsorted(full.timestamps, np.datetime64("2023-08-10T00:00")))
-    env = config.env_config["env"]
-    last = full.n_bars - 2 - env["episode_steps"] * env["bars_per_step"]
-    held_out = {**data, "env": env, "start_range": [first_test, last]}
+    test = json.loads((result.run_dir / "manifest.json").read_text())["splits"]["test"]
+    held_out = held_out_env_config(config.env_config, Span(test["first_bar"], test["last_bar"]))
     scores = _judge(result.checkpoint, held_out)
 
+    assert test["first"] == "2023-08-10T00:00:00+00:00"
     _assert_costs_learned(config, result.run_dir, scores)

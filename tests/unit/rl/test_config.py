@@ -12,12 +12,13 @@ from rl.tracking import redact, wandb_mode
 CONFIGS = sorted((Path(__file__).resolve().parents[3] / "rl" / "configs").glob("*.yaml"))
 
 
-def test_defaults_are_the_seed_ppo_hyperparameters():
+def test_defaults_are_the_seed_ppo_hyperparameters_with_a_discount_for_15_minute_steps():
     ppo = TrainConfig().ppo
     assert (ppo.lr, ppo.minibatch_size, ppo.train_batch_size, ppo.num_epochs) == (
         3e-4, 64, 2048, 10,
     )  # fmt: skip
-    assert (ppo.gamma, ppo.lambda_, ppo.clip_param) == (0.99, 0.95, 0.2)
+    assert (ppo.gamma, ppo.lambda_, ppo.clip_param) == (0.9, 0.9, 0.2)
+    assert TrainConfig().env_config["env"]["bars_per_step"] == 15
 
 
 def test_unknown_keys_are_errors_at_every_level(tmp_path):
