@@ -19,6 +19,8 @@ from typing import Any
 
 import pandas as pd
 
+from market.loader import DEFAULT_SYMBOLS
+
 GUARDED = ("train", "validation")
 """The parts a backtest must not overlap (the test part is what backtests are for)."""
 
@@ -53,7 +55,7 @@ def read_manifest(model_path: Path) -> dict[str, Any] | None:
 def _market(env_config: dict[str, Any]) -> tuple:
     """What identifies a market: venue and symbols, or the synthetic seed and variant."""
     if env_config.get("data_dir") is not None:
-        symbols = env_config.get("symbols") or ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")
+        symbols = env_config.get("symbols") or DEFAULT_SYMBOLS
         return ("store", env_config.get("exchange", "synthetic"), frozenset(symbols))
     return (
         "synthetic",
@@ -61,6 +63,13 @@ def _market(env_config: dict[str, Any]) -> tuple:
         json.dumps(env_config.get("planted_signal"), sort_keys=True),
         json.dumps(env_config.get("augment"), sort_keys=True),
     )
+
+
+def same_market(manifest: dict[str, Any] | None, env_config: dict[str, Any]) -> bool:
+    """Whether ``env_config`` reads the market the model's run trained on."""
+    if manifest is None:
+        return False
+    return _market(manifest["config"]["env_config"]) == _market(env_config)
 
 
 def _stamp(value: Any) -> pd.Timestamp:
@@ -79,8 +88,7 @@ def check(
     span = (_stamp(first).isoformat(), _stamp(last).isoformat())
     if manifest is None:
         return SampleCheck(False, {}, span, "unknown: no manifest.json beside the model")
-    trained_env = manifest["config"]["env_config"]
-    if _market(trained_env) != _market(backtest_env):
+    if not same_market(manifest, backtest_env):
         note = "out of sample: another market than the model trained on"
         return SampleCheck(False, {}, span, note)
     splits = manifest.get("splits")

@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 
 from backtest import plots
 from backtest.files import write_atomic
+from backtest.guard import SampleCheck
 from backtest.metrics import metrics_table
 from backtest.result import BacktestResult
 
@@ -43,6 +44,8 @@ PLOTS = {
 """Chart names (plots/NAME.png) and their captions, in page order."""
 BASELINES_KEY = "baselines"
 """Key of metrics.json holding {baseline name: its metrics}."""
+SAMPLE_KEY = "sample"
+"""Key of metrics.json saying whether the span is in or out of sample (backtest.guard)."""
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.9em}
 th,td{border-bottom:1px solid #ddd;padding:0.25em 0.8em;text-align:right}
@@ -61,11 +64,14 @@ def write_report(
     regime_table: pd.DataFrame | None = None,
     walk_forward: pd.DataFrame | None = None,
     risk_report: dict | None = None,
+    sample: SampleCheck | None = None,
 ) -> Path:
     """Write the report of ``result`` into ``output_dir`` (created if missing) and return
     the path of its report.html. Baselines are drawn on the equity chart and their metrics
     set beside the policy's; regime labels (per time) colour the equity chart; a chart
-    whose input is None is skipped, and the page says so."""
+    whose input is None is skipped, and the page says so. ``sample`` (backtest.guard)
+    says at the top whether the span is out of sample; an in-sample one marks every
+    metric, on the page and in metrics.json."""
     baselines, baseline_metrics = baselines or {}, baseline_metrics or {}
     clash = {result.name} & (set(baselines) | set(baseline_metrics))
     if clash or BASELINES_KEY in metrics:
@@ -84,12 +90,15 @@ def write_report(
             write_atomic(out / "plots" / f"{name}.png", lambda f, png=png: f.write(png))
             drawn[name] = f"plots/{name}.png"
     payload = {**metrics, BASELINES_KEY: baseline_metrics}
+    if sample is not None:
+        payload[SAMPLE_KEY] = {"in_sample": sample.in_sample, "note": sample.note,
+                               "span": list(sample.span), "overlaps": sample.overlaps}  # fmt: skip
     text = json.dumps(_json_safe(payload), indent=2, allow_nan=False)
     write_atomic(out / "metrics.json", lambda f: f.write(text.encode()))
     write_atomic(out / "ledger.parquet", lambda f: result.ledger.to_parquet(f))
     write_atomic(out / "steps.parquet", lambda f: steps_frame(result).to_parquet(f))
     page = _page(result, metrics, baseline_metrics, drawn, regime_table, walk_forward,
-                 risk_report)  # fmt: skip
+                 risk_report, sample)  # fmt: skip
     return write_atomic(out / "report.html", lambda f: f.write(page.encode()))
 
 
@@ -134,7 +143,7 @@ def _var_key(metrics: dict) -> str | None:
 
 
 def _page(result, metrics, baseline_metrics, drawn, regime_table, walk_forward,
-          risk_report=None) -> str:  # fmt: skip
+          risk_report=None, sample=None) -> str:  # fmt: skip
     """The HTML page; every piece of text from the result is escaped."""
     e = html.escape
     index = result.steps.index
@@ -151,9 +160,14 @@ def _page(result, metrics, baseline_metrics, drawn, regime_table, walk_forward,
              f"<title>Backtest: {e(result.name)}</title><style>{_CSS}</style></head><body>",
              f"<h1>Backtest: {e(result.name)}</h1>",
              f"<p>{e(str(index[0]))} to {e(str(index[-1]))}</p>"]  # fmt: skip
+    if sample is not None:
+        style = "warn" if sample.in_sample else "note"
+        parts.append(f"<p class='{style}' id='sample'>Sample: {e(sample.note)}</p>")
     if result.ended_early:
         parts.append(f"<p class='warn'>The run ended early: {e(result.ended_early)}.</p>")
-    parts += ["<h2>Run</h2>", _dict_table(facts), "<h2>Metrics</h2>"]
+    marked = sample is not None and sample.in_sample
+    heading = "Metrics (IN SAMPLE: every figure below)" if marked else "Metrics"
+    parts += ["<h2>Run</h2>", _dict_table(facts), f"<h2>{heading}</h2>"]
     table = metrics_table({result.name: metrics, **baseline_metrics})
     parts.append(_frame_html(table))
     parts.append("<h2>Charts</h2>")

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backtest.baselines import RULES
 from backtest.engine import benchmark_equity, run_policy
+from backtest.guard import SampleCheck, check, enforce, same_market, untouched_span
 from backtest.result import BacktestResult
 from envs.config import EnvConfig
 from envs.core.layout import M_CLOSE
@@ -108,6 +109,32 @@ def span_bars(
             f"{pd.Timestamp(stamps[first], tz='UTC')} .. {pd.Timestamp(stamps[-1], tz='UTC')}"
         )
     return lo, hi
+
+
+def model_span(
+    manifest: dict[str, Any] | None,
+    env_config: dict[str, Any],
+    data: MarketArrays,
+    config: EnvConfig,
+    options: BacktestOptions,
+    allow_in_sample: bool = False,
+) -> tuple[int, int, SampleCheck]:
+    """The bars a model's backtest runs on and whether they are out of sample.
+
+    Without --start/--end/--last-days, on the market the model trained on, it is the
+    model's untouched test part (from its manifest); any span is then checked against
+    the model's training and validation parts (backtest.guard) and refused if it
+    overlaps them, unless ``allow_in_sample``.
+    """
+    start, end = options.start, options.end
+    chosen = start is not None or end is not None or options.last_days is not None
+    test = untouched_span(manifest)
+    if not chosen and test is not None and same_market(manifest, env_config):
+        start, end = test
+    lo, hi = span_bars(data, config, start, end, options.last_days)
+    stamp = lambda i: pd.Timestamp(data.timestamps[i], tz="UTC")  # noqa: E731
+    sample = enforce(check(manifest, env_config, stamp(lo), stamp(hi)), allow_in_sample)
+    return lo, hi, sample
 
 
 def _ns(stamp: str) -> int:
@@ -204,8 +231,10 @@ def analyse(
     output_dir: Path | None,
     walk_forward: pd.DataFrame | None = None,
     config: EnvConfig | None = None,
+    sample: SampleCheck | None = None,
 ) -> BacktestRun:
-    """Benchmark, metrics, regimes and (with ``output_dir``) the report of a finished run."""
+    """Benchmark, metrics, regimes and (with ``output_dir``) the report of a finished run;
+    ``sample`` (backtest.guard) heads the report."""
     from backtest.metrics import compute_metrics
     from risk.regimes import market_regimes
 
@@ -227,6 +256,6 @@ def analyse(
             Path(output_dir), result, metrics, baselines=baselines,
             baseline_metrics=baseline_metrics, regime_labels=labels.reindex(result.steps.index),
             regime_table=regimes, walk_forward=walk_forward,
-            risk_report=final_risk_report(result, data, config or EnvConfig()),
+            risk_report=final_risk_report(result, data, config or EnvConfig()), sample=sample,
         )  # fmt: skip
     return BacktestRun(result, metrics, baselines, baseline_metrics, regimes, report)

@@ -78,13 +78,13 @@ def _aligned(values: dict[str, Any]) -> pd.DataFrame:
             days=values.get("synthetic_days", 30.0), seed=values.get("synthetic_seed", 7)
         )
         return generate_market(config).aligned()
-    from market.loader import load_aligned
+    from market.loader import DEFAULT_SYMBOLS, load_aligned
     from market.store import ParquetStore
 
     return load_aligned(
         ParquetStore(values["data_dir"]),
         values.get("exchange", "synthetic"),
-        list(values.get("symbols") or ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")),
+        list(values.get("symbols") or DEFAULT_SYMBOLS),
         values.get("timeframe", "1m"),
         pd.Timestamp(values["start"], tz="UTC") if values.get("start") else None,
         pd.Timestamp(values["end"], tz="UTC") if values.get("end") else None,

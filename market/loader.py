@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from market.schema import ALIGNED_FIELDS, TIMESTAMP, Kind, asset_of, timeframe_ms
+from market.schema import ALIGNED_FIELDS, TIMESTAMP, Kind, asset_of, perp_symbol, timeframe_ms
 from market.store import ParquetStore, SeriesKey
 from market.validate import DataValidationError
 
@@ -146,3 +146,71 @@ def load_aligned(
             )
         )
     return pd.concat(frames, axis=1, keys=assets, names=["asset", "field"])
+
+
+DEFAULT_SYMBOLS = ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")
+"""The symbols envs.registry loads when an env_config names none."""
+
+
+class MarketChoiceError(ValueError):
+    """A store lacks the exchange or symbols asked for; the message says what it holds."""
+
+
+def choose_exchange(store: ParquetStore, exchange: str | None) -> str:
+    """``exchange`` if the store holds its bars; without one, the store's only exchange."""
+    stored = store.exchanges()
+    if not stored:
+        raise MarketChoiceError(
+            f"no market data under {store.root}: run `quantum data synth`, "
+            "`quantum data collect` or `quantum data import` first"
+        )
+    if exchange is None:
+        if len(stored) > 1:
+            raise MarketChoiceError(
+                f"{store.root} holds several exchanges ({', '.join(stored)}): "
+                "choose one with --exchange"
+            )
+        return stored[0]
+    if exchange not in stored:
+        raise MarketChoiceError(
+            f"no {exchange} bars under {store.root}; it holds: {', '.join(stored)}"
+        )
+    return exchange
+
+
+def choose_symbols(
+    store: ParquetStore, exchange: str, symbols: Sequence[str] | None, timeframe: str = "1m"
+) -> list[str]:
+    """``symbols`` if every one is stored; without any, DEFAULT_SYMBOLS when they are all
+    stored, else every stored symbol of ``exchange`` (sorted: a stable order)."""
+    stored = store.symbols(exchange, timeframe)
+    if not stored:
+        other = sorted({k.timeframe or "" for k in store.series()
+                        if k.kind is Kind.OHLCV and k.exchange == exchange})  # fmt: skip
+        raise MarketChoiceError(
+            f"no {timeframe} bars of {exchange} under {store.root} "
+            f"(stored timeframes: {', '.join(other) or 'none'})"
+        )
+    if not symbols:
+        return list(DEFAULT_SYMBOLS) if set(DEFAULT_SYMBOLS) <= set(stored) else stored
+    missing = [s for s in symbols if s not in stored]
+    if missing:
+        raise MarketChoiceError(
+            f"{exchange} under {store.root} has no {timeframe} bars of {', '.join(missing)}; "
+            f"stored: {', '.join(stored)}"
+        )
+    return list(symbols)
+
+
+def symbols_of_assets(assets: Sequence[str], stored: Sequence[str]) -> list[str]:
+    """Asset names ('BTC', as a run records them) as symbols of a store: the USDT perp if
+    stored, else the one stored symbol of that base, else the USDT perp (which the caller
+    then reports missing). Names that are symbols already ('ETH/USDT:USDT') are kept."""
+    out = []
+    for asset in assets:
+        if "/" in asset:
+            out.append(asset)
+            continue
+        same = [s for s in stored if asset_of(s) == asset]
+        out.append(same[0] if len(same) == 1 else perp_symbol(asset))
+    return out

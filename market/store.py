@@ -190,6 +190,22 @@ class ParquetStore:
                     )
         return [k for k in keys if self._live_files(k)]
 
+    def exchanges(self) -> list[str]:
+        """Exchanges with stored bars (OHLCV, any symbol or timeframe), sorted."""
+        return sorted({k.exchange for k in self.series() if k.kind is Kind.OHLCV})
+
+    def symbols(self, exchange: str, timeframe: str | None = None) -> list[str]:
+        """Symbols with stored bars on ``exchange`` (of ``timeframe`` if given), sorted."""
+        return sorted(
+            {
+                k.symbol
+                for k in self.series()
+                if k.kind is Kind.OHLCV
+                and k.exchange == exchange
+                and (timeframe is None or k.timeframe == timeframe)
+            }
+        )
+
     def _files(self, key: SeriesKey) -> list[_File]:
         directory = self.root / key.partition
         if not directory.is_dir():

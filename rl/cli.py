@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from rl.config import TrainConfig
+from rl.cli_input import check_env, check_run_folder, read_config, store_market, user_errors
+from rl.config import VALIDATION_METRICS, TrainConfig
 from rl.train import STEPS_KEY, SUMMARY_KEYS, RunPaths, TrainResult, train
 
 console = Console()
@@ -22,12 +23,15 @@ log = logging.getLogger(__name__)
 RUNNERS_HELP = "Remote EnvRunner actors, or 'auto': one per CPU the Ray cluster has spare."
 LEARNERS_HELP = "Remote learners (0 = learn in the driver); more for multi-GPU."
 STORAGE_HELP = "Also keep the run at this path or URI (s3://, gs://, ...): STORAGE/NAME."
+DATA_HELP = "Market store (quantum data ...); default: the synthetic market, in memory."
+EXCHANGE_HELP = "Exchange of the --data store (default: the only one it holds)."
 
 
 def load_config(
     config: str,
     *,
     data: Path | None = None,
+    exchange: str | None = None,
     steps: int | None = None,
     env_runners: str | None = None,
     envs_per_runner: int | None = None,
@@ -39,7 +43,7 @@ def load_config(
     compile_: bool | None = None,
 ) -> TrainConfig:
     """``defaults`` or a YAML file, then the command-line overrides on top."""
-    base = TrainConfig() if config == "defaults" else TrainConfig.from_yaml(config)
+    base = read_config(config)
     overrides: dict[str, Any] = {
         "steps": steps,
         "rollouts.env_runners": env_runners,
@@ -57,6 +61,9 @@ def load_config(
             env_config.pop(key, None)
         env_config["data_dir"] = str(data)
         overrides["env_config"] = env_config
+    if exchange is not None:
+        overrides["env_config"] = {**overrides.get("env_config", base.env_config),
+                                   "exchange": exchange}  # fmt: skip
     return base.with_overrides(**{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -67,7 +74,11 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise typer.BadParameter(f"--set needs KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or err
+            raise ValueError(f"--set {item}: the value is not YAML ({problem})") from err
     return out
 
 
@@ -80,8 +91,20 @@ def summary_table(result: TrainResult) -> Table:
         if key in result.last:
             start = result.first.get(key)
             shown = "" if start is None else f"{start:,.4g}"
-            table.add_row(key.split("/", 1)[-1], shown, f"{result.last[key]:,.4g}")
+            part = "training " if key.startswith("env_runners/") else ""
+            table.add_row(part + key.split("/", 1)[-1], shown, f"{result.last[key]:,.4g}")
+    for key in VALIDATION_METRICS:  # held out: what selected the best checkpoint
+        name = f"validation/{key}"
+        if name in result.last:
+            best = result.best_validation.get(name)
+            table.add_row(
+                f"validation {key} (latest; best checkpoint)",
+                "",
+                f"{result.last[name]:,.4g}; {best:,.4g}" if best is not None else "",
+            )
     table.add_row("checkpoint", "", str(result.checkpoint))
+    if result.best is not None:
+        table.add_row("best checkpoint (validation)", "", str(result.best))
     return table
 
 
@@ -99,9 +122,8 @@ def train_command(
     config: Annotated[
         str, typer.Option(help="A TrainConfig YAML file, or 'defaults'.")
     ] = "defaults",
-    data: Annotated[
-        Path | None, typer.Option(help="Market store (quantum data ...); default: synthetic.")
-    ] = None,
+    data: Annotated[Path | None, typer.Option(help=DATA_HELP)] = None,
+    exchange: Annotated[str | None, typer.Option(help=EXCHANGE_HELP)] = None,
     steps: Annotated[int | None, typer.Option(help="Env steps to train for (total).")] = None,
     env_runners: Annotated[str | None, typer.Option(help=RUNNERS_HELP)] = None,
     envs_per_runner: Annotated[
@@ -151,21 +173,30 @@ def train_command(
     ] = 0,
 ) -> None:
     """Train the hierarchical PPO policy and print a summary (see README: Training)."""
-    if from_manifest is not None:
-        from envs.registry import market_for
-        from rl.manifest import config_from_manifest
-
-        cfg = config_from_manifest(from_manifest)
-        config_from_manifest(from_manifest, market_for(cfg.env_config))
-    else:
-        cfg = load_config(
-            config, data=data, steps=steps, env_runners=env_runners,
-            envs_per_runner=envs_per_runner, model=model, seed=seed, wandb=wandb,
-            learners=learners, gpus_per_learner=gpus_per_learner, compile_=compile_,
-        )  # fmt: skip
-        cfg = cfg.with_overrides(**parse_sets(set_ or []))
     if recalibrate_value and continue_from is None:
         raise typer.BadParameter("--recalibrate-value needs --continue-from")
+    with user_errors():
+        sets = parse_sets(set_ or [])
+        if from_manifest is not None:
+            from envs.registry import market_for
+            from rl.manifest import config_from_manifest
+
+            if data is not None or exchange is not None:
+                raise ValueError("--from-manifest reruns the recorded market: drop --data and "
+                                 "--exchange")  # fmt: skip
+            cfg = config_from_manifest(from_manifest)
+            config_from_manifest(from_manifest, market_for(cfg.env_config))
+        else:
+            cfg = load_config(
+                config, data=data, exchange=exchange, steps=steps, env_runners=env_runners,
+                envs_per_runner=envs_per_runner, model=model, seed=seed, wandb=wandb,
+                learners=learners, gpus_per_learner=gpus_per_learner, compile_=compile_,
+            )  # fmt: skip
+            cfg = store_market(cfg.with_overrides(**sets), exchange)
+        if continue_from is not None and not continue_from.exists():
+            raise FileNotFoundError(f"--continue-from: no checkpoint at {continue_from}")
+        check_run_folder(out, resume)
+        check_env(cfg)
     if continue_from is not None and recalibrate_value > 0:
         recalibration = train(
             cfg.with_overrides(**{"model.value_only": True}),
@@ -213,9 +244,8 @@ def tune_command(
     config: Annotated[
         str, typer.Option(help="Base TrainConfig YAML (phases apply on top), or 'defaults'.")
     ] = "defaults",
-    data: Annotated[
-        Path | None, typer.Option(help="Market store (quantum data ...); default: synthetic.")
-    ] = None,
+    data: Annotated[Path | None, typer.Option(help=DATA_HELP)] = None,
+    exchange: Annotated[str | None, typer.Option(help=EXCHANGE_HELP)] = None,
     out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/tune"),
     use_recommendations: Annotated[
         bool, typer.Option(help="Apply each phase's phaseN_recommendations.json.")
@@ -246,12 +276,15 @@ def tune_command(
 
     if population < 1:
         raise typer.BadParameter("population must be >= 1")
-    sched = Schedule.load(schedule)
-    base = load_config(
-        config, data=data, env_runners=env_runners, envs_per_runner=envs_per_runner,
-        learners=learners, gpus_per_learner=gpus_per_learner,
-    )  # fmt: skip
-    sched.select(phases)  # a bad range fails before Ray starts
+    with user_errors():  # a bad schedule, config, range or store fails before Ray starts
+        sched = Schedule.load(schedule)
+        base = load_config(
+            config, data=data, exchange=exchange, env_runners=env_runners,
+            envs_per_runner=envs_per_runner, learners=learners,
+            gpus_per_learner=gpus_per_learner,
+        )  # fmt: skip
+        base = store_market(base, exchange)
+        sched.select(phases)
     results = run_phases(
         sched, phases, base, out, population=population,
         use_recommendations=use_recommendations, resume=resume,

@@ -75,6 +75,20 @@ def phase_callbacks(
     return PhaseCallbacks
 
 
+def best_scored_checkpoint(result):
+    """The best trial's checkpoint with the highest score (SCORE: the validation metric
+    when the run validates) among those it kept, not merely its last one; the last one
+    when none of the kept ones carries a score."""
+    scored = [
+        (ckpt, metrics["quantum"]["score"])
+        for ckpt, metrics in (result.best_checkpoints or [])
+        if isinstance(metrics.get("quantum"), dict) and "score" in metrics["quantum"]
+    ]
+    if not scored:
+        return result.checkpoint
+    return max(scored, key=lambda pair: pair[1])[0]
+
+
 def _path(key: str) -> tuple[str, ...]:
     """Where a mutable TrainConfig key lives in RLlib's (Tune's) param space."""
     if key in _ALGO_KEYS:
@@ -284,8 +298,10 @@ def _run_phase(
                 checkpoint_config=tune.CheckpointConfig(
                     checkpoint_frequency=config.checkpoint_every,
                     checkpoint_at_end=True,
-                    # PBT exploits copy other trials' checkpoints: keep a few more
+                    # PBT exploits copy other trials' checkpoints: keep a few more; a
+                    # single trial keeps its best-scoring (validation) ones
                     num_to_keep=2 if population == 1 else 4,
+                    checkpoint_score_attribute=SCORE if population == 1 else None,
                 ),
                 failure_config=tune.FailureConfig(max_failures=2),
                 callbacks=_tracking(config, out, number),
@@ -294,7 +310,8 @@ def _run_phase(
         )
     grid = tuner.fit()
     best = grid.get_best_result(metric=SCORE, mode="max", scope="last")
-    if best.checkpoint is None:
+    best_checkpoint = best_scored_checkpoint(best)
+    if best_checkpoint is None:
         raise RuntimeError(f"phase {number}: the best trial left no checkpoint")
     trials = [
         {
@@ -318,9 +335,9 @@ def _run_phase(
             recs_path, number + 1, recs, rows[-1] if rows else {},
             diagnosis=[{"name": f.name, "value": f.value, "message": f.message} for f in findings],
         )  # fmt: skip
-    best_path = Path(best.checkpoint.path)
+    best_path = Path(best_checkpoint.path)
     if is_uri(storage):  # the next phase and the summary need a local copy
-        best_path = Path(best.checkpoint.to_directory(str(out / "best" / f"phase{number}")))
+        best_path = Path(best_checkpoint.to_directory(str(out / "best" / f"phase{number}")))
     return PhaseResult(
         number, phase.name, best_path, phase.until_steps, trials, recs_path,
         pbt_lineage(experiment),

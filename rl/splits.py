@@ -100,8 +100,16 @@ def part_env_config(env_config: dict[str, Any], span: Span) -> dict[str, Any]:
 
 
 def held_out_env_config(env_config: dict[str, Any], span: Span) -> dict[str, Any]:
-    """The env config of episodes in a held-out part (no training start range)."""
+    """The env config of episodes in a held-out part: no training start range, and
+    episodes shortened to fit the part when it is shorter than one (a small dataset's
+    validation part may hold less than a training episode's day)."""
+    from envs.config import EnvConfig
+
     base = {k: v for k, v in env_config.items() if k not in ("start_range", "start_fraction")}
+    env = EnvConfig(**base.get("env", {}))
+    fits = (span.last - span.first) // env.bars_per_step - 1
+    if 0 < fits < env.episode_steps:
+        base["env"] = {**base.get("env", {}), "episode_steps": fits}
     return part_env_config(base, span)
 
 
@@ -133,3 +141,24 @@ def validates(config) -> bool:
     return bool(config.validation.every) and (
         config.split.validation > 0 or config.split.validation_start is not None
     )
+
+
+def check_parts(config) -> Splits:
+    """Resolve a TrainConfig's split and check that its train part, and its validation
+    part when the run validates, each hold a whole episode (before Ray starts: a clear
+    error, not a failure inside an EnvRunner)."""
+    from envs.registry import episode_start_bounds
+
+    splits, _ = run_splits(config.env_config, config.split)
+    parts = {"train": part_env_config(config.env_config, splits.train)}
+    if validates(config) and splits.validation is not None:
+        parts["validation"] = held_out_env_config(config.env_config, splits.validation)
+    for name, env_config in parts.items():
+        try:
+            episode_start_bounds(env_config)
+        except ValueError as err:
+            raise ValueError(
+                f"the {name} part of the split: {err} (or hold out less: split.validation, "
+                "split.test)"
+            ) from err
+    return splits

@@ -187,6 +187,7 @@ def train(
     from envs.registry import market_for
     from rl.algo import ppo_config
     from rl.manifest import build_manifest, write_manifest
+    from rl.splits import check_parts
     from rl.storage import mirror
     from rl.tracking import Tracker
 
@@ -199,6 +200,7 @@ def train(
         raise FileExistsError(f"{paths.root} already holds a run; use --resume or a new --out")
     paths.checkpoints.mkdir(parents=True, exist_ok=True)
     data = market_for(config.env_config)
+    check_parts(config)
     paths.config.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     write_manifest(paths.manifest, build_manifest(config, data))
 

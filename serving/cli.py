@@ -14,6 +14,21 @@ import yaml
 from rich.console import Console
 
 console = Console()
+EXCHANGE_HELP = "Exchange of the --data-path store (default: the only one it holds)."
+
+
+def store_exchange(data_path: Path | None, exchange: str | None) -> str | None:
+    """The exchange to read from the store at ``data_path``: ``exchange`` if it holds its
+    bars, else its only one (market.loader.choose_exchange); None without a store."""
+    from market.loader import choose_exchange
+    from market.store import ParquetStore
+
+    if data_path is None:
+        if exchange is not None:
+            raise ValueError(f"--exchange {exchange} names an exchange of a store: give the "
+                             "store with --data-path")  # fmt: skip
+        return None
+    return choose_exchange(ParquetStore(data_path), exchange)
 
 
 def serve_config(model_path: str, host: str, port: int, replicas: int,
@@ -62,13 +77,22 @@ def serve_command(
     data_path: Annotated[
         Path | None, typer.Option(help="Market store that keeps the chatbot's facts live.")
     ] = None,
+    exchange: Annotated[str | None, typer.Option(help=EXCHANGE_HELP)] = None,
 ) -> None:
     """Serve trading signals and backtests (and the chatbot) over HTTP until interrupted."""
+    from rl.cli_input import user_errors
+
+    with user_errors():
+        venue = store_exchange(data_path, exchange)
+        if write_config is None and not model_path.exists():
+            raise FileNotFoundError(f"no checkpoint at {model_path}")
     chat = {}
     if chat_model_path is not None:
         chat["chat_model_path"] = str(chat_model_path.resolve())
         chat["chat_base_model"] = str(chat_base_model.resolve()) if chat_base_model else None
         chat["data_path"] = str(data_path.resolve()) if data_path else None
+        if venue is not None:
+            chat["exchange"] = venue
     if write_config is not None:
         config = serve_config(str(model_path), host, port, replicas, chat)
         write_config.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -120,19 +144,37 @@ def signal_command(
     data_path: Annotated[Path, typer.Option(help="Market store to take the latest bars from.")],
     url: Annotated[str, typer.Option(help="The service's URL.")] = "http://127.0.0.1:8000",
     wait: Annotated[float, typer.Option(help="Seconds to wait for the service to be ready.")] = 0,
-    exchange: Annotated[str, typer.Option(help="Exchange name in the store.")] = "synthetic",
+    exchange: Annotated[
+        str | None, typer.Option(help="Exchange in the store (default: the only one it holds).")
+    ] = None,
 ) -> None:
     """Ask a running service for a signal on the latest stored bars and print it."""
     import json
     import os
 
-    from serving.bars import recent_bars
-    from serving.client import QuantumClient
+    import httpx
 
+    from market.loader import choose_symbols, symbols_of_assets
+    from market.store import ParquetStore
+    from rl.cli_input import user_errors
+    from serving.bars import recent_bars
+    from serving.client import ApiError, QuantumClient
+
+    with user_errors():
+        venue = store_exchange(data_path, exchange)
     key = os.environ.get("QUANTUM_API_KEY") or os.environ.get("QUANTUM_API_KEYS", "").split(",")[0]
     client = QuantumClient(url, key.strip())
-    if wait:
-        client.wait_ready(wait)
-    (model,) = client.models()
-    bars = recent_bars(data_path, model["assets"], model["min_bars"], exchange)
-    console.print_json(json.dumps(client.signal(bars=bars)))
+    try:
+        if wait:
+            client.wait_ready(wait)
+        (model,) = client.models()
+        with user_errors():  # the model's assets must be in the store
+            store = ParquetStore(data_path)
+            stored = store.symbols(venue, "1m")
+            symbols = choose_symbols(store, venue, symbols_of_assets(model["assets"], stored))
+            bars = recent_bars(data_path, symbols, model["min_bars"], venue)
+        answer = client.signal(bars=bars)
+    except (ApiError, httpx.HTTPError, TimeoutError) as err:
+        console.print(f"[red]error:[/] the service at {url}: {err}", soft_wrap=True)
+        raise typer.Exit(1) from err
+    console.print_json(json.dumps(answer))

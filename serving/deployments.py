@@ -100,8 +100,9 @@ class PolicyServer:
 def _run_backtest(model_path: str, request: dict, output_dir: str) -> dict:
     """A backtest as a Ray task: its own process and CPU, never the request path."""
     from backtest.cli import market_env_config
+    from backtest.guard import read_manifest
     from backtest.loading import load_trained
-    from backtest.run import BacktestOptions, analyse, run_baselines, run_module, span_bars
+    from backtest.run import BacktestOptions, analyse, model_span, run_baselines, run_module
     from envs.config import EnvConfig
     from envs.registry import market_for
 
@@ -115,11 +116,17 @@ def _run_backtest(model_path: str, request: dict, output_dir: str) -> dict:
                               last_days=request.get("last_days"),
                               baselines=tuple(request.get("baselines", ())))  # fmt: skip
     config = options.env_config(EnvConfig(**env_config.get("env", {})))
-    lo, hi = span_bars(data, config, options.start, options.end, options.last_days)
+    lo, hi, sample = model_span(
+        read_manifest(Path(model_path)), env_config, data, config, options,
+        bool(request.get("allow_in_sample")),
+    )  # fmt: skip
     result = run_module(trained.module, data, config, lo, hi, "policy")
     others = run_baselines(data, config, lo, hi, options.baselines)
-    run = analyse(result, data, others, options, Path(output_dir), None, config)
-    return {"metrics": run.metrics, "baselines": run.baseline_metrics, "report": str(run.report)}
+    run = analyse(result, data, others, options, Path(output_dir), None, config, sample)
+    return {
+        "metrics": run.metrics, "baselines": run.baseline_metrics, "report": str(run.report),
+        "sample": sample.note,
+    }  # fmt: skip
 
 
 def _finite(value):
@@ -162,5 +169,6 @@ class BacktestRunner:
                 try:
                     job.update(_finite(ray.get(ref)), status="succeeded")
                 except Exception as err:  # the job's failure is its status, not the service's
-                    job.update(status="failed", error=f"{type(err).__name__}: {err}"[:2000])
+                    cause = getattr(err, "cause", None) or err  # a task's own error, no trace
+                    job.update(status="failed", error=f"{type(cause).__name__}: {cause}"[:2000])
         return dict(job)

@@ -104,6 +104,12 @@ class BacktestRequest(BaseModel):
     baselines: list[Literal["flat", "buy_and_hold", "momentum"]] = Field(
         default_factory=lambda: ["flat", "buy_and_hold"]
     )
+    allow_in_sample: bool = Field(
+        False,
+        description="Run a span that overlaps the model's training or validation data "
+        "(refused otherwise; the report then marks every metric in-sample). Without a "
+        "span, the model's untouched test part is used.",
+    )
 
 
 class BacktestJob(BaseModel):
@@ -115,6 +121,7 @@ class BacktestJob(BaseModel):
     metrics: dict[str, float | None] | None = None
     baselines: dict[str, dict[str, float | None]] | None = None
     report: str | None = Field(None, description="Path of report.html on the server.")
+    sample: str | None = Field(None, description="In or out of sample, and why.")
     error: str | None = None
 
 

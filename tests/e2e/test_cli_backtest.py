@@ -68,6 +68,8 @@ def test_backtest_writes_a_report_with_plots_metrics_and_ledger(trained):
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "total_return" in result.stdout and "buy_and_hold" in result.stdout
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert "sample: out of sample" in result.stdout  # the run's untouched test part
     parser = _Images()
     parser.feed((out / "report.html").read_text())
     names = {src.rsplit("/", 1)[-1].removesuffix(".png") for src in parser.sources}
@@ -76,6 +78,8 @@ def test_backtest_writes_a_report_with_plots_metrics_and_ledger(trained):
         width, height = _png_size(out / src)
         assert width > 200 and height > 100, src
     metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["sample"]["in_sample"] is False
+    assert metrics["sample"]["span"][0] == manifest["splits"]["test"]["first"]
     for key in ("sharpe", "sortino", "calmar", "max_drawdown", "deflated_sharpe",
                 "probabilistic_sharpe", "fees", "funding", "turnover"):  # fmt: skip
         assert key in metrics, key
@@ -152,3 +156,22 @@ def test_a_model_for_other_assets_is_refused_with_the_mismatch_named(trained):
     assert "market" in other.stdout and "(24, 3, 12)" in other.stdout
     assert "(24, 2, 12)" in other.stdout
     assert not (root / "nope").exists()
+
+
+def test_a_backtest_overlapping_the_training_span_is_refused_unless_allowed(trained):
+    root, data, _, run = trained
+    train_part = json.loads((run / "manifest.json").read_text())["splits"]["train"]
+    args = ("backtest", "--model-path", str(run), "--data-path", str(data), "--baselines", "",
+            "--start", train_part["first"], "--end", train_part["last"])  # fmt: skip
+
+    refused = quantum(*args, "--output-dir", str(root / "refused"))
+    allowed = quantum(*args, "--output-dir", str(root / "allowed"), "--allow-in-sample")
+
+    assert refused.returncode == 2 and "Traceback" not in refused.stdout + refused.stderr
+    text = " ".join(refused.stdout.split())
+    assert "overlaps the model's train" in text and train_part["first"] in text
+    assert not (root / "refused").exists()
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    metrics = json.loads((root / "allowed" / "metrics.json").read_text())
+    assert metrics["sample"]["in_sample"] is True
+    assert "IN SAMPLE" in (root / "allowed" / "report.html").read_text()

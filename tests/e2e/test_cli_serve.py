@@ -35,7 +35,7 @@ def test_serve_answers_a_signal_on_the_latest_bars_and_stops_cleanly(tmp_path):
     """Through the proxy (what `quantum signal` uses) and, with --direct-ingress, straight
     to the ingress replica's own port: the same model answers on both."""
     data, run = tmp_path / "data", tmp_path / "runs" / "tiny"
-    synth = quantum("data", "synth", "--days", "3", "--seed", "8", "--out", str(data))
+    synth = quantum("data", "synth", "--days", "5", "--seed", "8", "--out", str(data))
     assert synth.returncode == 0, synth.stdout + synth.stderr
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_YAML)

@@ -133,6 +133,29 @@ def test_backtest_jobs_run_off_the_request_path(served, tmp_path):
     assert missing.status_code == 404 and missing.json()["code"] == "unknown_job"
 
 
+def _finished(client, job: dict) -> dict:
+    while (status := client.get(f"/v1/backtests/{job['id']}").json())["status"] == "running":
+        time.sleep(0.2)
+    return status
+
+
+def test_a_backtest_on_the_models_own_training_span_is_refused_unless_allowed(served):
+    span = {"start": "2024-01-02T06:00", "end": "2024-01-02T12:00", "baselines": []}
+    with served.client() as client:
+        refused = _finished(client, client.post("/v1/backtests", json=span).json())
+        allowed = _finished(
+            client, client.post("/v1/backtests", json={**span, "allow_in_sample": True}).json()
+        )
+        held_out = _finished(client, client.post("/v1/backtests", json={"baselines": []}).json())
+
+    assert refused["status"] == "failed"
+    assert "InSampleError" in refused["error"] and "2024-01-02T06:00" in refused["error"]
+    assert "train" in refused["error"]
+    assert allowed["status"] == "succeeded" and allowed["sample"].startswith("IN SAMPLE")
+    assert held_out["status"] == "succeeded", held_out
+    assert held_out["sample"].startswith("out of sample")
+
+
 def test_swapping_the_checkpoint_drops_no_request(served):
     from ray import serve
 

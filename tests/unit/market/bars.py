@@ -31,3 +31,15 @@ def make_funding(start: str, periods: int, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(
         {"funding_rate": rng.normal(1e-4, 1e-4, periods)}, index=index.as_unit("ns")
     )
+
+
+def store_with(root, series: dict[str, list[str]]):
+    """A ParquetStore at ``root`` holding 30 one-minute bars for every exchange's symbols
+    in ``series`` ({exchange: [symbol, ...]}); returns ``root``."""
+    from market.store import ParquetStore, SeriesKey
+
+    store = ParquetStore(root)
+    for exchange, symbols in series.items():
+        for symbol in symbols:
+            store.append(SeriesKey.bars(exchange, symbol, "1m"), make_bars(30))
+    return root
