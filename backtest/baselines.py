@@ -43,7 +43,7 @@ def flat(data: MarketArrays, config: EnvConfig) -> Rule:
 
 def buy_and_hold(data: MarketArrays, config: EnvConfig, gross: float = 1.0) -> Rule:
     """Long every asset in equal notional, ``gross`` x equity in total, held throughout
-    (re-entered after a stop; the rebalance band keeps it from churning)."""
+    (backtests run the rules without stops; the rebalance band keeps it from churning)."""
     size = _unit_size(config, data.n_assets, gross)
     return lambda obs: _action(np.full((len(obs["market"]), data.n_assets), 2), size)
 

@@ -1,6 +1,7 @@
 """Finding a trained policy and the config it was trained with.
 
-A checkpoint path may be a run folder (``runs/NAME``: its final checkpoint), an
+A checkpoint path may be a run folder (``runs/NAME``: its selected checkpoint, the
+best on the validation part (``checkpoints/best``), else its final one), an
 Algorithm checkpoint (``runs/NAME/checkpoints/iter_000008`` or ``.../final``) or a
 bare RLModule folder. The run's ``config.yaml`` (rl.train) says which market, env
 and model the policy was trained on, so a backtest uses the same simulator settings
@@ -32,10 +33,11 @@ def resolve_checkpoint(path: Path) -> tuple[Path, Path | None]:
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
     if (path / "checkpoints").is_dir():
-        final = RunPaths(path).final
-        if not final.exists():
+        paths = RunPaths(path)
+        chosen = paths.best if paths.best.exists() else paths.final
+        if not chosen.exists():
             raise FileNotFoundError(f"{path} is a run folder without a final checkpoint")
-        return final.resolve(), path
+        return chosen.resolve(), path
     for parent in (path.parent.parent, path.parent):
         if (parent / "config.yaml").is_file():
             return path.resolve(), parent

@@ -169,9 +169,14 @@ def run_module(
 def run_baselines(
     data: MarketArrays, config: EnvConfig, start: int, end: int, names: tuple[str, ...]
 ) -> dict[str, BacktestResult]:
+    """The rule baselines on the same simulator and span, without stops (a buy-and-hold
+    that a stop sells and the rule buys back the next step is not buy-and-hold)."""
     unknown = sorted(set(names) - set(RULES))
     if unknown:
         raise ValueError(f"unknown baselines {unknown}; known: {sorted(RULES)}")
+    config = config.model_copy(
+        update={"execution": config.execution.model_copy(update={"stops": False})}
+    )
     return {
         name: run_policy(RULES[name](data, config), data, config, start, end, name)
         for name in names

@@ -126,6 +126,14 @@ class ExecutionConfig(BaseModel):
             "can take without repeating its last size exactly (0.1: ten size levels)."
         ),
     )
+    stops: bool = Field(
+        True,
+        description=(
+            "Place the risk head's stop-loss and take-profit orders. Off for the rule "
+            "baselines (backtest.baselines): a buy-and-hold with a stop is not one, and "
+            "stops in ATRs of one-minute bars fire often on real one-minute tails."
+        ),
+    )
     funding_window_bars: int = Field(
         60, ge=0, description="Funding-aware orders wait if a paying funding event is this close."
     )

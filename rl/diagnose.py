@@ -5,8 +5,9 @@ churned for millions of steps while its entropy rose), each read from results.js
 rows over the last third of the run against its first third:
 
 - the entropy bonus dominates the reward: ``entropy_coeff x entropy`` per step is
-  larger than the mean |reward| per step the loss sees (after normalisation), so the
-  policy is paid more for being random than for trading well;
+  larger than the mean |reward| per step the loss sees (after normalisation) while the
+  policy still trades, so it is paid more for being random than for trading well (a
+  policy that has stopped trading earns 0 and is not flagged);
 - turnover does not fall: a policy that learns its costs trades less (or, if it found
   an edge, earns more than it pays); the same turnover from start to end while returns
   stay negative means the fee signal is not getting through;
@@ -68,10 +69,12 @@ def diagnose(rows: Sequence[dict[str, float]], entropy_coeff: float) -> list[Fin
     entropy = _series(rows, POLICY + "entropy")
     reward = _series(rows, POLICY + "reward_abs_mean")
     coeff = _series(rows, POLICY + "curr_entropy_coeff")
-    if len(entropy) and len(reward):
+    turnover = _series(rows, TRADING + "turnover")
+    trading = len(turnover) == 0 or _thirds(turnover)[1] > TURNOVER_FLOOR
+    if len(entropy) and len(reward) and trading:  # a flat policy earns 0: no contest
         n = min(len(entropy), len(reward))
         c = coeff[-n:] if len(coeff) >= n else np.full(n, entropy_coeff)
-        ratio = _thirds(c * entropy[-n:] / np.maximum(reward[-n:], 1e-12))[1]
+        ratio = _thirds(c * entropy[-n:])[1] / max(_thirds(reward[-n:])[1], 1e-12)
         if ratio > BONUS_DOMINATES:
             out.append(
                 Finding(
@@ -82,7 +85,6 @@ def diagnose(rows: Sequence[dict[str, float]], entropy_coeff: float) -> list[Fin
                     "lower ppo.entropy_coeff",
                 )
             )
-    turnover = _series(rows, TRADING + "turnover")
     returns = _series(rows, TRADING + "return")
     if len(turnover) >= 3:
         first, last = _thirds(turnover)

@@ -12,7 +12,8 @@ The mapping, per asset a, using only data up to the decision bar t:
   budget (a no-trade band: holding is the easy action, not an exact repeat of a
   continuous size), unless skipping them would leave the book above a cap; closing to
   flat is never skipped
-- stop-loss / take-profit at close[t] -/+ distance (long) or +/- (short), with
+- stop-loss / take-profit (unless execution.stops is off) at close[t] -/+ distance
+  (long) or +/- (short), with
   distance = ATR[t] * (lo + risk[a, k] * (hi - lo)) for k = 0 (stop) and 1 (take-profit)
 - style = execution[a, 0], horizon = execution[a, 1] + 1 bars
 """
@@ -44,6 +45,7 @@ from envs.core.params import (
     P_REBALANCE_BAND,
     P_SL_HI,
     P_SL_LO,
+    P_STOPS,
     P_TP_HI,
     P_TP_LO,
 )
@@ -112,7 +114,7 @@ def place_orders(acct, book, mkt, params, t, trade, size, risk, execution, targe
         spread = half_spread(mkt, params, t, a)
         book[a, LIMIT_PX] = close * (1.0 - spread if delta > 0.0 else 1.0 + spread)
         direction = trade[a] - 1
-        if direction == 0:
+        if direction == 0 or params[P_STOPS] == 0.0:
             book[a, SL_PX] = 0.0
             book[a, TP_PX] = 0.0
             continue

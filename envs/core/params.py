@@ -31,7 +31,8 @@ P_EPISODE_STEPS = 21
 P_REBALANCE_BAND = 22
 P_MIN_HALF_SPREAD = 23
 P_MAX_HALF_SPREAD = 24
-N_PARAMS = 25
+P_STOPS = 25
+N_PARAMS = 26
 
 
 def pack_params(config: EnvConfig) -> np.ndarray:
@@ -63,6 +64,7 @@ def pack_params(config: EnvConfig) -> np.ndarray:
         P_EPISODE_STEPS: config.episode_steps,
         P_MIN_HALF_SPREAD: c.min_half_spread,
         P_MAX_HALF_SPREAD: c.max_half_spread,
+        P_STOPS: float(ex.stops),
     }
     out = np.zeros(N_PARAMS, dtype=np.float64)
     for index, value in values.items():

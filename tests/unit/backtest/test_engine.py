@@ -26,17 +26,14 @@ def test_flat_rule_keeps_the_capital_and_writes_no_ledger(data):
 
 
 def test_buy_and_hold_holds_one_x_equity_split_evenly_and_costs_reconcile(data):
-    config = EnvConfig()
+    config = EnvConfig(execution={"stops": False})  # as backtests run the rules
     start = data.first_valid
 
     result = run_policy(buy_and_hold(data, config), data, config, start, start + 900, "bh")
 
-    # the rule keeps the widest stop the action allows (10 ATR); the calibrated market's
-    # fat one-minute tails reach it now and then, and the rule buys back at the next bar
-    stopped = result.ledger.loc[result.ledger["kind"] == "stop_loss", "timestamp"]
-    later = result.steps.iloc[10:].drop(index=stopped, errors="ignore")
+    later = result.steps.iloc[10:]
     np.testing.assert_allclose(later["leverage"], 1.0, atol=0.06)  # within the rebalance band
-    shares = result.positions.loc[later.index].div(later["equity"], axis=0)
+    shares = result.positions.iloc[10:].div(later["equity"], axis=0)
     np.testing.assert_allclose(shares.to_numpy(), 1 / 3, atol=0.03)
     ledger = result.ledger
     last = result.steps.iloc[-1]

@@ -297,3 +297,21 @@ def test_closing_to_flat_and_reversing_are_never_held_back_by_the_band():
     assert opened > 0
     assert reversed_ < 0
     assert env.positions()[0] == 0.0
+
+
+@pytest.mark.parametrize("stops", [True, False])
+def test_with_stops_off_a_position_rides_through_its_stop_distance(stops):
+    data = flat_market()
+    for slot in (M_OPEN, M_HIGH, M_LOW, M_CLOSE, M_MARK):
+        data.mkt[13:, 0, slot] *= 0.3  # beyond the nearest stop (0.5 ATR; ATR is 100 here)
+    config = EnvConfig(
+        window=4, risk_window=3, execution={"stops": stops},
+        limits=RiskLimits(max_drawdown=1.0, max_concentration=1.0),
+    )  # fmt: skip
+    env = PerpetualEnv(data, config)
+    env.reset(seed=0, options={"start": 10})
+
+    for _ in range(5):
+        env.step(action(trade=2, size=0.01, sl=0.0, tp=0.0))
+
+    assert ("stop_loss" in set(env.ledger()["kind"])) is stops

@@ -64,3 +64,9 @@ def test_a_value_function_that_explains_little_is_reported():
     findings = diagnose(rows(turnover=(150, 2), explained=0.02), entropy_coeff=0.01)
 
     assert names(findings) == {"value_explains_little"}
+
+
+def test_a_policy_that_stopped_trading_is_not_flagged_for_its_entropy_bonus():
+    data = rows(entropy=0.2, reward=1e-9, turnover=(0.05, 0.05), ret=0.0)
+
+    assert diagnose(data, entropy_coeff=0.01) == []
