@@ -19,6 +19,10 @@ machine noise hits them alike); the median of the rounds is reported:
                        (rl/configs/throughput.yaml)
 - ``rllib_hier_fast``  the same with the hierarchical module
 
+Every entry steps the same env with the training defaults (a decision every 15
+one-minute bars, so an env step simulates 15 bars); the periodic validation is off
+(``validation.every: 0``): this measures training, not evaluation.
+
 The warm-up iterations (numba and torch.compile compilation, first episode starts,
 the allocator growing to the batch sizes) are not timed; the first one's seconds are
 reported under ``first_iteration_s``.
@@ -59,7 +63,7 @@ class _RLlib:
 
         config = TrainConfig.model_validate(
             {"env_config": ENV, "model": {"kind": kind}, "ppo": ppo, "rollouts": rollouts,
-             "tracking": {"wandb": False}}
+             "tracking": {"wandb": False}, "validation": {"every": 0}}
         )  # fmt: skip
         self.algo = ppo_config(config).build_algo()
 

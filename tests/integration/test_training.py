@@ -211,4 +211,6 @@ def test_value_recalibration_trains_the_value_head_alone(tiny_run, tmp_path):
 
     after = _state(load_module(result.checkpoint))
     changed = {k for k in before if not torch.equal(before[k], after[k])}
-    assert changed and all(k.startswith("value_head.") for k in changed), changed
+    # the return statistics (rl.returns) are the value head's units: they keep learning
+    assert changed and all(k.startswith("value_head.") for k in changed - {"return_stats"})
+    assert any(k.startswith("value_head.") for k in changed), changed
