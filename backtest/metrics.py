@@ -38,6 +38,8 @@ TRADE_COLUMNS = ("asset", "side", "open_time", "close_time", "open_bar", "close_
 _POSITION_KINDS = frozenset({"fill", "stop_loss", "take_profit", "liquidation"})
 _QTY_TOL = 1e-9
 """Relative size below which a position left by a closing fill counts as flat."""
+_DUST_NOTIONAL = 1e-6
+"""Notional (USDC) below which a position is float dust, not a position."""
 
 
 def _new_trade(asset: str, qty: float, row) -> dict:
@@ -74,21 +76,26 @@ def trades_from_ledger(ledger: pd.DataFrame) -> pd.DataFrame:
 
     Cancel rows trade nothing; the account-level bad-debt row (empty asset) belongs to
     no trade. Funding on an asset with no open trade means the ledger did not start flat,
-    which is an error.
+    which is an error, unless its notional is float dust (a TWAP's clips can sum to the
+    position give or take 1e-14 units): that belongs to the trade that left it.
     """
     missing = [c for c in LEDGER_COLUMNS if c not in ledger.columns]
     if missing:
         raise ValueError(f"ledger lacks columns {missing} (see envs.ledger.LEDGER_COLUMNS)")
     position: dict[str, float] = {}
     live: dict[str, dict] = {}
+    closed: dict[str, dict] = {}  # each asset's last closed trade
     done: list[dict] = []
     for row in ledger.itertuples(index=False):
         asset, kind, qty = row.asset, row.kind, float(row.qty)
         if kind == "funding" and asset:
-            if asset not in live:
+            owner = live.get(asset)
+            if owner is None and abs(row.notional) <= _DUST_NOTIONAL:
+                owner = closed.get(asset)  # float dust a closing fill left behind
+            if owner is None:
                 raise ValueError(f"funding on {asset} at bar {row.bar} with no open position: "
                                  "the ledger must start flat")  # fmt: skip
-            live[asset]["funding"] += row.funding
+            owner["funding"] += row.funding
         if kind not in _POSITION_KINDS or not asset or qty == 0.0:
             continue
         pos = position.get(asset, 0.0)
@@ -105,6 +112,7 @@ def trades_from_ledger(ledger: pd.DataFrame) -> pd.DataFrame:
             trade.update(close_time=row.timestamp, close_bar=int(row.bar), exit_kind=kind,
                          closed=True)  # fmt: skip
             done.append(live.pop(asset))
+            closed[asset] = done[-1]
             if new != 0.0:
                 live[asset] = _new_trade(asset, new, row)
                 _charge(live[asset], row, 1.0 - share, notional=abs(new) * row.price)

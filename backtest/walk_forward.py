@@ -154,31 +154,53 @@ def window_table(windows: list[Window], results: list[BacktestResult], timestamp
     return pd.DataFrame(rows)
 
 
+def _train_and_test(trained_config, data, env_config, window: Window, config, out: Path):
+    """One window: train on its training bars, then run the policy on its test bars."""
+    from backtest.run import run_module
+    from rl.train import load_module, train
+
+    starts = train_starts(window, env_config.episode_steps, env_config.bars_per_step)
+    cfg = trained_config.model_copy(
+        update={
+            "env_config": {**trained_config.env_config, "start_range": list(starts)},
+            "steps": config.train_steps,
+            # the windows are the split here: the run-level split and validation are off
+            "split": trained_config.split.model_copy(update={"validation": 0.0, "test": 0.0}),
+            "validation": trained_config.validation.model_copy(update={"every": 0}),
+        }
+    )
+    trained = train(cfg, out / f"window_{window.index:02d}")
+    module = load_module(trained.checkpoint)
+    return run_module(module, data, env_config, *window.test, name=f"window_{window.index}",
+                      meta={"train": window.train, "test": window.test})  # fmt: skip
+
+
 def run_walk_forward(trained_config, data, env_config, span: tuple[int, int],
                      config: WalkForwardConfig, out: Path, on_window=None):  # fmt: skip
     """Train and test every window; returns (windows, per-window results, stitched).
 
-    ``trained_config`` is the TrainConfig each window trains with (its env_config
-    gets the window's start_range and its steps the per-window budget).
+    Windows run as Ray tasks of one CPU each, side by side as far as the cluster's CPUs
+    allow (a local instance, or the cluster ``RAY_ADDRESS`` names); ``on_window`` hears
+    of each as it finishes. ``trained_config`` is the TrainConfig each window trains
+    with (its env_config gets the window's start_range and its steps the per-window
+    budget).
     """
-    from backtest.run import run_module
-    from rl.train import load_module, train
+    import ray
+
+    from rl.train import init_ray
 
     windows = make_windows(span[0], span[1], config)
-    results = []
-    for window in windows:
-        starts = train_starts(window, env_config.episode_steps, env_config.bars_per_step)
-        cfg = trained_config.model_copy(
-            update={
-                "env_config": {**trained_config.env_config, "start_range": list(starts)},
-                "steps": config.train_steps,
-            }
-        )
-        trained = train(cfg, out / f"window_{window.index:02d}")
-        module = load_module(trained.checkpoint)
-        result = run_module(module, data, env_config, *window.test, name=f"window_{window.index}",
-                            meta={"train": window.train, "test": window.test})  # fmt: skip
-        results.append(result)
+    init_ray()
+    task = ray.remote(num_cpus=1, max_retries=0)(_train_and_test)
+    shared = ray.put(data)
+    refs = [task.remote(trained_config, shared, env_config, w, config, out) for w in windows]
+    index = {ref: k for k, ref in enumerate(refs)}
+    results: list[BacktestResult | None] = [None] * len(windows)
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        k = index[done[0]]
+        results[k] = ray.get(done[0])
         if on_window is not None:
-            on_window(window, result)
+            on_window(windows[k], results[k])
     return windows, results, stitch(results, "walk_forward_oos")

@@ -267,6 +267,19 @@ def test_empty_ledger_gives_an_empty_typed_trade_frame():
     assert len(trades) == 0 and trades["closed"].dtype == bool
 
 
+def test_funding_on_float_dust_a_closing_twap_left_belongs_to_the_closed_trade():
+    dust = 1.07e-14  # what TWAP clips summing to the position give or take an ulp leave
+    frame = ledger(
+        row(1, "fill", 2.0, 100.0, fee=0.2),
+        row(2, "fill", -2.0 - dust, 101.0, fee=0.2, realized_pnl=2.0),
+        row(3, "funding", -dust, 101.0, funding=-1e-15),
+    )
+
+    (trade,) = trades_from_ledger(frame).to_dict("records")
+
+    assert trade["closed"] and trade["funding"] == pytest.approx(-1e-15)
+
+
 def test_funding_without_a_position_and_missing_columns_are_errors():
     with pytest.raises(ValueError, match="must start flat"):
         trades_from_ledger(ledger(row(1, "funding", 1.0, 100.0, funding=0.1)))
