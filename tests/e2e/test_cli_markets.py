@@ -3,6 +3,7 @@ exchange a store holds without being told, take `--exchange` to pick one of seve
 model to another venue's data when the spaces match, and end every user error with one line
 and exit code 2 (no traceback)."""
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -82,6 +83,15 @@ def test_train_on_an_imported_real_store_reads_its_only_exchange(stores):
     assert env["exchange"] == "binanceusdm"
     assert env["symbols"] == DEFAULT  # the defaults are stored (XRP too): they are kept
     assert "synthetic_days" not in env
+    # import -> train -> backtest: by default on the run's untouched test part
+    out = root / "real_backtest"
+    backtest = quantum("backtest", "--model-path", str(run), "--data-path", str(real),
+                       "--baselines", "flat", "--output-dir", str(out), timeout=600)  # fmt: skip
+    assert backtest.returncode == 0, backtest.stdout + backtest.stderr
+    assert "sample: out of sample" in backtest.stdout
+    test_part = json.loads((run / "manifest.json").read_text())["splits"]["test"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["sample"]["span"][0] == test_part["first"]
 
 
 @needs_sample
