@@ -291,7 +291,9 @@ def tune_command(
         max_concurrent=max_concurrent, storage_path=storage_path,
     )  # fmt: skip
     table = Table(title=f"{sched.name} schedule, phases {phases}")
-    for column in ("phase", "name", "until steps", "best score", "trials", "PBT exploits"):
+    source = f"validation {base.validation.metric}" if base.validates else "training return"
+    for column in ("phase", "name", "until steps", f"best score ({source})", "trials",
+                   "PBT exploits"):  # fmt: skip
         table.add_column(column)
     for r in results:
         best = max((t["score"] for t in r.trials if t["score"] is not None), default=None)

@@ -281,6 +281,13 @@ class TrainConfig(BaseModel):
             data = {**data, "env_config": _merged(defaults, given)}
         return data
 
+    @property
+    def validates(self) -> bool:
+        """Whether the run evaluates on a validation part (rl.validation)."""
+        split = self.split
+        held_out = split.validation > 0 or split.validation_start is not None
+        return bool(self.validation.every) and held_out
+
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
         data = yaml.safe_load(Path(path).read_text()) or {}

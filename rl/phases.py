@@ -29,7 +29,6 @@ from rl.config import TrainConfig, get_path
 from rl.diagnose import diagnose
 from rl.recommend import read_recommendations, recommend, write_recommendations
 from rl.schedule import MUTABLE_KEYS, Phase, Schedule
-from rl.splits import validates
 from rl.storage import is_uri, read_text
 from rl.train import flatten, module_dir
 
@@ -252,7 +251,7 @@ def _run_phase(
     start = schedule.start_of(number)
     budget = phase.until_steps - start
     trials = min(population, max_concurrent or population)
-    metric = config.validation.metric if validates(config) else None
+    metric = config.validation.metric if config.validates else None
     param_space = ppo_config(
         config, init_module, trials=trials, callbacks=phase_callbacks(number, start, metric)
     )

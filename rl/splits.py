@@ -136,13 +136,6 @@ def record(splits: Splits, data: MarketArrays) -> dict[str, Any]:
     }
 
 
-def validates(config) -> bool:
-    """Whether a TrainConfig's run evaluates on a validation part (rl.validation)."""
-    return bool(config.validation.every) and (
-        config.split.validation > 0 or config.split.validation_start is not None
-    )
-
-
 def check_parts(config) -> Splits:
     """Resolve a TrainConfig's split and check that its train part, and its validation
     part when the run validates, each hold a whole episode (before Ray starts: a clear
@@ -151,7 +144,7 @@ def check_parts(config) -> Splits:
 
     splits, _ = run_splits(config.env_config, config.split)
     parts = {"train": part_env_config(config.env_config, splits.train)}
-    if validates(config) and splits.validation is not None:
+    if config.validates and splits.validation is not None:
         parts["validation"] = held_out_env_config(config.env_config, splits.validation)
     for name, env_config in parts.items():
         try:
