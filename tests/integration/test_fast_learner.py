@@ -5,9 +5,6 @@ import copy
 import numpy as np
 import pytest
 import torch
-
-pytest.importorskip("ray.rllib")
-
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.connectors.learner import (
     AddOneTsToEpisodesAndTruncate,

@@ -4,9 +4,6 @@ import os
 import time
 
 import pytest
-
-pytest.importorskip("ray.tune")
-
 import ray
 
 from rl.algo import ppo_config

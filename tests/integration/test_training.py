@@ -12,8 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("ray.rllib")
-
 from envs.registry import market_for
 from rl.config import TrainConfig
 from rl.manifest import config_from_manifest, data_digest

@@ -5,8 +5,6 @@ import json
 import pytest
 import torch
 
-pytest.importorskip("ray.tune")
-
 from rl.config import TrainConfig
 from rl.phases import run_phases
 from rl.schedule import Schedule
