@@ -236,7 +236,8 @@ def train(
                 row.get("time_this_iter_s", 1e-9), 1e-9
             )
             latest.update(row)
-            first = {**row, **first}
+            for key, value in row.items():
+                first.setdefault(key, value)
             rows.append(row)
             with paths.results.open("a") as f:
                 f.write(json.dumps(row, sort_keys=True) + "\n")

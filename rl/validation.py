@@ -15,6 +15,7 @@ PBT's score and the phases' early ends read them (``rl.train``, ``rl.phases``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,6 +38,14 @@ def _stats(module, env_config: Mapping[str, Any], chunk: np.ndarray) -> dict[str
     return episode_stats(lambda space: module_policy(module), env_config, len(chunk), starts=chunk)
 
 
+@functools.cache
+def _remote_stats():
+    """``_stats`` as a Ray task of one CPU (made once per process, not per evaluation)."""
+    import ray
+
+    return ray.remote(num_cpus=1)(_stats)
+
+
 def validate(
     module, env_config: Mapping[str, Any], start_bars: np.ndarray, workers: int = 0
 ) -> dict[str, float]:
@@ -46,7 +55,7 @@ def validate(
     else:
         import ray
 
-        task = ray.remote(num_cpus=1)(_stats)
+        task = _remote_stats()
         ref = ray.put(module)
         chunks = [c for c in np.array_split(start_bars, workers) if len(c)]
         parts = ray.get([task.remote(ref, dict(env_config), c) for c in chunks])
