@@ -44,7 +44,7 @@ __all__ = [
     "ActionMismatchError", "AssetBias", "BiasReport", "BiasThresholds", "ExtremeState",
     "ObservationMismatchError", "SpaceMismatchError", "analyze_bias", "check_action_space",
     "check_observation_space", "sample_states",
-]  # fmt: skip
+]
 
 DIRECTIONS = ("short", "flat", "long")
 """Labels of the trade head's values 0, 1, 2."""

@@ -61,7 +61,7 @@ _OBS_AXES = {
     ("market", 0): "window", ("market", 1): "assets", ("market", 2): "features",
     ("risk", 0): "risk_window", ("risk", 1): "risk features", ("portfolio", 0): "assets",
     ("portfolio", 1): "portfolio features", ("text", -1): "text",
-}  # fmt: skip
+}
 
 
 def _differences(expected, actual, what, assets, hint) -> list[str]:

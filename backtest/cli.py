@@ -29,14 +29,14 @@ IN_SAMPLE_HELP = (
 )
 _SHOWN = ("total_return", "annualized_return", "sharpe", "sortino", "max_drawdown",
           "win_rate", "profit_factor", "turnover", "fees", "funding", "liquidations",
-          "deflated_sharpe")  # fmt: skip
+          "deflated_sharpe")
 
 
 def market_env_config(
     base: dict[str, Any], data_path: Path | None, synthetic_seed: int | None,
     synthetic_days: float | None, symbols: str | None = None, exchange: str | None = None,
     model_symbols: list[str] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """The training env_config with the market swapped: a store folder (its exchange and
     symbols), or a fresh synthetic market (another seed: data the policy never saw). Only
     the data keys change (data_dir, exchange, symbols; synthetic_* go with a store).
@@ -64,7 +64,7 @@ def market_env_config(
     if keep.get("data_dir") is None:
         if exchange is not None:
             raise ValueError(f"--exchange {exchange} names an exchange of a store: give the "
-                             "store with --data-path")  # fmt: skip
+                             "store with --data-path")
         if chosen:
             keep["symbols"] = chosen
         return keep
@@ -192,7 +192,7 @@ def _backtest(
     commission, slippage, max_leverage, benchmark, start, end, last_days, baselines, stochastic,
     n_trials, synthetic_seed, synthetic_days, walk_forward, train_bars, test_bars, purge_bars,
     embargo_bars, anchored, windows, train_steps, allow_in_sample,
-) -> None:  # fmt: skip
+) -> None:
     from envs.config import EnvConfig
     from envs.registry import market_for
     from rl.config import TrainConfig
@@ -202,7 +202,7 @@ def _backtest(
         slippage=slippage, max_leverage=max_leverage, benchmark=benchmark or None, start=start,
         end=end, last_days=last_days, baselines=tuple(b for b in baselines.split(",") if b),
         deterministic=not stochastic, n_trials=n_trials,
-    )  # fmt: skip
+    )
     trained = None
     if model_path is not None:
         from backtest.loading import load_trained
@@ -212,7 +212,7 @@ def _backtest(
     env_config = market_env_config(
         train_config.env_config, data_path, synthetic_seed, synthetic_days, symbols, exchange,
         trained_symbols(trained) if trained is not None else None,
-    )  # fmt: skip
+    )
     console.print(f"market: {market_line(env_config)}", soft_wrap=True)
     data = market_for(env_config)
     config = options.env_config(EnvConfig(**env_config.get("env", {})))
@@ -234,14 +234,14 @@ def _backtest(
             train_bars=train_bars, test_bars=test_bars, purge_bars=purge_bars,
             embargo_bars=embargo_bars, anchored=anchored, max_windows=windows,
             train_steps=train_steps,
-        )  # fmt: skip
+        )
         base = train_config.model_copy(update={"env_config": env_config})
         wins, results, result = run_walk_forward(
             base, data, config, (lo, hi), wf, output_dir / "training",
             on_window=lambda w, r: console.print(
                 f"window {w.index}: test return {r.returns.add(1).prod() - 1:+.2%}"
             ),
-        )  # fmt: skip
+        )
         metrics = [compute_metrics(r) for r in results]
         wf_table = window_table(wins, results, data.timestamps, metrics)
         lo, hi = wins[0].test[0], wins[-1].test[1]
@@ -250,7 +250,7 @@ def _backtest(
         result = run_module(
             trained.module, data, config, lo, hi, str(model_path), options.deterministic,
             meta={"checkpoint": str(trained.checkpoint)},
-        )  # fmt: skip
+        )
     else:
         result = run_baselines(data, config, lo, hi, (policy,))[policy]
     others = run_baselines(data, config, lo, hi, tuple(b for b in options.baselines if b != policy))
@@ -295,7 +295,7 @@ def analyze_bias_command(
 def _analyze_bias(
     model_path, data_path, exchange, symbols, num_samples, output_dir, start, end, seed,
     synthetic_seed, allow_in_sample,
-) -> None:  # fmt: skip
+) -> None:
     from backtest.bias import analyze_bias, sample_states
     from backtest.bias_plots import write_bias_outputs
     from backtest.loading import load_trained
@@ -308,7 +308,7 @@ def _analyze_bias(
     env_config = market_env_config(
         trained.config.env_config, data_path, synthetic_seed, None, symbols, exchange,
         trained_symbols(trained),
-    )  # fmt: skip
+    )
     console.print(f"market: {market_line(env_config)}", soft_wrap=True)
     data = market_for(env_config)
     config = EnvConfig(**env_config.get("env", {}))
@@ -323,13 +323,13 @@ def _analyze_bias(
     report = analyze_bias(
         module_policy(trained.module, False), states, data.assets,
         deterministic_policy=module_policy(trained.module, True), execution=config.execution,
-    )  # fmt: skip
+    )
     paths = write_bias_outputs(report, output_dir)
     table = Table(title=f"action bias over {num_samples} held-out states")
     for column in ("asset", "short", "flat", "long", "verdict"):
         table.add_column(column)
     for row in report.per_asset:
         table.add_row(row.asset, f"{row.short_fraction:.0%}", f"{row.flat_fraction:.0%}",
-                      f"{row.long_fraction:.0%}", row.flag)  # fmt: skip
+                      f"{row.long_fraction:.0%}", row.flag)
     console.print(table)
     console.print(f"outputs: {output_dir} ({len(paths)} files)")

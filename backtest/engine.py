@@ -105,16 +105,16 @@ class Account:
             data.mkt, data.feats, data.days, self.params, s["acct"], s["book"], s["hist"],
             s["t"], s["steps"], np.ones(1, dtype=bool), np.array([self.start_bar]),
             self.obs["market"], self.obs["risk"], self.obs["portfolio"],
-        )  # fmt: skip
+        )
         record_step(s["acct"][0], s["book"][0], data.mkt, self.start_bar, 0, self.record,
-                    self.positions)  # fmt: skip
+                    self.positions)
         self.bars[0] = self.start_bar
 
     def kernel_args(self) -> tuple:
         """The arguments of ``step_batch`` that come before the actions."""
         d, s = self.data, self.state
         return (d.mkt, d.feats, d.days, self.params, *self.brackets, s["acct"], s["book"],
-                s["hist"], s["t"], s["steps"], np.ones(1, dtype=bool))  # fmt: skip
+                s["hist"], s["t"], s["steps"], np.ones(1, dtype=bool))
 
     def keep_events(self, count: int) -> None:
         """Append this step's ledger rows to the run's buffer (growing it when full)."""
@@ -197,11 +197,11 @@ def run_policy(
     for k in range(1, n_steps + 1):
         actions = check_actions(policy(obs), 1, data.n_assets, max_horizon)
         step_batch(*before, *actions, account.step_events, account.counts, *out,
-                   obs["market"], obs["risk"], obs["portfolio"])  # fmt: skip
+                   obs["market"], obs["risk"], obs["portfolio"])
         account.keep_events(int(account.counts[0]))
         b = int(account.state["t"][0])
         record_step(account.state["acct"][0], account.state["book"][0], data.mkt, b, k,
-                    account.record, account.positions)  # fmt: skip
+                    account.record, account.positions)
         account.bars[k] = b
         account.done_steps = k
         terminated = bool(out[2][0])
@@ -214,7 +214,7 @@ def run_policy(
 def _outputs() -> tuple[np.ndarray, ...]:
     """rewards, terms, terminated, truncated buffers of step_batch for one env."""
     return (np.zeros(1), np.zeros((1, N_TERMS)), np.zeros(1, dtype=bool),
-            np.zeros(1, dtype=bool))  # fmt: skip
+            np.zeros(1, dtype=bool))
 
 
 def benchmark_equity(prices: pd.DataFrame, asset: str, initial: float) -> pd.Series:

@@ -48,14 +48,14 @@ def export_weights(module) -> tuple:
         _np(att.out_proj.weight), _np(att.out_proj.bias), _np(c.norm2.weight), _np(c.norm2.bias),
         _np(c.ff[0].weight), _np(c.ff[0].bias), _np(c.ff[2].weight), _np(c.ff[2].bias),
         int(att.num_heads),
-    )  # fmt: skip
+    )
     lstm = r.lstm
     if lstm.num_layers != 1 or lstm.bidirectional:
         raise ValueError("the fast path supports the one-layer unidirectional risk LSTM")
     w_lstm = (
         _np(lstm.weight_ih_l0), _np(lstm.weight_hh_l0), _np(lstm.bias_ih_l0),
         _np(lstm.bias_hh_l0), _np(r.pool.score.weight), _np(r.pool.score.bias),
-    )  # fmt: skip
+    )
     w_fusion = (_np(module.fusion[0].weight), _np(module.fusion[0].bias))
     w_heads = tuple(
         _np(t)
@@ -90,7 +90,7 @@ class _Encoder:
     many leading encodings are done. Errors in the thread are raised by ``wait``."""
 
     def __init__(self, module, data: MarketArrays, window: int, bars: np.ndarray,
-                 chunk: int = 16_384) -> None:  # fmt: skip
+                 chunk: int = 16_384) -> None:
         self.encoded = np.empty((len(bars), data.n_assets, module.cfg.d_model))
         self.ready = 0
         self._args = (module, data, window, bars, chunk)
@@ -133,7 +133,7 @@ class _Encoder:
 def _drive(mkt, feats, days, params, floors, rates, allowances, acct, book, hist, t, steps,
            active, encoded, weights, n_styles, step_events, counts, rewards, terms, terminated,
            truncated, obs_market, obs_risk, obs_portfolio, record, positions, bars, events,
-           n_events, k_from, k_to):  # fmt: skip
+           n_events, k_from, k_to):
     """Steps k_from..k_to-1 (1-based step numbers k_from..); stops early when the event
     buffer could overflow. Returns (next step, events kept, terminated)."""
     w_cross, w_lstm, w_fusion, w_heads = weights
@@ -152,10 +152,10 @@ def _drive(mkt, feats, days, params, floors, rates, allowances, acct, book, hist
         risk[:] = obs_risk[0]
         portfolio[:] = obs_portfolio[0]
         decide(encoded[k - 1], risk, portfolio, w_cross, w_lstm, w_fusion, w_heads, n_styles,
-               trade[0], size[0], limits[0], execution[0])  # fmt: skip
+               trade[0], size[0], limits[0], execution[0])
         step_batch(mkt, feats, days, params, floors, rates, allowances, acct, book, hist, t,
                    steps, active, trade, size, limits, execution, step_events, counts, rewards,
-                   terms, terminated, truncated, obs_market, obs_risk, obs_portfolio)  # fmt: skip
+                   terms, terminated, truncated, obs_market, obs_risk, obs_portfolio)
         for i in range(counts[0]):
             events[n_events + i] = step_events[0, i]
         n_events += counts[0]
@@ -210,7 +210,7 @@ def _loop(account: Account, encoder: _Encoder, weights, n_styles: int, n_steps: 
             account.counts, *out, obs["market"], obs["risk"], obs["portfolio"], account.record,
             account.positions, account.bars, account.events, account.n_events, k,
             min(n_steps, ready) + 1,
-        )  # fmt: skip
+        )
         account.done_steps = k - 1
         if out[3][0]:
             break

@@ -101,7 +101,7 @@ def _beta_mean(raw0, raw1):
 def cross_attention(encoded, portfolio, w, x_out):
     """CrossAssetAttention: (A, d) encodings and (A, P) portfolio -> (A, d) into x_out."""
     (wp, bp, asset, ln1w, ln1b, in_w, in_b, out_w, out_b, ln2w, ln2b, f1w, f1b, f2w, f2b,
-     n_heads) = w  # fmt: skip
+     n_heads) = w
     n_assets, d = encoded.shape
     dh = d // n_heads
     proj = np.empty(d)
@@ -194,7 +194,7 @@ def risk_lstm(risk, w, out):
 
 @njit(cache=True, fastmath=_FAST)
 def decide(encoded, risk, portfolio, w_cross, w_lstm, w_fusion, w_heads, n_styles,
-           trade, size, limits, execution):  # fmt: skip
+           trade, size, limits, execution):
     """One deterministic decision: writes trade (A,), size (A,), limits (A, 2), execution (A, 2)."""
     fw, fb = w_fusion
     tw1, tb1, tw2, tb2, sw1, sb1, sw2, sb2, lw1, lb1, lw2, lb2 = w_heads

@@ -34,7 +34,7 @@ from envs.ledger import LEDGER_COLUMNS
 
 TRADE_COLUMNS = ("asset", "side", "open_time", "close_time", "open_bar", "close_bar",
                  "entry_notional", "gross_pnl", "fees", "spread", "impact", "funding",
-                 "net_pnl", "exit_kind", "closed")  # fmt: skip
+                 "net_pnl", "exit_kind", "closed")
 _POSITION_KINDS = frozenset({"fill", "stop_loss", "take_profit", "liquidation"})
 _QTY_TOL = 1e-9
 """Relative size below which a position left by a closing fill counts as flat."""
@@ -46,7 +46,7 @@ def _new_trade(asset: str, qty: float, row) -> dict:
     return {"asset": asset, "side": 1 if qty > 0 else -1, "open_time": row.timestamp,
             "close_time": pd.NaT, "open_bar": int(row.bar), "close_bar": -1,
             "entry_notional": 0.0, "gross_pnl": 0.0, "fees": 0.0, "spread": 0.0,
-            "impact": 0.0, "funding": 0.0, "exit_kind": "", "closed": False}  # fmt: skip
+            "impact": 0.0, "funding": 0.0, "exit_kind": "", "closed": False}
 
 
 def _charge(trade: dict, row, share: float, pnl: float = 0.0, notional: float = 0.0) -> None:
@@ -94,7 +94,7 @@ def trades_from_ledger(ledger: pd.DataFrame) -> pd.DataFrame:
                 owner = closed.get(asset)  # float dust a closing fill left behind
             if owner is None:
                 raise ValueError(f"funding on {asset} at bar {row.bar} with no open position: "
-                                 "the ledger must start flat")  # fmt: skip
+                                 "the ledger must start flat")
             owner["funding"] += row.funding
         if kind not in _POSITION_KINDS or not asset or qty == 0.0:
             continue
@@ -110,7 +110,7 @@ def trades_from_ledger(ledger: pd.DataFrame) -> pd.DataFrame:
         new = 0.0 if abs(abs(qty) - abs(pos)) <= _QTY_TOL * abs(pos) else pos + qty
         if new == 0.0 or (new > 0.0) != (pos > 0.0):
             trade.update(close_time=row.timestamp, close_bar=int(row.bar), exit_kind=kind,
-                         closed=True)  # fmt: skip
+                         closed=True)
             done.append(live.pop(asset))
             closed[asset] = done[-1]
             if new != 0.0:
@@ -122,11 +122,11 @@ def trades_from_ledger(ledger: pd.DataFrame) -> pd.DataFrame:
     frame = frame.astype({"side": np.int64, "open_bar": np.int64, "close_bar": np.int64,
                           "entry_notional": float, "gross_pnl": float, "fees": float,
                           "spread": float, "impact": float, "funding": float, "closed": bool,
-                          "asset": str, "exit_kind": str})  # fmt: skip
+                          "asset": str, "exit_kind": str})
     for col in ("open_time", "close_time"):
         frame[col] = pd.to_datetime(frame[col], utc=True)
     frame["net_pnl"] = (frame["gross_pnl"] - frame["fees"] - frame["spread"] - frame["impact"]
-                        - frame["funding"])  # fmt: skip
+                        - frame["funding"])
     return frame[list(TRADE_COLUMNS)]
 
 

@@ -58,7 +58,7 @@ def downsample(data: pd.Series | pd.DataFrame, cap: int = MAX_POINTS, how: str =
         high[:n] = np.where(np.isnan(values), -np.inf, values)
         starts = np.arange(buckets) * size
         keep = np.concatenate(([0, n - 1], starts + low.reshape(buckets, size).argmin(axis=1),
-                               starts + high.reshape(buckets, size).argmax(axis=1)))  # fmt: skip
+                               starts + high.reshape(buckets, size).argmax(axis=1)))
         keep = keep[keep < n]  # buckets past the end are all padding
     else:
         raise ValueError(f"how must be 'last' or 'envelope', got {how!r}")
@@ -220,7 +220,7 @@ def walk_forward_figure(windows: pd.DataFrame, metric: str = "total_return") -> 
     """Train and test spans per window on a time axis, and the test ``metric`` (falling
     back to the first numeric column) per window, each bar labelled with its Sharpe."""
     spans = {c: pd.to_datetime(windows[c], utc=True).dt.tz_localize(None).to_numpy()
-             for c in ("train_start", "train_end", "test_start", "test_end")}  # fmt: skip
+             for c in ("train_start", "train_end", "test_start", "test_end")}
     if metric not in windows.columns:
         numeric = windows.drop(columns=["window"], errors="ignore").select_dtypes("number")
         if numeric.columns.empty:
@@ -266,7 +266,7 @@ def _regime_strip(ax: Axes, regimes: pd.Series, index: pd.Index) -> None:
     # combined labels ('high_vol/downtrend') are long: at most 4 per legend row, or the
     # legend is wider than the figure and the layout collapses
     ax.legend(fontsize=7, ncols=min(4, len(categorical.categories)), loc="upper left",
-              bbox_to_anchor=(0, -1.6), frameon=False)  # fmt: skip
+              bbox_to_anchor=(0, -1.6), frameon=False)
 
 
 def _x(index: pd.Index) -> np.ndarray:

@@ -76,7 +76,7 @@ def write_report(
     clash = {result.name} & (set(baselines) | set(baseline_metrics))
     if clash or BASELINES_KEY in metrics:
         raise ValueError(f"baseline names must differ from the policy's and metrics may not "
-                         f"hold {BASELINES_KEY!r}: {sorted(clash) or BASELINES_KEY}")  # fmt: skip
+                         f"hold {BASELINES_KEY!r}: {sorted(clash) or BASELINES_KEY}")
     out = Path(output_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     figures = _figures(result, metrics, baselines, regime_labels, regime_table, walk_forward)
@@ -92,13 +92,13 @@ def write_report(
     payload = {**metrics, BASELINES_KEY: baseline_metrics}
     if sample is not None:
         payload[SAMPLE_KEY] = {"in_sample": sample.in_sample, "note": sample.note,
-                               "span": list(sample.span), "overlaps": sample.overlaps}  # fmt: skip
+                               "span": list(sample.span), "overlaps": sample.overlaps}
     text = json.dumps(_json_safe(payload), indent=2, allow_nan=False)
     write_atomic(out / "metrics.json", lambda f: f.write(text.encode()))
     write_atomic(out / "ledger.parquet", lambda f: result.ledger.to_parquet(f))
     write_atomic(out / "steps.parquet", lambda f: steps_frame(result).to_parquet(f))
     page = _page(result, metrics, baseline_metrics, drawn, regime_table, walk_forward,
-                 risk_report, sample)  # fmt: skip
+                 risk_report, sample)
     return write_atomic(out / "report.html", lambda f: f.write(page.encode()))
 
 
@@ -106,7 +106,7 @@ def steps_frame(result: BacktestResult) -> pd.DataFrame:
     """Everything per step in one frame (enough to recompute every metric and chart):
     the step columns, ``position_ASSET``, ``price_ASSET`` and ``benchmark`` if set."""
     frame = pd.concat([result.steps, result.positions.add_prefix("position_"),
-                       result.prices.add_prefix("price_")], axis=1)  # fmt: skip
+                       result.prices.add_prefix("price_")], axis=1)
     if result.benchmark is not None:
         frame["benchmark"] = result.benchmark.reindex(frame.index)
     return frame
@@ -143,7 +143,7 @@ def _var_key(metrics: dict) -> str | None:
 
 
 def _page(result, metrics, baseline_metrics, drawn, regime_table, walk_forward,
-          risk_report=None, sample=None) -> str:  # fmt: skip
+          risk_report=None, sample=None) -> str:
     """The HTML page; every piece of text from the result is escaped."""
     e = html.escape
     index = result.steps.index
@@ -159,7 +159,7 @@ def _page(result, metrics, baseline_metrics, drawn, regime_table, walk_forward,
     parts = [f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
              f"<title>Backtest: {e(result.name)}</title><style>{_CSS}</style></head><body>",
              f"<h1>Backtest: {e(result.name)}</h1>",
-             f"<p>{e(str(index[0]))} to {e(str(index[-1]))}</p>"]  # fmt: skip
+             f"<p>{e(str(index[0]))} to {e(str(index[-1]))}</p>"]
     if sample is not None:
         style = "warn" if sample.in_sample else "note"
         parts.append(f"<p class='{style}' id='sample'>Sample: {e(sample.note)}</p>")
@@ -174,11 +174,11 @@ def _page(result, metrics, baseline_metrics, drawn, regime_table, walk_forward,
     for name, caption in PLOTS.items():
         if name in drawn:
             parts.append(f"<figure id='{name}'><img src='{drawn[name]}' alt='{e(caption)}'>"
-                         f"<figcaption>{e(caption)}</figcaption></figure>")  # fmt: skip
+                         f"<figcaption>{e(caption)}</figcaption></figure>")
         else:
             parts.append(f"<p class='note' id='{name}'>{e(_skip_note(name))}</p>")
     for title, frame, name in (("Regimes", regime_table, "regime"),
-                               ("Walk-forward", walk_forward, "walk-forward")):  # fmt: skip
+                               ("Walk-forward", walk_forward, "walk-forward")):
         parts.append(f"<h2>{title}</h2>")
         if frame is None:
             parts.append(f"<p class='note'>No {name} table was given.</p>")
@@ -186,7 +186,7 @@ def _page(result, metrics, baseline_metrics, drawn, regime_table, walk_forward,
             parts.append(_frame_html(frame))
     parts += _risk_sections(risk_report)
     parts += ["<h2>Provenance</h2>", _dict_table(result.meta) if result.meta else
-              "<p class='note'>The result carries no provenance (meta is empty).</p>"]  # fmt: skip
+              "<p class='note'>The result carries no provenance (meta is empty).</p>"]
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
@@ -197,7 +197,7 @@ def _risk_sections(report: dict | None) -> list[str]:
     if report is None:
         return [*parts, "<p class='note'>No risk report was given.</p>"]
     facts = {k: report.get(k) for k in ("timestamp", "equity", "gross_exposure", "leverage",
-                                         "margin_ratio", "regime")}  # fmt: skip
+                                         "margin_ratio", "regime")}
     parts.append(_dict_table(facts))
     sections = (
         ("var", "Value at Risk and Expected Shortfall"),
@@ -208,7 +208,7 @@ def _risk_sections(report: dict | None) -> list[str]:
         rows = report.get(key) or []
         parts.append(f"<h3>{title}</h3>")
         parts.append(_frame_html(pd.DataFrame(rows).set_index(pd.RangeIndex(len(rows))))
-                     if rows else "<p class='note'>None.</p>")  # fmt: skip
+                     if rows else "<p class='note'>None.</p>")
     for note in report.get("notes") or []:
         parts.append(f"<p class='note'>{html.escape(str(note))}</p>")
     return parts
@@ -221,7 +221,7 @@ def _skip_note(name: str) -> str:
 
 def _dict_table(values: dict) -> str:
     rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_text(v))}</td></tr>"
-                   for k, v in values.items())  # fmt: skip
+                   for k, v in values.items())
     return f"<table>{rows}</table>"
 
 

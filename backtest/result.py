@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 STEP_COLUMNS = ("equity", "gross_notional", "leverage", "traded_notional", "fees", "funding",
-                "impact", "spread")  # fmt: skip
+                "impact", "spread")
 """Columns of ``BacktestResult.steps`` (besides per-asset frames): values at each decision
 step's end. ``fees``, ``funding``, ``impact`` and ``spread`` are cumulative costs so far
 (USDC); ``traded_notional`` is the notional traded during that step."""

@@ -47,7 +47,7 @@ def final_risk_report(result: BacktestResult, data: MarketArrays, config: EnvCon
     report = build_risk_report(
         snapshot, returns, config.limits, scenarios=scenarios, prices=result.prices[market],
         now=last.to_pydatetime(),
-    )  # fmt: skip
+    )
     return report.to_dict()
 
 

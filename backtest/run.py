@@ -154,7 +154,7 @@ def resolve_asset(assets: tuple[str, ...], name: str) -> str:
 def run_module(
     module, data: MarketArrays, config: EnvConfig, start: int, end: int, name: str,
     deterministic: bool = True, meta: Mapping[str, Any] | None = None,
-) -> BacktestResult:  # fmt: skip
+) -> BacktestResult:
     """A trained module on the simulator: the fast path when it applies, else the
     general loop (stochastic actions, the MLP baseline, a text encoder)."""
     from backtest.fast import run_hierarchical, supports
@@ -262,5 +262,5 @@ def analyse(
             baseline_metrics=baseline_metrics, regime_labels=labels.reindex(result.steps.index),
             regime_table=regimes, walk_forward=walk_forward,
             risk_report=final_risk_report(result, data, config or EnvConfig()), sample=sample,
-        )  # fmt: skip
+        )
     return BacktestRun(result, metrics, baselines, baseline_metrics, regimes, report)

@@ -37,7 +37,7 @@ def as_returns(returns) -> np.ndarray:
     r = np.asarray(returns, dtype=np.float64).ravel()
     if not np.isfinite(r).all():
         raise ValueError("returns hold NaN or inf; drop the undefined first return, or fix the "
-                         "equity curve (a return after zero equity is undefined)")  # fmt: skip
+                         "equity curve (a return after zero equity is undefined)")
     return r
 
 

@@ -120,7 +120,7 @@ def stitch(results: list[BacktestResult], name: str) -> BacktestResult:
         periods_per_year=first.periods_per_year, risk_free_rate=first.risk_free_rate,
         ended_early=next((r.ended_early for r in results if r.ended_early), None),
         meta={"windows": len(results), "ledger_assets": "asset#window (separate accounts)"},
-    )  # fmt: skip
+    )
 
 
 def _window_ledger(ledger: pd.DataFrame, k: int) -> pd.DataFrame:
@@ -134,7 +134,7 @@ def _window_ledger(ledger: pd.DataFrame, k: int) -> pd.DataFrame:
 
 
 def window_table(windows: list[Window], results: list[BacktestResult], timestamps: np.ndarray,
-                 metrics: list[dict[str, float]]) -> pd.DataFrame:  # fmt: skip
+                 metrics: list[dict[str, float]]) -> pd.DataFrame:
     """One row per window: its spans (UTC) and its test metrics."""
 
     def ts(bar: int) -> pd.Timestamp:
@@ -150,7 +150,7 @@ def window_table(windows: list[Window], results: list[BacktestResult], timestamp
                 "total_return": m["total_return"], "sharpe": m["sharpe"],
                 "max_drawdown": m["max_drawdown"], "ended_early": res.ended_early or "",
             }
-        )  # fmt: skip
+        )
     return pd.DataFrame(rows)
 
 
@@ -172,11 +172,11 @@ def _train_and_test(trained_config, data, env_config, window: Window, config, ou
     trained = train(cfg, out / f"window_{window.index:02d}")
     module = load_module(trained.checkpoint)
     return run_module(module, data, env_config, *window.test, name=f"window_{window.index}",
-                      meta={"train": window.train, "test": window.test})  # fmt: skip
+                      meta={"train": window.train, "test": window.test})
 
 
 def run_walk_forward(trained_config, data, env_config, span: tuple[int, int],
-                     config: WalkForwardConfig, out: Path, on_window=None):  # fmt: skip
+                     config: WalkForwardConfig, out: Path, on_window=None):
     """Train and test every window; returns (windows, per-window results, stitched).
 
     Windows run as Ray tasks of one CPU each, side by side as far as the cluster's CPUs

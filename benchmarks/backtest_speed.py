@@ -71,7 +71,7 @@ def main() -> None:
         limits={"max_leverage": 1.0, "max_drawdown": 0.99},
         costs={"taker_fee": 0.0, "maker_fee": 0.0, "min_half_spread": 0.0,
                "max_half_spread": 1e-12, "impact_k": 0.0},
-    )  # fmt: skip
+    )
     if args.model_path:
         from backtest.loading import load_trained
 

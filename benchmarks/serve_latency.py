@@ -62,7 +62,7 @@ def _free_port() -> int:
 def _percentiles(samples: list[float]) -> dict[str, float]:
     qs = statistics.quantiles(samples, n=100, method="inclusive")
     return {"p50_ms": round(qs[49] * 1e3, 2), "p95_ms": round(qs[94] * 1e3, 2),
-            "p99_ms": round(qs[98] * 1e3, 2)}  # fmt: skip
+            "p99_ms": round(qs[98] * 1e3, 2)}
 
 
 async def _sequential(url: str, body: dict, n: int) -> dict[str, float]:
@@ -94,7 +94,7 @@ async def _concurrent(url: str, body: dict, clients: int, seconds: float) -> dic
                 errors += 1
 
     async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": KEY}, limits=limits,
-                                 timeout=30) as client:  # fmt: skip
+                                 timeout=30) as client:
         started = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(clients)))
         elapsed = time.perf_counter() - started
@@ -156,7 +156,7 @@ def main() -> None:
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     options = {"max_batch_size": args.max_batch_size, "batch_wait_s": args.batch_wait_s,
-               "replicas": args.replicas}  # fmt: skip
+               "replicas": args.replicas}
     app = build_app({"model_path": model_path, "key_digests": [digest(KEY)], **options})
     serve.run(app, name="quantum", route_prefix="/")
     serve_url = f"http://127.0.0.1:{port}"
@@ -171,7 +171,7 @@ def main() -> None:
 
     bare_port = _free_port()
     bare = subprocess.Popen([sys.executable, "-m", "serving.bare", "--model-path", model_path,
-                             "--port", str(bare_port)])  # fmt: skip
+                             "--port", str(bare_port)])
     try:
         bare_url = f"http://127.0.0.1:{bare_port}"
         _wait(bare_url)

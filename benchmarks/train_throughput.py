@@ -64,7 +64,7 @@ class _RLlib:
         config = TrainConfig.model_validate(
             {"env_config": ENV, "model": {"kind": kind}, "ppo": ppo, "rollouts": rollouts,
              "tracking": {"wandb": False}, "validation": {"every": 0}}
-        )  # fmt: skip
+        )
         self.algo = ppo_config(config).build_algo()
 
     def step(self) -> int:
@@ -89,7 +89,7 @@ class _SB3:
         self.model = PPO(
             "MlpPolicy", venv, learning_rate=3e-4, n_steps=256, batch_size=64, n_epochs=10,
             gamma=0.99, gae_lambda=0.95, clip_range=0.2, device="cpu", seed=0, verbose=0,
-        )  # fmt: skip
+        )
         self.first = True
 
     def step(self) -> int:
@@ -162,7 +162,7 @@ def main() -> None:
                 [sys.executable, __file__, "--entry", name, "--iterations", str(args.iterations),
                  "--warmup", str(args.warmup)],
                 capture_output=True, text=True, check=True, timeout=1800,
-            )  # fmt: skip
+            )
             measured = json.loads(out.stdout.strip().splitlines()[-1])
             rates[name].append(measured["rate"])
             firsts[name].append(measured["first_iteration_s"])

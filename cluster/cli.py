@@ -16,7 +16,7 @@ AddressOption = Annotated[
     str | None,
     typer.Option(help="The cluster's dashboard, e.g. http://HEAD:8265 (default: RAY_ADDRESS, "
                  "then http://127.0.0.1:8265)."),
-]  # fmt: skip
+]
 
 
 def _write(text: str) -> None:
@@ -57,7 +57,7 @@ def submit_command(
 
     try:
         spec = JobSpec(kind, tuple(ctx.args), pip=pip, env=parse_env(env or []),
-                       entrypoint_num_cpus=entrypoint_cpus, submission_id=job_id)  # fmt: skip
+                       entrypoint_num_cpus=entrypoint_cpus, submission_id=job_id)
     except ValueError as err:
         raise _fail(err) from err
     try:

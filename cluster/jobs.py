@@ -32,7 +32,7 @@ EXCLUDES = (
     "/.venv/", "/.git/", "/data/", "/runs/", "/results/", "/wandb/", "/models/",
     "/build/", "/dist/", "__pycache__/", "*.pyc", ".pytest_cache/", ".ruff_cache/",
     ".hypothesis/", "*.parquet", ".env",
-)  # fmt: skip
+)
 FORWARDED_ENV = ("WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_GROUP")
 """Environment variables copied into the job when set here (none of them secret). Unset,
 the cluster's own settings apply: W&B is online where the cluster has a key."""

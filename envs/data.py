@@ -123,7 +123,7 @@ class MarketArrays:
         fields = {
             "open": M_OPEN, "high": M_HIGH, "low": M_LOW, "close": M_CLOSE, "mark": M_MARK,
             "volume": M_VOLUME, "funding_rate": M_FUNDING, "funding_event": M_EVENT,
-        }  # fmt: skip
+        }
         for j, asset in enumerate(assets):
             for field, slot in fields.items():
                 mkt[:, j, slot] = aligned[(asset, field)].to_numpy(dtype=np.float64)

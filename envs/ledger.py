@@ -40,7 +40,7 @@ from envs.core.layout import (
 LEDGER_COLUMNS = (
     "timestamp", "bar", "asset", "kind", "qty", "price", "notional", "fee", "spread",
     "impact", "funding", "realized_pnl", "liquidation_fee", "bad_debt",
-)  # fmt: skip
+)
 
 
 def ledger_frame(rows: np.ndarray, timestamps: np.ndarray, assets: tuple[str, ...]) -> pd.DataFrame:

@@ -47,7 +47,7 @@ _SYNTH_KEYS = ("synthetic_days", "synthetic_seed")
 _KNOWN = {
     *_DATA_KEYS, *_SYNTH_KEYS, "env", "span", "start_range", "start_fraction", "num_envs",
     "planted_signal", "augment",
-}  # fmt: skip
+}
 
 
 @functools.lru_cache(maxsize=4)

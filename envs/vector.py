@@ -123,7 +123,7 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
             self.data.mkt, self.data.feats, self.data.days, self._params, s["acct"], s["book"],
             s["hist"], s["t"], s["steps"], mask, np.asarray(starts, dtype=np.int64),
             obs["market"], obs["risk"], obs["portfolio"],
-        )  # fmt: skip
+        )
 
     def reset(
         self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
@@ -174,7 +174,7 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
             trade, size, risk, execution,
             self._events, self._counts, rewards, terms, terminated, truncated,
             obs["market"], obs["risk"], obs["portfolio"],
-        )  # fmt: skip
+        )
         if self.config.record_ledger:
             if self._counts.max(initial=0) > self._events.shape[1]:
                 raise RuntimeError("ledger event buffer overflow: a bug in the simulator core")

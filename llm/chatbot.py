@@ -98,10 +98,10 @@ class Reply:
     def to_dict(self) -> dict[str, Any]:
         facts = [{"key": f.key, "value": f.value, "text": f.text, "unit": f.unit,
                   "source": f.source, "timestamp": f.timestamp.isoformat()}
-                 for f in self.facts_used]  # fmt: skip
+                 for f in self.facts_used]
         return {"text": self.text, "intent": self.intent, "assets": list(self.assets),
                 "grounded": self.grounded, "used_fallback": self.used_fallback,
-                "facts_used": facts, "problems": list(self.problems)}  # fmt: skip
+                "facts_used": facts, "problems": list(self.problems)}
 
 
 class MarketChatbot:
@@ -195,13 +195,13 @@ class MarketChatbot:
             template = fallback_template(detected, ctx)
             used = tuple(ctx[k] for k in dict.fromkeys(PLACEHOLDER.findall(template)))
             result = Grounded(render(template, ctx), False, True, used, template,
-                              problems=("the facts it asks about are not loaded",))  # fmt: skip
+                              problems=("the facts it asks about are not loaded",))
         else:
             prompt = self._prompt(ctx, message, turns, detected)
             raw = self.model.generate(
                 prompt, max_new_tokens=self.config.max_new_tokens,
                 temperature=self.config.temperature, stop=STOP,
-            )  # fmt: skip
+            )
             result = ground(raw, ctx, detected, self.config.grounding)
         if conversation is None:
             self._history.append(Turn(message, result.template, result.text, detected.assets))

@@ -31,7 +31,7 @@ def _progress() -> Progress:
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
         TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
         console=console, transient=True,
-    )  # fmt: skip
+    )
 
 
 def _train_progress(progress: Progress, description: str, total: int):
@@ -102,7 +102,7 @@ def finetune_command(
     with _progress() as progress:
         update = _train_progress(progress, "fine-tuning", steps)
         finetune_lora(base_model, list(corpus.pairs), out, config,
-                      provenance={"corpus": corpus.provenance}, progress=update)  # fmt: skip
+                      provenance={"corpus": corpus.provenance}, progress=update)
     _summary(f"adapter saved to {out}", _provenance_summary(out))
 
 
@@ -132,7 +132,7 @@ def eval_command(
             model, items, corpus.heldout_texts,
             provenance={"model_path": str(model_path), "corpus": corpus.provenance},
             progress=lambda n, total: progress.update(task, completed=n),
-        )  # fmt: skip
+        )
     report.save(out)
     print_report(report, console)
     console.print(f"report saved to {out}")
@@ -154,7 +154,7 @@ def _base_corpus(path: Path) -> dict[str, Any]:
 def _provenance_summary(path: Path) -> dict[str, Any]:
     data = json.loads((Path(path) / "provenance.json").read_text())
     keys = ("kind", "n_params", "n_trainable_params", "n_texts", "n_pairs", "n_tokens", "steps",
-            "first_loss", "final_loss", "wall_seconds")  # fmt: skip
+            "first_loss", "final_loss", "wall_seconds")
     return {k: data[k] for k in keys if k in data}
 
 

@@ -100,7 +100,7 @@ QUESTIONS: _Q = {
     "overview": ("how is the market? | give me a market overview | market summary please | how "
                  "are things in crypto?", "what's going on in the market? | overview?"),
     "help": ("hello | what can you do? | help | who are you?", "hi | hey there"),
-}  # fmt: skip
+}
 """Per intent: training question templates and held-out ones, separated by ' | '."""
 
 _STYLES = tuple(s.name.lower() for s in ExecStyle)
@@ -163,7 +163,7 @@ class Corpus:
             "heldout.jsonl": [{"text": t} for t in self.heldout_texts],
             "eval.jsonl": [{k: v for k, v in asdict(e).items() if k != "facts"}
                            for e in self.eval_items],
-        }  # fmt: skip
+        }
         for name, items in rows.items():
             (folder / name).write_text("".join(json.dumps(r) + "\n" for r in items))
         (folder / "provenance.json").write_text(json.dumps(self.provenance, indent=2))
@@ -209,7 +209,7 @@ class _Market:
         signals = []
         for a in self.assets:
             lean = sum(f.direction or 0 for k in (f"{a}.trend", f"{a}.macd_state")
-                       if (f := market.get(k)) is not None)  # fmt: skip
+                       if (f := market.get(k)) is not None)
             p = _softmax(np.array([-0.8, 0.0, 0.8]) * lean + rng.normal(0.0, 1.0, 3))
             d, size = int(np.argmax(p)), float(rng.uniform(0.05, 1.0))
             signals.append({
@@ -221,10 +221,10 @@ class _Market:
                 "execution_horizon_bars": int(rng.integers(1, 31)),
                 "probabilities": {"trade": dict(zip(("short", "flat", "long"), p.tolist(),
                                                     strict=True)), "style": {}},
-            })  # fmt: skip
+            })
         value = float(rng.normal(0.0, 0.5))
         payload = {"model_id": "synthetic-rule", "data_timestamp": stamp.isoformat(),
-                   "value": value, "signals": signals}  # fmt: skip
+                   "value": value, "signals": signals}
         return signal_facts(payload)
 
     def _risk(self, i: int, rng: np.random.Generator) -> Facts:
@@ -237,7 +237,7 @@ class _Market:
             marks=dict(zip(self.assets, marks.tolist(), strict=True)),
             equity=equity, peak_equity=equity * rng.uniform(1.0, 1.35),
             day_start_equity=equity * rng.uniform(0.97, 1.06),
-        )  # fmt: skip
+        )
         window = self.closes[i - _DAY_BARS : i + 1]
         returns = pd.DataFrame(window[1:] / window[:-1] - 1.0, columns=list(self.assets))
         prices = pd.DataFrame(window, columns=list(self.assets))
@@ -248,7 +248,7 @@ class _Market:
             report = build_risk_report(
                 snapshot, returns, methods=("historical",), scenarios=self.scenarios,
                 prices=prices, now=stamp,
-            )  # fmt: skip
+            )
         finally:
             alerts.disabled = False
         return risk_facts(report)
@@ -267,7 +267,7 @@ class _Market:
         metrics = _return_metrics(equity, per_year)
         segment = np.cumsum(np.abs(np.diff(position, axis=0, prepend=0.0)) > 0, axis=0)
         pnl = [np.bincount(segment[:, a], position[:, a] * step[:, a])[1:]
-               for a in range(len(self.assets))]  # fmt: skip
+               for a in range(len(self.assets))]
         trades = np.concatenate(pnl)
         metrics |= {
             "n_trades": len(trades),
@@ -319,7 +319,7 @@ class _Writer:
     def moment(self) -> Facts:
         """A random moment's facts."""
         return self.market.facts(int(self.rng.integers(2 * _DAY_BARS, len(self.market.aligned))),
-                                 self.rng)  # fmt: skip
+                                 self.rng)
 
     def exchange(
         self, facts: Facts, name: str, history: list, withhold: bool = True
@@ -371,7 +371,7 @@ _SOURCES: dict[str, tuple[str, ...]] = {
     else ("backtest",) if intent.name in ("performance", "sharpe", "drawdown")
     else () if intent.name == "help" else _MARKET_SOURCES
     for intent in INTENTS
-}  # fmt: skip
+}
 """The fact sources each intent's answer draws on (withheld to teach 'not loaded')."""
 
 
@@ -404,7 +404,7 @@ def _eval_split(cfg: CorpusConfig, market: _Market, rng: np.random.Generator):
             asked = tuple(instantiate(k, detected.assets[0]) for k in detected.intent.asked)
             prompt = format_prompt(ctx.render(), question)
             items.append(EvalItem(prompt, question, detected.intent.name, detected.assets,
-                                  asked, ctx))  # fmt: skip
+                                  asked, ctx))
             texts.append(prompt + format_completion(answer))
         texts.append(writer.note(facts, names[:3]))
     return items, texts
@@ -428,5 +428,5 @@ def build_corpus(config: CorpusConfig | None = None) -> Corpus:
                    "eval_items": _sha([(e.prompt, e.asked) for e in items]),
                    "heldout_texts": _sha(heldout)},
         "held_out_questions": {k: v[1] for k, v in QUESTIONS.items()},
-    }  # fmt: skip
+    }
     return Corpus(tuple(pretrain), tuple(pairs), tuple(items), tuple(heldout), provenance)

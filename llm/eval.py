@@ -156,5 +156,5 @@ def print_report(report: EvalReport, console: Console) -> None:
         detail.add_column(column, justify="left" if column == "intent" else "right")
     for name, m in report.per_intent.items():
         detail.add_row(name, str(m["n"]), f"{m['raw_correct']:.0%}", f"{m['raw_grounded']:.0%}",
-                       f"{m['correct']:.0%}", f"{m['used_fallback']:.0%}")  # fmt: skip
+                       f"{m['correct']:.0%}", f"{m['used_fallback']:.0%}")
     console.print(detail)

@@ -31,14 +31,14 @@ from risk.regimes import RegimeConfig, market_regimes, trend_regime, volatility_
 Source = Literal["market", "indicator", "regime", "signal", "risk", "backtest"]
 Unit = Literal[
     "price", "pct", "signed_pct", "number", "usd", "count", "x", "atr", "bars", "text"
-]  # fmt: skip
+]
 """How a value is shown: prices in USDC, percents (values already in percent units),
 plain numbers, USDC amounts, counts, multiples of equity (x), ATR multiples, bars, text."""
 
 DIRECTION_VALUES: dict[str, int] = {
     "up": 1, "down": -1, "unchanged": 0, "uptrend": 1, "downtrend": -1, "sideways": 0,
     "long": 1, "short": -1, "flat": 0, "bullish": 1, "bearish": -1, "gain": 1, "loss": -1,
-}  # fmt: skip
+}
 """Polarity of the text values that carry a direction (grounding checks words against it)."""
 
 
@@ -247,7 +247,7 @@ def signal_facts(signals: Any, timestamp: Any = None) -> Facts:
 def _var_row(rows: list[dict], confidence: float) -> dict | None:
     """The one-step VaR row at `confidence`, historical first (it assumes no distribution)."""
     matches = [r for r in rows if abs(r.get("confidence", 0) - confidence) < 1e-9
-               and r.get("horizon", 1) == 1]  # fmt: skip
+               and r.get("horizon", 1) == 1]
     matches.sort(key=lambda r: r.get("method") != "historical")
     return matches[0] if matches else None
 
@@ -280,7 +280,7 @@ def risk_facts(report: Any) -> Facts:
     alerts = list(data.get("alerts") or [])
     add("alerts", len(alerts), "count")
     add("alert", str(alerts[0].get("message") or alerts[0].get("kind")) if alerts else "none",
-        "text")  # fmt: skip
+        "text")
     stress = [s for s in data.get("stress") or [] if s.get("pnl") is not None]
     if stress:
         worst = min(stress, key=lambda s: s["pnl"])
@@ -315,7 +315,7 @@ def read_backtest(path_or_metrics: Any) -> tuple[dict, pd.Timestamp | None, pd.T
     metrics_file = path / "metrics.json" if path.is_dir() else path
     if not metrics_file.is_file():
         raise FileNotFoundError(f"{metrics_file} not found: pass a backtest report folder "
-                                "(quantum backtest --output-dir) or its metrics.json")  # fmt: skip
+                                "(quantum backtest --output-dir) or its metrics.json")
     metrics = json.loads(metrics_file.read_text())
     steps = folder / "steps.parquet"
     if not steps.is_file():
@@ -475,7 +475,7 @@ class MarketView:
             out.append(Fact("market.trend", trend, "text", stamp, "regime"))
         if vol != "unknown_vol":
             out.append(Fact("market.vol_regime", vol.replace("_vol", " volatility"), "text",
-                            stamp, "regime"))  # fmt: skip
+                            stamp, "regime"))
         return Facts(tuple(out))
 
     def _back(self, i: int, hours: float) -> int | None:
@@ -526,7 +526,7 @@ class MarketView:
         add("rsi", f["rsi"], "number", "indicator")
         if math.isfinite(f["rsi"]):
             state = ("overbought" if f["rsi"] > cfg.rsi_overbought
-                     else "oversold" if f["rsi"] < cfg.rsi_oversold else "neutral")  # fmt: skip
+                     else "oversold" if f["rsi"] < cfg.rsi_oversold else "neutral")
             add("rsi_state", state, "text", "indicator")
         add("macd", f["macd"] * f["close"], "number", "indicator")
         add("macd_signal", f["macd_signal"] * f["close"], "number", "indicator")
@@ -542,6 +542,6 @@ class MarketView:
         add("funding_rate", 100.0 * rate, "signed_pct", "market")
         if math.isfinite(rate):
             side = ("longs pay shorts" if rate > 0
-                    else "shorts pay longs" if rate < 0 else "no one pays")  # fmt: skip
+                    else "shorts pay longs" if rate < 0 else "no one pays")
             add("funding_side", side, "text", "market")
         add("basis", 100.0 * f["basis"], "signed_pct", "market")

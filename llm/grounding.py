@@ -50,7 +50,7 @@ _WORDS: tuple[tuple[str, tuple[str, ...], int], ...] = (
     (r"long", (_POSITION,), 1),
     (r"short", (_POSITION,), -1),
     (r"flat", (_POSITION, _TREND, _MOVE), 0),
-)  # fmt: skip
+)
 _DIRECTION = re.compile(r"\b(" + "|".join(f"(?:{w})" for w, _, _ in _WORDS) + r")\b", re.I)
 _JOINER = re.compile(r"^\s*(?:,|/|or|and|,\s*or|,\s*and|vs\.?|versus|nor)\s*$", re.I)
 _NEGATION = re.compile(r"\b(not|no|never|isn't|aren't|wasn't|nor)\s+(?:\w+\s+)?$", re.I)
@@ -60,18 +60,18 @@ _KIND_SUFFIXES = {
             "max_drawdown"),
     _TREND: ("trend", "macd_state"),
     _POSITION: ("decision",),
-}  # fmt: skip
+}
 _LABELS = {
     "rsi": ("rsi",), "macd": ("macd",), "atr": ("atr",), "funding": ("funding_rate",),
     "sharpe": ("sharpe",), "sortino": ("sortino",), "drawdown": ("max_drawdown",),
     "leverage": ("leverage",), "var": ("var_",), "es": ("es_",), "shortfall": ("es_",),
     "volume": ("volume",), "volatility": ("volatility", "atr_pct", "vol_regime"),
-}  # fmt: skip
+}
 """Metric words and the fact keys a value right after them may belong to."""
 _CONNECTORS = frozenset({
     "is", "was", "are", "of", "at", "reads", "stands", "now", "currently", "about", "around",
     "ratio", "rate", "the", "a", "an", "its",
-})  # fmt: skip
+})
 DEFAULT_IGNORE = (
     r"\b(?:1|4|8|24|48)\s?(?:h\b|hours?\b|-hour\b)",  # window names: 1h, 24 hours
     r"\b(?:95|99)(?:\.0)?\s?%(?=\s*(?:VaR|ES\b|expected|confidence|level))",  # VaR levels
@@ -169,7 +169,7 @@ def _kind_facts(facts: Iterable[Fact], kinds: tuple[str, ...], assets: tuple[str
     suffixes = tuple(s for k in kinds for s in _KIND_SUFFIXES[k])
     return [f for f in facts if f.direction is not None and f.key.endswith(suffixes)
             and (not assets or any(f.key.startswith((f"{a}.", f"signal.{a}.")) for a in assets)
-                 or f.key.startswith(("market.", "backtest.")))]  # fmt: skip
+                 or f.key.startswith(("market.", "backtest.")))]
 
 
 def _label(before: str) -> str | None:
@@ -310,7 +310,7 @@ def fallback_template(
     if intent.scope == "market":
         usable = [t for t in intent.answers if set(intent.keys([], t)) <= set(facts.keys())]
         each = [instantiate(intent.each, a) for a in facts.assets
-                if set(intent.keys([a], intent.each)) <= set(facts.keys())]  # fmt: skip
+                if set(intent.keys([a], intent.each)) <= set(facts.keys())]
         if not usable and not each:
             return intent.missing
         return (pick(usable) if usable else LATEST) + "".join(each)
@@ -341,7 +341,7 @@ def ground(
     return Grounded(
         render(template, facts), False, True, tuple(facts[k] for k in dict.fromkeys(keys)),
         template, raw, problems,
-    )  # fmt: skip
+    )
 
 
 def states(text: str, fact: Fact) -> bool:

@@ -104,7 +104,7 @@ _PATTERNS: dict[str, tuple[float, str]] = {
                  r"|\breason|\bwhy\b"),
     "overview": (0.8, r"\bmarket|overview|summary|everything|\bcrypto|how are things"),
     "help": (0.5, r"\bhelp|\bhello|\bhi\b|\bhey\b|what can you|who are you"),
-}  # fmt: skip
+}
 """Per intent: a weight (specific words beat general ones) and the words that signal it."""
 
 
@@ -251,7 +251,7 @@ INTENTS: tuple[Intent, ...] = (
         "volatility, volume, funding, the policy's signals and probabilities, risk (VaR, "
         "leverage, alerts) and backtest performance, using only the data loaded.",
     )),
-)  # fmt: skip
+)
 BY_NAME = {intent.name: intent for intent in INTENTS}
 
 
@@ -268,14 +268,14 @@ def mentioned_assets(text: str, assets: Sequence[str]) -> tuple[str, ...]:
     names = {a.lower(): a for a in assets} | {k: v for k, v in ALIASES.items() if v in assets}
     found = re.finditer(r"[A-Za-z]+", text)
     return tuple(dict.fromkeys(names[m.group().lower()] for m in found
-                               if m.group().lower() in names))  # fmt: skip
+                               if m.group().lower() in names))
 
 
 def detect(question: str, assets: Sequence[str], previous: Sequence[str] = ()) -> Detected:
     """The intent with most keyword hits (ties: catalogue order; none: help) and the assets
     named, else the ones the conversation was about, else the first asset."""
     scores = [(i.weight * len(re.findall(i.pattern, question, re.IGNORECASE)), -n, i)
-              for n, i in enumerate(INTENTS)]  # fmt: skip
+              for n, i in enumerate(INTENTS)]
     best = max(scores, key=lambda s: s[:2])
     intent = best[2] if best[0] > 0 else BY_NAME["help"]
     named = mentioned_assets(question, assets) or tuple(a for a in previous if a in assets)
@@ -286,7 +286,7 @@ def format_prompt(facts_block: str, question: str, history: Sequence[tuple[str, 
     """The prompt the model continues: facts, earlier turns, the question, 'Assistant:'."""
     turns = [f"User: {q}\nAssistant: {a}{END}" for q, a in history]
     return "\n".join([f"<facts>\n{facts_block}\n</facts>", *turns,
-                      f"User: {question.strip()}\nAssistant:"])  # fmt: skip
+                      f"User: {question.strip()}\nAssistant:"])
 
 
 def format_completion(answer: str) -> str:

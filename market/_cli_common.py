@@ -74,7 +74,7 @@ def show_import(
     for r in results:
         table.add_row(r.key.kind.value, r.key.symbol, r.key.timeframe or "-", r.path.name,
                       f"{r.rows:,}", f"{r.written:,}", f"{r.first:%Y-%m-%d %H:%M}",
-                      f"{r.last:%Y-%m-%d %H:%M}")  # fmt: skip
+                      f"{r.last:%Y-%m-%d %H:%M}")
     console.print(table)
     for path, why in skipped:
         console.print(f"[yellow]skipped[/yellow] {path.name}: {why}")
@@ -91,7 +91,7 @@ def show_calibration(result: Calibration) -> None:
         table.add_row(asset, fmt(profile.price), f"{profile.annual_vol:.3f}",
                       f"{profile.notional_per_minute:,.0f}", f"{profile.microstructure_noise:.3f}",
                       f"{f.return_acf1:+.4f}",
-                      f"{1e4 * f.funding_mean:+.2f} ± {1e4 * f.funding_std:.2f}")  # fmt: skip
+                      f"{1e4 * f.funding_mean:+.2f} ± {1e4 * f.funding_std:.2f}")
     console.print(table)
     pairs = ", ".join(f"{a}/{b} {r:.3f}" for a, b, r in config.correlations)
     console.print(

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 NORMALISED: tuple[str, ...] = (
     "log_return", "realized_vol", "macd", "macd_signal", "macd_diff", "bb_wband", "atr_pct",
     "vwap_dist", "spread_cs", "basis",
-)  # fmt: skip
+)
 """Features that also get a ``<name>_z`` column: a rolling z-score over norm_window bars."""
 
 BASE_FEATURES: tuple[str, ...] = (
@@ -22,7 +22,7 @@ BASE_FEATURES: tuple[str, ...] = (
     "bb_pband", "bb_wband", "atr", "atr_pct", "obv_z", "vwap_dist", "volume_z",
     "dollar_volume_daily", "spread_cs", "funding_rate_last", "funding_bp", "basis",
     "corr_first", "corr_market",
-)  # fmt: skip
+)
 
 FEATURE_NAMES: tuple[str, ...] = BASE_FEATURES + tuple(f"{name}_z" for name in NORMALISED)
 """Per-asset feature columns, in order."""

@@ -49,7 +49,7 @@ def _momentum(bars: AssetBars, col: Column, ctx: Context) -> None:
     kern.macd(
         bars.close, cfg.macd_fast, cfg.macd_slow, cfg.macd_signal,
         col("macd"), col("macd_signal"), col("macd_diff"),
-    )  # fmt: skip
+    )
 
 
 def _bands(bars: AssetBars, col: Column, ctx: Context) -> None:

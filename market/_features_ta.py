@@ -70,7 +70,7 @@ def _corwin_schultz(high: pd.Series, low: pd.Series) -> pd.Series:
 def _pandas_features(
     frame: pd.DataFrame, ret: pd.Series, first: pd.Series, market: pd.Series,
     cfg: FeatureConfig, bars_per_day: int,
-) -> dict[str, pd.Series]:  # fmt: skip
+) -> dict[str, pd.Series]:
     """Returns, volatility, volume, cost and funding features with pandas rolling windows."""
     close, volume = frame["close"], frame["volume"]
     realized = ret.rolling(cfg.vol_window).std()

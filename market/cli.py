@@ -52,7 +52,7 @@ def synth(
     from market.synthetic import SyntheticConfig, generate_market
 
     given = {"timeframe": timeframe, "days": days, "seed": seed, "start": start,
-             "assets": None if assets is None else tuple(ui.split(assets))}  # fmt: skip
+             "assets": None if assets is None else tuple(ui.split(assets))}
     try:
         base = SyntheticConfig() if config is None else read_yaml(config)
         settings = base.model_dump() | {k: v for k, v in given.items() if v is not None}
@@ -110,7 +110,7 @@ def collect(
             exchange=exchange, symbols=tuple(ui.split(symbols)), since=since, until=until,
             timeframe=timeframe, kinds=tuple(Kind(k) for k in ui.split(kinds)),
             max_retries=max_retries,
-        )  # fmt: skip
+        )
         client = make_exchange(exchange, credentials=False)  # public data needs no keys
     except ValueError as exc:
         raise ui.fail(str(exc)) from exc
@@ -132,7 +132,7 @@ def collect(
         table.add_column(col)
     for item in report.series:
         table.add_row(str(item.key), f"{item.rows_written:,}", str(item.pages), str(item.retries),
-                      str(item.stored_until))  # fmt: skip
+                      str(item.stored_until))
     console.print(table)
     for key, why in report.skipped:
         console.print(f"[yellow]skipped[/yellow] {key}: {why}")
@@ -172,7 +172,7 @@ def import_data(
     try:
         renames = tuple(ui.pair(c) for c in column or ())
         common = {"exchange": exchange, "time_unit": time_unit, "columns": renames,
-                  "replace": replace}  # fmt: skip
+                  "replace": replace}
         if path.is_dir():
             if kind or symbol:
                 raise ValueError("--kind/--symbol are for one file; a folder names them per file")
@@ -188,7 +188,7 @@ def import_data(
             config = imp.ImportConfig(
                 kind=kind, symbol=symbol, timeframe=timeframe if bars else None, label=label,
                 **common,
-            )  # fmt: skip
+            )
             results, skipped = (imp.import_file(ParquetStore(data), path, config),), ()
     except (ValueError, OSError) as exc:  # DataValidationError is a ValueError
         raise ui.fail(ui.one_line(exc), code=2) from exc

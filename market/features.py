@@ -195,6 +195,6 @@ def make_aligned_frame(
             "mark": close * (1.0 + rng.normal(0.0, 1e-4, bars)),
             "funding_rate": event * rng.normal(1e-4, 1e-4, bars),
             "funding_event": event, "filled": np.zeros(bars),
-        }  # fmt: skip
+        }
         frames[asset] = pd.DataFrame(frame, index=index)
     return pd.concat(frames, axis=1, names=["asset", "field"])

@@ -242,7 +242,7 @@ class FolderImportConfig(BaseModel):
             kind=kind, exchange=self.exchange, symbol=symbol,
             timeframe=timeframe if bars else None, label=self.label if bars else None,
             time_unit=self.time_unit, columns=self.columns, replace=self.replace,
-        )  # fmt: skip
+        )
 
 
 @dataclass(frozen=True)

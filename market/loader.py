@@ -186,7 +186,7 @@ def choose_symbols(
     stored = store.symbols(exchange, timeframe)
     if not stored:
         other = sorted({k.timeframe or "" for k in store.series()
-                        if k.kind is Kind.OHLCV and k.exchange == exchange})  # fmt: skip
+                        if k.kind is Kind.OHLCV and k.exchange == exchange})
         raise MarketChoiceError(
             f"no {timeframe} bars of {exchange} under {store.root} "
             f"(stored timeframes: {', '.join(other) or 'none'})"

@@ -23,7 +23,7 @@ _ROOT = Path(__file__).resolve().parent.parent
 _KERNEL_SOURCES = (
     "market", "envs", "backtest/engine.py", "backtest/fast.py", "backtest/fast_kernels.py",
     "rl/gae.py",
-)  # fmt: skip
+)
 """Folders (every .py inside) and files whose numba kernels share the cache."""
 
 

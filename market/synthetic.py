@@ -87,7 +87,7 @@ class SyntheticMarket:
                 self.funding[perp_symbol(asset)], grid, self.config.timeframe,
             )
             for asset in self.config.assets
-        }  # fmt: skip
+        }
         return pd.concat(frames, axis=1, names=["asset", "field"])
 
 
@@ -104,7 +104,7 @@ def generate_market(config: SyntheticConfig = DEFAULT_CONFIG) -> SyntheticMarket
     for j, asset in enumerate(config.assets):
         symbol = perp_symbol(asset)
         ohlcv[symbol] = _bars(index, paths.open[:, j], paths.high[:, j], paths.low[:, j],
-                              paths.close[:, j], volume[:, j])  # fmt: skip
+                              paths.close[:, j], volume[:, j])
         mark[symbol] = _mark_bars(index, mark_close[:, j])
         funding[symbol] = pd.DataFrame({"funding_rate": rates[:, j]}, index=event_index)
     labels = pd.Categorical.from_codes(regimes, categories=list(REGIMES))
@@ -134,14 +134,14 @@ def _perp_series(
         trend_half_life_minutes=config.premium_trend_half_life_minutes,
         reversion_minutes=config.premium_reversion_minutes, noise=config.premium_noise,
         cap=config.premium_cap,
-    )  # fmt: skip
+    )
     smooth = kern.ema(premium, config.mark_smoothing_minutes / bar_minutes, premium[0])
     mark_close = paths.efficient / (1.0 + premium) * (1.0 + smooth)
     bar_ns = timeframe_ms(config.timeframe) * 1_000_000
     events, rates = kern.funding_rates(
         premium, int(index[0].value), bar_ns, FUNDING_INTERVAL_MS * 1_000_000,
         interest=config.funding_interest, clamp=config.funding_clamp, cap=config.funding_cap,
-    )  # fmt: skip
+    )
     stamps = pd.DatetimeIndex(pd.to_datetime(events, utc=True), name=TIMESTAMP).as_unit("ns")
     return mark_close, stamps, rates
 
@@ -199,7 +199,7 @@ def _price_paths(
     log_vol = kern.log_vol(
         rng, n, k, np.asarray(config.vol_half_lives_minutes) / bar_minutes,
         moments.log_vol_variances(config, bar_minutes), config.common_vol_share,
-    )  # fmt: skip
+    )
     minute_of_week = _minute_of_week(index)
     season = kern.seasonality(
         minute_of_week, config.intraday_vol_amplitude, config.weekend_activity
@@ -271,4 +271,4 @@ def _mark_bars(index: pd.DatetimeIndex, close: np.ndarray) -> pd.DataFrame:
     """Mark-price bars from mark closes: open = previous close, no intrabar range, no volume."""
     open_ = np.r_[close[0], close[:-1]]
     return _bars(index, open_, np.maximum(open_, close), np.minimum(open_, close), close,
-                 np.zeros(len(close)))  # fmt: skip
+                 np.zeros(len(close)))

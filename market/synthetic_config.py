@@ -49,7 +49,7 @@ KNOWN_ASSETS: tuple[AssetProfile, ...] = (
         asset="SOL", price=25.54, annual_vol=0.6591, notional_per_minute=4.906e5,
         microstructure_noise=0.1339,
     ),
-)  # fmt: skip
+)
 """Fitted by `quantum data calibrate` to Binance USDT-M 1m data, 2023-07-18..08-17 (the
 shared real sample, ../shared/realdata): levels, volatility, turnover and bid-ask bounce."""
 

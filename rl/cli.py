@@ -63,7 +63,7 @@ def load_config(
         overrides["env_config"] = env_config
     if exchange is not None:
         overrides["env_config"] = {**overrides.get("env_config", base.env_config),
-                                   "exchange": exchange}  # fmt: skip
+                                   "exchange": exchange}
     return base.with_overrides(**{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -113,7 +113,7 @@ def print_diagnosis(result: TrainResult) -> None:
     three failure signs are absent."""
     if not result.findings:
         console.print("diagnosis: no sign of a run that is not learning (entropy bonus, "
-                      "turnover and value-function checks passed)")  # fmt: skip
+                      "turnover and value-function checks passed)")
     for finding in result.findings:
         console.print(f"[yellow]diagnosis[/]: {finding.message}")
 
@@ -183,7 +183,7 @@ def train_command(
 
             if data is not None or exchange is not None:
                 raise ValueError("--from-manifest reruns the recorded market: drop --data and "
-                                 "--exchange")  # fmt: skip
+                                 "--exchange")
             cfg = config_from_manifest(from_manifest)
             config_from_manifest(from_manifest, market_for(cfg.env_config))
         else:
@@ -191,7 +191,7 @@ def train_command(
                 config, data=data, exchange=exchange, steps=steps, env_runners=env_runners,
                 envs_per_runner=envs_per_runner, model=model, seed=seed, wandb=wandb,
                 learners=learners, gpus_per_learner=gpus_per_learner, compile_=compile_,
-            )  # fmt: skip
+            )
             cfg = store_market(cfg.with_overrides(**sets), exchange)
         if continue_from is not None and not continue_from.exists():
             raise FileNotFoundError(f"--continue-from: no checkpoint at {continue_from}")
@@ -229,7 +229,7 @@ def train_command(
         result = train(
             cfg, out, resume=resume, on_result=on_result, max_iterations=iterations,
             init_module=continue_from, storage_path=storage_path,
-        )  # fmt: skip
+        )
     console.print(summary_table(result))
     print_diagnosis(result)
     console.print(f"results: {RunPaths(result.run_dir).results}")
@@ -282,25 +282,25 @@ def tune_command(
             config, data=data, exchange=exchange, env_runners=env_runners,
             envs_per_runner=envs_per_runner, learners=learners,
             gpus_per_learner=gpus_per_learner,
-        )  # fmt: skip
+        )
         base = store_market(base, exchange)
         sched.select(phases)
     results = run_phases(
         sched, phases, base, out, population=population,
         use_recommendations=use_recommendations, resume=resume,
         max_concurrent=max_concurrent, storage_path=storage_path,
-    )  # fmt: skip
+    )
     table = Table(title=f"{sched.name} schedule, phases {phases}")
     source = f"validation {base.validation.metric}" if base.validates else "training return"
     for column in ("phase", "name", "until steps", f"best score ({source})", "trials",
-                   "PBT exploits"):  # fmt: skip
+                   "PBT exploits"):
         table.add_column(column)
     for r in results:
         best = max((t["score"] for t in r.trials if t["score"] is not None), default=None)
         table.add_row(
             str(r.number), r.name, f"{r.global_env_steps:,}",
             "-" if best is None else f"{best:.4g}", str(len(r.trials)), str(len(r.lineage)),
-        )  # fmt: skip
+        )
     console.print(table)
     lineage = [(r.number, e) for r in results for e in r.lineage]
     if lineage:

@@ -47,7 +47,7 @@ def store_market(config: TrainConfig, exchange_option: str | None = None) -> Tra
     if env.get("data_dir") is None:
         if exchange_option is not None:
             raise ValueError(f"--exchange {exchange_option} names an exchange of a store: "
-                             "give the store with --data")  # fmt: skip
+                             "give the store with --data")
         return config
     store = ParquetStore(env["data_dir"])
     exchange = choose_exchange(store, env.get("exchange"))

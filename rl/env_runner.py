@@ -97,7 +97,7 @@ class VectorEnvRunner(SingleAgentEnvRunner):
             episodes = super()._sample(
                 num_timesteps=num_timesteps, num_episodes=num_episodes, explore=explore,
                 random_actions=random_actions, force_reset=force_reset,
-            )  # fmt: skip
+            )
         else:
             self._needs_initial_reset = True  # RLlib's loop, if used later, must reset
             episodes = self._sample_batched(num_timesteps, explore, force_reset)
@@ -168,7 +168,7 @@ class VectorEnvRunner(SingleAgentEnvRunner):
         episodes = self._cut_episodes(
             obs_steps, actions, outputs, np.array(rewards), np.array(terms), np.array(dones),
             np.array(real),
-        )  # fmt: skip
+        )
         done_episodes = [e for e in episodes if e.is_done]
         self._done_episodes_for_metrics.extend(done_episodes)
         for e in episodes:

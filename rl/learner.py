@@ -165,14 +165,14 @@ class QuantumPPOLearner(PPOTorchLearner):
                 num_epochs=num_epochs, minibatch_size=minibatch_size,
                 shuffle_batch_per_epoch=shuffle_batch_per_epoch,
                 _no_metrics_reduce=_no_metrics_reduce, **kwargs,
-            )  # fmt: skip
+            )
         self._check_is_built()
         self.before_gradient_based_update(timesteps=timesteps or {})
         if training_data is None:
             training_data = TrainingData(
                 batch=batch, batches=batches, batch_refs=batch_refs, episodes=episodes,
                 episodes_refs=episodes_refs,
-            )  # fmt: skip
+            )
         training_data.validate()
         training_data.solve_refs()
         self._weights_seq_no += 1
@@ -186,7 +186,7 @@ class QuantumPPOLearner(PPOTorchLearner):
         self._run_epochs(
             module_id, _valid_rows(module_batch), num_epochs, minibatch_size,
             shuffle=shuffle_batch_per_epoch,
-        )  # fmt: skip
+        )
         self.after_gradient_based_update(timesteps=timesteps or {})
         if not _no_metrics_reduce:
             return self.metrics.reduce()
@@ -294,7 +294,7 @@ class QuantumPPOLearner(PPOTorchLearner):
         log(
             (module_id, NUM_MODULE_STEPS_TRAINED_LIFETIME), steps, reduce="lifetime_sum",
             with_throughput=True,
-        )  # fmt: skip
+        )
         for key, reduce in (
             (NUM_MODULE_STEPS_TRAINED, "sum"),
             (NUM_MODULE_STEPS_TRAINED_LIFETIME, "lifetime_sum"),

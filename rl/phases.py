@@ -163,7 +163,7 @@ _EVIDENCE = (
     "learners/default_policy/vf_explained_var", "learners/default_policy/mean_kl_loss",
     "learners/default_policy/policy_loss", "learners/default_policy/reward_abs_mean",
     "learners/default_policy/curr_entropy_coeff", "training_iteration",
-)  # fmt: skip
+)
 
 
 def _evidence(row: dict[str, float]) -> dict[str, float]:
@@ -191,7 +191,7 @@ def pbt_lineage(experiment: str | Path) -> list[dict[str, Any]]:
                 "trial": target, "copied": source, "trial_iteration": target_iter,
                 "source_iteration": source_iter, "changed": changed,
             }
-        )  # fmt: skip
+        )
     return events
 
 
@@ -333,14 +333,14 @@ def _run_phase(
         write_recommendations(
             recs_path, number + 1, recs, rows[-1] if rows else {},
             diagnosis=[{"name": f.name, "value": f.value, "message": f.message} for f in findings],
-        )  # fmt: skip
+        )
     best_path = Path(best_checkpoint.path)
     if is_uri(storage):  # the next phase and the summary need a local copy
         best_path = Path(best_checkpoint.to_directory(str(out / "best" / f"phase{number}")))
     return PhaseResult(
         number, phase.name, best_path, phase.until_steps, trials, recs_path,
         pbt_lineage(experiment),
-    )  # fmt: skip
+    )
 
 
 def run_phases(
@@ -392,7 +392,7 @@ def run_phases(
         result = _run_phase(
             number, phase, schedule, config, out, population, init, resume,
             max_concurrent, storage_path,
-        )  # fmt: skip
+        )
         done[str(number)] = {
             "name": result.name,
             "best_checkpoint": str(result.best_checkpoint),
@@ -418,7 +418,7 @@ def _log_summary(base: TrainConfig, out: Path, results: list[PhaseResult]) -> No
 
     (out / "wandb").mkdir(exist_ok=True)
     tracker = Tracker(out, base.tracking.project, {"phases": [r.name for r in results]},
-                      group=base.tracking.group or out.name, tags=("summary",))  # fmt: skip
+                      group=base.tracking.group or out.name, tags=("summary",))
     try:
         phases = wandb.Table(columns=["phase", "name", "global_env_steps", "best_score"])
         for r in results:
@@ -430,7 +430,7 @@ def _log_summary(base: TrainConfig, out: Path, results: list[PhaseResult]) -> No
                 lineage.add_data(
                     r.number, e["trial"], e["copied"], e["trial_iteration"],
                     json.dumps(e["changed"]),
-                )  # fmt: skip
+                )
         tracker.run.log({"phases": phases, "pbt_lineage": lineage})
     finally:
         tracker.finish()

@@ -55,7 +55,7 @@ def mirror(local_dir: Path, destination: str) -> str:
                     f.write(str(source.readlink()).encode())
             else:
                 pafs.copy_files(str(source), f"{target}/{name}",
-                                source_filesystem=local, destination_filesystem=fs)  # fmt: skip
+                                source_filesystem=local, destination_filesystem=fs)
     log.info("mirrored %s to %s", local_dir, destination)
     return destination
 

@@ -72,7 +72,7 @@ class Tracker:
                 console="off", save_code=False, disable_git=True, x_disable_stats=True,
                 x_disable_meta=True, silent=True,
             ),
-        )  # fmt: skip
+        )
 
     @property
     def directory(self) -> Path:

@@ -217,7 +217,7 @@ def train(
             tracker = Tracker(
                 paths.root, config.tracking.project, config.model_dump(mode="json"),
                 group=config.tracking.group,
-            )  # fmt: skip
+            )
         row: dict[str, float] = {}
         rows: list[dict[str, float]] = []
         first: dict[str, float] = {}  # first seen value of every metric
@@ -268,7 +268,7 @@ def train(
         return TrainResult(
             paths.root, checkpoint, iterations, steps, latest, first, findings, best,
             best_validation,
-        )  # fmt: skip
+        )
     finally:
         if tracker is not None:
             tracker.finish()
@@ -285,7 +285,7 @@ def _write_placement(algo, paths: RunPaths) -> list[dict[str, Any]]:
     (paths.root / "placement.json").write_text(json.dumps(rows, indent=2))
     for row in rows:
         log.info("env runner %(worker_index)s on node %(node_id)s (%(host)s, pid %(pid)s): "
-                 "%(env_steps_sampled)s env steps", row)  # fmt: skip
+                 "%(env_steps_sampled)s env steps", row)
     return rows
 
 

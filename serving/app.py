@@ -75,7 +75,7 @@ async def _api_error(request: Request, err: ApiError) -> JSONResponse:
 @api.exception_handler(RequestValidationError)
 async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
     details = [{"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg")}
-               for e in err.errors()[:20]]  # fmt: skip
+               for e in err.errors()[:20]]
     return _error(422, "invalid_request", "the request does not match the schema", details)
 
 
@@ -178,7 +178,7 @@ class Gateway(PolicyServer):
     def __init__(self, backtests: DeploymentHandle, key_digests: tuple[str, ...],
                  max_batch_size: int = 32, batch_wait_s: float = 0.0005,
                  chat: DeploymentHandle | None = None, chat_per_minute: float = 30.0,
-                 chat_burst: int = 5) -> None:  # fmt: skip
+                 chat_burst: int = 5) -> None:
         self._setup_policy(max_batch_size, batch_wait_s)
         self.backtests = backtests
         self.chat = chat
@@ -219,7 +219,7 @@ class Gateway(PolicyServer):
 
     @api.post("/v1/backtests", response_model=BacktestJob, status_code=202)
     async def start_backtest(self, body: BacktestRequest,
-                             key: str | None = Depends(_key_header)) -> dict:  # fmt: skip
+                             key: str | None = Depends(_key_header)) -> dict:
         self._auth(key)
         if body.data_path is not None and body.synthetic_seed is not None:
             raise ApiError(422, "invalid_request", "give data_path or synthetic_seed, not both")
@@ -237,9 +237,9 @@ class Gateway(PolicyServer):
         return job
 
     @api.post("/v1/chat", response_model=ChatResponse,
-              responses={404: {"model": ErrorBody}, 503: {"model": ErrorBody}})  # fmt: skip
+              responses={404: {"model": ErrorBody}, 503: {"model": ErrorBody}})
     async def chat_message(self, body: ChatRequest,
-                           key: str | None = Depends(_key_header)) -> Any:  # fmt: skip
+                           key: str | None = Depends(_key_header)) -> Any:
         self._auth(key)
         if self.chat is None:
             raise ApiError(404, "chat_disabled", "this service runs without the chatbot")
@@ -249,7 +249,7 @@ class Gateway(PolicyServer):
                 status_code=429, headers={"Retry-After": str(int(wait) + 1)},
                 content={"code": "rate_limited", "details": [{"retry_after_s": round(wait, 1)}],
                          "message": "too many chat messages; retry after Retry-After seconds"},
-            )  # fmt: skip
+            )
         if body.stream:
             stream = self.chat.options(stream=True).stream.remote(
                 body.conversation_id, body.message
@@ -275,7 +275,7 @@ class Gateway(PolicyServer):
         served = self.policy.model_id
         if model is not None and model != served:
             raise ApiError(404, "unknown_model", f"model {model!r} is not served",
-                           [{"served": served}])  # fmt: skip
+                           [{"served": served}])
 
 
 def build_app(args: dict) -> serve.Application:
@@ -304,8 +304,8 @@ def build_app(args: dict) -> serve.Application:
             str(args.get("exchange", "synthetic")), str(args.get("app_name", "quantum")),
             int(args.get("chat_max_history", 5)), int(args.get("chat_max_conversations", 1000)),
             float(args.get("chat_refresh_s", 60.0)), str(args.get("chat_device", "cpu")),
-        )  # fmt: skip
+        )
     return gateway.bind(backtests, digests, int(args.get("max_batch_size", 32)),
                         float(args.get("batch_wait_s", 0.0005)), chat,
                         float(args.get("chat_per_minute", 30.0)),
-                        int(args.get("chat_burst", 5)))  # fmt: skip
+                        int(args.get("chat_burst", 5)))

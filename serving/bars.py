@@ -9,7 +9,7 @@ import pandas as pd
 
 
 def recent_frame(data_path: str | Path, assets: list[str], count: int,
-                 exchange: str = "synthetic", timeframe: str = "1m") -> pd.DataFrame:  # fmt: skip
+                 exchange: str = "synthetic", timeframe: str = "1m") -> pd.DataFrame:
     """The last ``count`` bars of the aligned multi-asset frame (market.loader); only the
     stored files that can hold them are read, so this stays cheap on a year of data."""
     from market.loader import load_aligned
@@ -29,7 +29,7 @@ def recent_frame(data_path: str | Path, assets: list[str], count: int,
 def recent_bars(
     data_path: str | Path, assets: list[str], count: int, exchange: str = "synthetic",
     timeframe: str = "1m",
-) -> dict[str, list[dict]]:  # fmt: skip
+) -> dict[str, list[dict]]:
     """The last ``count`` stored bars per asset, as the API's Bar objects."""
     return bars_from_frame(recent_frame(data_path, assets, count, exchange, timeframe))
 
@@ -48,5 +48,5 @@ def bars_from_frame(tail: pd.DataFrame) -> dict[str, list[dict]]:
                 stamps, frame["open"], frame["high"], frame["low"], frame["close"],
                 frame["volume"], frame["mark"], funding, strict=True,
             )
-        ]  # fmt: skip
+        ]
     return out

@@ -92,7 +92,7 @@ class ChatServer:
 
         count = max(int(info["min_bars"]), 3 * 1440)
         frame = recent_frame(self.data_path, info["assets"], count, self.exchange,
-                             info["timeframe"])  # fmt: skip
+                             info["timeframe"])
         return frame, bars_from_frame(frame.iloc[-int(info["min_bars"]) :])
 
     async def reply(self, conversation_id: str | None, message: str) -> dict:

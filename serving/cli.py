@@ -26,13 +26,13 @@ def store_exchange(data_path: Path | None, exchange: str | None) -> str | None:
     if data_path is None:
         if exchange is not None:
             raise ValueError(f"--exchange {exchange} names an exchange of a store: give the "
-                             "store with --data-path")  # fmt: skip
+                             "store with --data-path")
         return None
     return choose_exchange(ParquetStore(data_path), exchange)
 
 
 def serve_config(model_path: str, host: str, port: int, replicas: int,
-                 extra: dict | None = None) -> dict:  # fmt: skip
+                 extra: dict | None = None) -> dict:
     """A Serve config (the schema `serve deploy` reads) for this application. Keys are not
     in it: the cluster's environment provides QUANTUM_API_KEYS / QUANTUM_API_KEYS_FILE."""
     return {
@@ -124,7 +124,7 @@ def serve_command(
     init_ray()
     serve.start(http_options={"host": host, "port": port})
     app = build_app({"model_path": str(model_path), "replicas": replicas, "key_digests": digests,
-                     **chat})  # fmt: skip
+                     **chat})
     serve.run(app, name="quantum", route_prefix="/")
     console.print(f"serving {model_path} on http://{host}:{port} (OpenAPI: /openapi.json)")
     if ingress is not None:

@@ -60,7 +60,7 @@ class QuantumClient:
         return self._call("GET", "/v1/models")
 
     def signal(self, *, bars: dict | None = None, observation: dict | None = None,
-               portfolio: dict | None = None) -> dict:  # fmt: skip
+               portfolio: dict | None = None) -> dict:
         body = {"bars": bars, "observation": observation, "portfolio": portfolio}
         return self._call("POST", "/v1/signals", json={k: v for k, v in body.items() if v})
 

@@ -110,23 +110,23 @@ def _run_backtest(model_path: str, request: dict, output_dir: str) -> dict:
     env_config = market_env_config(
         trained.config.env_config, Path(request["data_path"]) if request.get("data_path") else None,
         request.get("synthetic_seed"), request.get("synthetic_days"),
-    )  # fmt: skip
+    )
     data = market_for(env_config)
     options = BacktestOptions(start=request.get("start"), end=request.get("end"),
                               last_days=request.get("last_days"),
-                              baselines=tuple(request.get("baselines", ())))  # fmt: skip
+                              baselines=tuple(request.get("baselines", ())))
     config = options.env_config(EnvConfig(**env_config.get("env", {})))
     lo, hi, sample = model_span(
         read_manifest(Path(model_path)), env_config, data, config, options,
         bool(request.get("allow_in_sample")),
-    )  # fmt: skip
+    )
     result = run_module(trained.module, data, config, lo, hi, "policy")
     others = run_baselines(data, config, lo, hi, options.baselines)
     run = analyse(result, data, others, options, Path(output_dir), None, config, sample)
     return {
         "metrics": run.metrics, "baselines": run.baseline_metrics, "report": str(run.report),
         "sample": sample.note,
-    }  # fmt: skip
+    }
 
 
 def _finite(value):
@@ -153,7 +153,7 @@ class BacktestRunner:
         out = self.results_dir / job_id
         self.refs[job_id] = _run_backtest.remote(model_path, request, str(out))
         self.jobs[job_id] = {"id": job_id, "status": "running", "model_id": model_id,
-                             "submitted": datetime.now(UTC).isoformat()}  # fmt: skip
+                             "submitted": datetime.now(UTC).isoformat()}
         return dict(self.jobs[job_id])
 
     def status(self, job_id: str) -> dict | None:

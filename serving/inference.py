@@ -53,11 +53,11 @@ class LoadedPolicy:
         expected = observation_space(env_config, n_assets, space["market"].shape[2])
         if expected != space:
             raise ValueError(f"{model_path}: the module's observation space {space} does not "
-                             f"match its run's env config {expected}")  # fmt: skip
+                             f"match its run's env config {expected}")
         torch.set_grad_enabled(False)
         timeframe = _timeframe(trained.config.env_config)
         run = trained.checkpoint.parent.parent if trained.checkpoint.parent.name == "checkpoints" \
-            else trained.checkpoint  # fmt: skip
+            else trained.checkpoint
         return cls(
             model_id=f"{run.name}@{trained.checkpoint.name}",
             checkpoint=trained.checkpoint,

@@ -56,7 +56,7 @@ class DirectIngress:
 
 
 def direct_urls(host: str, ingress: DirectIngress, app_name: str = "quantum",
-                timeout_s: float = 120.0) -> list[str]:  # fmt: skip
+                timeout_s: float = 120.0) -> list[str]:
     """The base URLs of the application's ingress replicas on their direct ports.
 
     Asks the Serve controller for the app's HTTP target groups (the same call Serve's own

@@ -155,7 +155,7 @@ class ChatRequest(BaseModel):
         None, pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="Continue this conversation (the server keeps its recent turns); "
         "omit to start one.",
-    )  # fmt: skip
+    )
     stream: bool = Field(False, description="Answer as server-sent events (text pieces).")
 
 

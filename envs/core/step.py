@@ -122,7 +122,7 @@ def step_batch(
     trade, size, risk, execution,
     events, counts, rewards, terms, terminated, truncated,
     obs_market, obs_risk, obs_portfolio,
-):  # fmt: skip
+):
     """Advance every env one decision step (see module docstring); outputs written in place.
 
     The observation arrays and `feats` must be C-contiguous (they are viewed flat).
@@ -137,7 +137,7 @@ def step_batch(
         mkt, feats, days, params, floors, rates, allowances, acct, book, hist, t, steps, active,
         trade, size, risk, execution, events, counts, rewards, terms, terminated, truncated,
         obs_market, obs_risk, obs_portfolio, np.empty(n_assets), np.empty(n_assets, np.bool_),
-    )  # fmt: skip
+    )
 
 
 @njit(cache=True, _nrt=False)
@@ -147,7 +147,7 @@ def _step_envs(
     trade, size, risk, execution,
     events, counts, rewards, terms, terminated, truncated,
     obs_market, obs_risk, obs_portfolio, targets, skip,
-):  # fmt: skip
+):
     """The loop of `step_batch`, compiled without reference counting (see there)."""
     per_step = int(params[P_BARS_PER_STEP])
     last_bar = mkt.shape[0] - 1
@@ -205,14 +205,14 @@ def _step_envs(
         )
         record_risk(acc, hist[n], params, log_return, gross)
     observe_batch(acct, book, hist, mkt, feats, params, t, active,
-                  obs_market, obs_risk, obs_portfolio)  # fmt: skip
+                  obs_market, obs_risk, obs_portfolio)
 
 
 @njit(cache=True)
 def reset_batch(
     mkt, feats, days, params, acct, book, hist, t, steps, mask, starts,
     obs_market, obs_risk, obs_portfolio,
-):  # fmt: skip
+):
     """Start a new episode at bar starts[n] for every env with mask[n]; write its observation."""
     for n in range(acct.shape[0]):
         if not mask[n]:
@@ -222,7 +222,7 @@ def reset_batch(
         reset_account(acct[n], book[n], hist[n], starts[n], days[starts[n]], params[P_INITIAL])
         record_risk(acct[n], hist[n], params, 0.0, 0.0)
     observe_batch(acct, book, hist, mkt, feats, params, t, mask,
-                  obs_market, obs_risk, obs_portfolio)  # fmt: skip
+                  obs_market, obs_risk, obs_portfolio)
 
 
 def new_state(n_envs: int, n_assets: int, risk_window: int, n_risk: int) -> dict[str, np.ndarray]:

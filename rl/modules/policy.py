@@ -61,7 +61,7 @@ class _PolicyModule(TorchRLModule, ValueFunctionAPI):
         self.value_head = nn.Sequential(
             nn.Linear(self.context_dim, self.cfg.head_hidden), nn.Tanh(),
             nn.Linear(self.cfg.head_hidden, 1),
-        )  # fmt: skip
+        )
         init_linear(self.value_head[0])
         init_linear(self.value_head[2], gain=1.0)
         self._dist_cls = dist_class(self.layout)

@@ -29,13 +29,13 @@ def trained(tmp_path_factory):
     data, data2 = root / "data", root / "data2"
     for out, assets in ((data, "BTC,ETH,SOL"), (data2, "BTC,ETH")):
         synth = quantum("data", "synth", "--assets", assets, "--days", "4", "--seed", "4",
-                        "--out", str(out))  # fmt: skip
+                        "--out", str(out))
         assert synth.returncode == 0, synth.stdout + synth.stderr
     config = root / "tiny.yaml"
     config.write_text(TINY_YAML)
     run = root / "runs" / "tiny"
     train = quantum("train", "--config", str(config), "--data", str(data), "--steps", "512",
-                    "--out", str(run), timeout=600)  # fmt: skip
+                    "--out", str(run), timeout=600)
     assert train.returncode == 0, train.stdout + train.stderr
     return root, data, data2, run
 
@@ -64,7 +64,7 @@ def test_backtest_writes_a_report_with_plots_metrics_and_ledger(trained):
                      "--output-dir", str(out), "--initial-capital", "250000",
                      "--commission", "0.0005", "--slippage", "0.0001", "--max-leverage", "5",
                      "--risk-free-rate", "0.02", "--benchmark", "BTC", "--n-trials", "4",
-                     timeout=600)  # fmt: skip
+                     timeout=600)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "total_return" in result.stdout and "buy_and_hold" in result.stdout
@@ -81,7 +81,7 @@ def test_backtest_writes_a_report_with_plots_metrics_and_ledger(trained):
     assert metrics["sample"]["in_sample"] is False
     assert metrics["sample"]["span"][0] == manifest["splits"]["test"]["first"]
     for key in ("sharpe", "sortino", "calmar", "max_drawdown", "deflated_sharpe",
-                "probabilistic_sharpe", "fees", "funding", "turnover"):  # fmt: skip
+                "probabilistic_sharpe", "fees", "funding", "turnover"):
         assert key in metrics, key
     assert set(metrics["baselines"]) == {"flat", "buy_and_hold", "momentum"}
     assert metrics["baselines"]["flat"]["total_return"] == 0.0
@@ -102,7 +102,7 @@ def test_a_rule_backtests_without_a_model(trained):
     out = root / "momentum"
 
     result = quantum("backtest", "--policy", "momentum", "--data-path", str(data),
-                     "--output-dir", str(out), "--baselines", "flat")  # fmt: skip
+                     "--output-dir", str(out), "--baselines", "flat")
 
     assert result.returncode == 0, result.stdout + result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
@@ -116,7 +116,7 @@ def test_walk_forward_trains_each_window_and_reports_them(trained):
     result = quantum("backtest", "--model-path", str(run), "--data-path", str(data),
                      "--output-dir", str(out), "--walk-forward", "--train-bars", "1500",
                      "--test-bars", "600", "--purge-bars", "60", "--windows", "2",
-                     "--train-steps", "256", "--baselines", "", timeout=900)  # fmt: skip
+                     "--train-steps", "256", "--baselines", "", timeout=900)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "window 0" in result.stdout and "window 1" in result.stdout
@@ -134,7 +134,7 @@ def test_analyze_bias_writes_distributions_per_asset(trained):
     out = root / "bias"
 
     result = quantum("analyze-bias", "--model-path", str(run), "--data-path", str(data),
-                     "--num-samples", "200", "--output-dir", str(out))  # fmt: skip
+                     "--num-samples", "200", "--output-dir", str(out))
 
     assert result.returncode == 0, result.stdout + result.stderr
     summary = pd.read_csv(out / "bias_summary.csv")
@@ -149,7 +149,7 @@ def test_a_model_for_other_assets_is_refused_with_the_mismatch_named(trained):
 
     missing = quantum(*args, "--output-dir", str(root / "nope"))
     other = quantum(*args, "--symbols", "BTC/USDT:USDT,ETH/USDT:USDT",
-                    "--output-dir", str(root / "nope"))  # fmt: skip
+                    "--output-dir", str(root / "nope"))
 
     assert missing.returncode == 2 and "SOL/USDT:USDT" in missing.stdout
     assert other.returncode == 2
@@ -162,7 +162,7 @@ def test_a_backtest_overlapping_the_training_span_is_refused_unless_allowed(trai
     root, data, _, run = trained
     train_part = json.loads((run / "manifest.json").read_text())["splits"]["train"]
     args = ("backtest", "--model-path", str(run), "--data-path", str(data), "--baselines", "",
-            "--start", train_part["first"], "--end", train_part["last"])  # fmt: skip
+            "--start", train_part["first"], "--end", train_part["last"])
 
     refused = quantum(*args, "--output-dir", str(root / "refused"))
     allowed = quantum(*args, "--output-dir", str(root / "allowed"), "--allow-in-sample")

@@ -83,10 +83,10 @@ def test_every_command_level_has_help():
 
 def test_collect_refuses_an_unknown_exchange_and_a_reversed_span(tmp_path):
     unknown = quantum("data", "collect", "--exchange", "nosuchex", "--symbols", "BTC/USDT:USDT",
-                      "--since", "2024-01-01", "--out", str(tmp_path))  # fmt: skip
+                      "--since", "2024-01-01", "--out", str(tmp_path))
     reversed_span = quantum("data", "collect", "--exchange", "binanceusdm", "--symbols",
                             "BTC/USDT:USDT", "--since", "2024-02-01", "--until", "2024-01-01",
-                            "--out", str(tmp_path))  # fmt: skip
+                            "--out", str(tmp_path))
 
     assert unknown.returncode == 1 and "unknown ccxt exchange" in unknown.stdout
     assert reversed_span.returncode == 1 and "until" in reversed_span.stdout

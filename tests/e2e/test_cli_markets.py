@@ -37,7 +37,7 @@ def stores(tmp_path_factory):
             shutil.copy(SAMPLE / f"{asset}USDT_{kind}.parquet", subset)
     real, mixed = root / "real", root / "mixed"
     imported = quantum("data", "import", str(subset), "--exchange", "binanceusdm", "--label",
-                       "open", "--time-unit", "datetime", "--data", str(real))  # fmt: skip
+                       "open", "--time-unit", "datetime", "--data", str(real))
     assert imported.returncode == 0, imported.stdout + imported.stderr
     shutil.copytree(real, mixed)
     synth = quantum("data", "synth", "--days", "6", "--seed", "2", "--out", str(mixed))
@@ -53,7 +53,7 @@ def synthetic_run(stores):
     root, _, mixed, config = stores
     run = root / "runs" / "synthetic"
     trained = quantum("train", "--config", str(config), "--data", str(mixed), "--exchange",
-                      "synthetic", "--steps", "256", "--out", str(run), timeout=600)  # fmt: skip
+                      "synthetic", "--steps", "256", "--out", str(run), timeout=600)
     assert trained.returncode == 0, trained.stdout + trained.stderr
     return run
 
@@ -75,7 +75,7 @@ def test_train_on_an_imported_real_store_reads_its_only_exchange(stores):
 
     result = quantum("train", "--config", str(config), "--data", str(real), "--steps", "256",
                      "--set", "env_config.end=2023-07-25", "--out", str(run),
-                     timeout=600)  # fmt: skip
+                     timeout=600)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "256 env steps" in result.stdout
@@ -86,7 +86,7 @@ def test_train_on_an_imported_real_store_reads_its_only_exchange(stores):
     # import -> train -> backtest: by default on the run's untouched test part
     out = root / "real_backtest"
     backtest = quantum("backtest", "--model-path", str(run), "--data-path", str(real),
-                       "--baselines", "flat", "--output-dir", str(out), timeout=600)  # fmt: skip
+                       "--baselines", "flat", "--output-dir", str(out), timeout=600)
     assert backtest.returncode == 0, backtest.stdout + backtest.stderr
     assert "sample: out of sample" in backtest.stdout
     test_part = json.loads((run / "manifest.json").read_text())["splits"]["test"]
@@ -113,7 +113,7 @@ def test_a_synthetic_trained_model_backtests_on_real_data(stores, synthetic_run)
 
     result = quantum("backtest", "--model-path", str(synthetic_run), "--data-path", str(mixed),
                      "--exchange", "binanceusdm", "--last-days", "1", "--baselines", "flat",
-                     "--output-dir", str(out), timeout=600)  # fmt: skip
+                     "--output-dir", str(out), timeout=600)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"market: binanceusdm {', '.join(DEFAULT)} under {mixed}" in result.stdout
@@ -129,7 +129,7 @@ def test_bias_analysis_of_a_synthetic_model_on_the_real_store(stores, synthetic_
 
     result = quantum("analyze-bias", "--model-path", str(synthetic_run), "--data-path", str(real),
                      "--num-samples", "40", "--start", "2023-08-10",
-                     "--output-dir", str(out), timeout=600)  # fmt: skip
+                     "--output-dir", str(out), timeout=600)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "market: binanceusdm" in result.stdout
@@ -141,7 +141,7 @@ def test_a_model_on_data_of_another_shape_is_refused_naming_both_shapes(stores, 
     root, real, _, _ = stores
 
     result = quantum("backtest", "--model-path", str(synthetic_run), "--data-path", str(real),
-                     "--symbols", "BTC,ETH", "--output-dir", str(root / "nope"))  # fmt: skip
+                     "--symbols", "BTC,ETH", "--output-dir", str(root / "nope"))
 
     line = _one_line_error(result)
     assert re.search(r"model expects market \(\d+, 3, \d+\)", line), line
@@ -200,7 +200,7 @@ USER_ERRORS = {
         ("signal", "--data-path", "{mixed}"), "several exchanges (binanceusdm, synthetic)"),
     "signal-unknown-exchange": (
         ("signal", "--data-path", "{real}", "--exchange", "okx"), "it holds: binanceusdm"),
-}  # fmt: skip
+}
 
 
 @needs_sample

@@ -40,28 +40,28 @@ def test_serve_answers_a_signal_on_the_latest_bars_and_stops_cleanly(tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_YAML)
     trained = quantum("train", "--config", str(config), "--data", str(data), "--steps", "256",
-                      "--out", str(run), timeout=600)  # fmt: skip
+                      "--out", str(run), timeout=600)
     assert trained.returncode == 0, trained.stdout + trained.stderr
     port, direct = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update({"QUANTUM_API_KEYS": "e2e-key-0123456789abcdef", "COLUMNS": "250",
-                "NO_COLOR": "1", "WANDB_MODE": "offline"})  # fmt: skip
+                "NO_COLOR": "1", "WANDB_MODE": "offline"})
     server = subprocess.Popen(
         [sys.executable, "-m", "quantum", "serve", "--model-path", str(run), "--port", str(port),
          "--direct-ingress", "--direct-ports", f"{direct}-{direct}"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    )
     lines: list[str] = []
     try:
         direct_url = _direct_url(server, lines)
         with httpx.Client(base_url=direct_url, timeout=30,
-                          headers={API_KEY_HEADER: env["QUANTUM_API_KEYS"]}) as client:  # fmt: skip
+                          headers={API_KEY_HEADER: env["QUANTUM_API_KEYS"]}) as client:
             models = client.get("/v1/models")
         asked = subprocess.run(
             [sys.executable, "-m", "quantum", "signal", "--data-path", str(data), "--url",
              f"http://127.0.0.1:{port}", "--wait", "240"],
             env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+        )
     finally:
         server.send_signal(signal.SIGINT)
         rest, _ = server.communicate(timeout=120)

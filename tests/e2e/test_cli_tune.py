@@ -29,7 +29,7 @@ def test_a_killed_tune_run_resumes_and_finishes_the_same_phase_sequence(tmp_path
     base.write_text(BASE_YAML)
     out = tmp_path / "run"
     args = ["tune", "--schedule", "ci", "--phases", "1-3", "--config", str(base),
-            "--out", str(out), "--use-recommendations"]  # fmt: skip
+            "--out", str(out), "--use-recommendations"]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     first = subprocess.Popen(
         [sys.executable, "-m", "quantum", *args],

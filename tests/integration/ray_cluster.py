@@ -64,7 +64,7 @@ class LocalCluster:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env.update({"WANDB_MODE": "offline", "RAY_USAGE_STATS_ENABLED": "0",
-                    "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token})  # fmt: skip
+                    "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token})
         env.pop("WANDB_API_KEY", None)
         return env
 
@@ -83,13 +83,13 @@ class LocalCluster:
              f"--dashboard-port={self.dashboard_port}", f"--ray-client-server-port={free_port()}",
              f"--temp-dir={self.root / 'head'}", *_node_ports()],
             "head",
-        )  # fmt: skip
+        )
         self._wait(lambda: self.nodes(), timeout, "the head node")
         self._start(
             [f"--address=127.0.0.1:{self.gcs_port}", f"--num-cpus={worker_cpus}",
              f"--temp-dir={self.root / 'worker'}", *_node_ports()],
             "worker",
-        )  # fmt: skip
+        )
         self._wait(lambda: len(self.nodes()) == 2, timeout, "the worker node")
 
     def _wait(self, ready, timeout: float, what: str) -> None:

@@ -55,7 +55,7 @@ def start(runs: tuple[Path, Path], results: Path) -> Served:
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     app = build_app({"model_path": str(runs[0]), "key_digests": [digest(API_KEY)],
-                     "results_dir": str(results)})  # fmt: skip
+                     "results_dir": str(results)})
     serve.run(app, name="quantum", route_prefix="/")
     return Served(f"http://127.0.0.1:{port}", results, runs)
 

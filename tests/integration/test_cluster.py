@@ -31,7 +31,7 @@ def cluster():
 def _quantum(cluster, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     env = dict(cluster.env, COLUMNS="250", NO_COLOR="1")
     return subprocess.run([sys.executable, "-m", "quantum", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)  # fmt: skip
+                          text=True, timeout=timeout)
 
 
 def test_training_job_runs_rollouts_on_both_nodes_and_lands_its_checkpoint(cluster, tmp_path):
@@ -44,7 +44,7 @@ def test_training_job_runs_rollouts_on_both_nodes_and_lands_its_checkpoint(clust
         "--env-runners", "2", "--envs-per-runner", "4", "--out", str(run),
         "--storage-path", f"file://{storage}", "--job-id", "quantum-multinode",
         "--address", cluster.dashboard,
-    )  # fmt: skip
+    )
 
     output = submitted.stdout + submitted.stderr
     assert submitted.returncode == 0, output[-5000:] + cluster.logs()
@@ -72,5 +72,5 @@ def test_training_job_runs_rollouts_on_both_nodes_and_lands_its_checkpoint(clust
     assert listed.returncode == 0, listed.stderr
     assert "quantum-multinode" in listed.stdout and "SUCCEEDED" in listed.stdout
     logs = _quantum(cluster, "jobs", "logs", "quantum-multinode", "--address",
-                    cluster.dashboard, timeout=60)  # fmt: skip
+                    cluster.dashboard, timeout=60)
     assert logs.returncode == 0 and "results:" in logs.stdout

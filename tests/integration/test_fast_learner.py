@@ -46,7 +46,7 @@ def _rllib_batch(config, learner, episodes):
     pipeline = config.copy(copy_frozen=False).learners(
         learner_connector=None, add_default_connectors_to_learner_pipeline=True
     ).build_learner_connector(learner.module[DEFAULT_MODULE_ID].observation_space,
-                              learner.module[DEFAULT_MODULE_ID].action_space)  # fmt: skip
+                              learner.module[DEFAULT_MODULE_ID].action_space)
     pipeline.prepend(AddOneTsToEpisodesAndTruncate())
     pipeline.append(GeneralAdvantageEstimation(gamma=config.gamma, lambda_=config.lambda_))
     batch = pipeline(
@@ -76,7 +76,7 @@ def test_batched_connector_gives_rllibs_advantages_and_targets(rollout, values_f
     np.testing.assert_allclose(
         got[Postprocessing.VALUE_TARGETS].numpy(),
         expected[Postprocessing.VALUE_TARGETS].numpy(), atol=1e-5, rtol=1e-5,
-    )  # fmt: skip
+    )
     # RLlib standardises advantages over every row, its artificial bootstrap rows included;
     # ours over the real rows only: the same advantages up to a positive affine map
     ours = got[Postprocessing.ADVANTAGES].numpy()
@@ -108,7 +108,7 @@ def test_fused_loss_equals_rllibs_ppo_loss(rollout):
         clip_param=config.clip_param, vf_clip_param=config.vf_clip_param,
         vf_loss_coeff=config.vf_loss_coeff, entropy_coeff=config.entropy_coeff,
         kl_coeff=config.kl_coeff,
-    )  # fmt: skip
+    )
     got, terms, _ = ppo_loss(module, batch, fwd_out, weights)
 
     assert config.kl_coeff > 0 and config.use_kl_loss

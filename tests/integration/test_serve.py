@@ -32,7 +32,7 @@ def test_health_needs_no_key_and_everything_else_does(served):
         assert anonymous.get("/healthz").json() == {"status": "ok"}
         assert anonymous.get("/readyz").status_code == 200
         for response in (anonymous.get("/v1/models"), wrong.get("/v1/models"),
-                         anonymous.post("/v1/signals", json={})):  # fmt: skip
+                         anonymous.post("/v1/signals", json={})):
             assert response.status_code == 401
             assert response.json()["code"] == "unauthorized"
         assert anonymous.get("/openapi.json").status_code == 200
@@ -80,7 +80,7 @@ def test_signal_from_an_observation_is_the_module_decision(served):
         ({"bars": {"DOGE": [{"timestamp": 0, "open": 1, "high": 1, "low": 1, "close": 1,
                              "volume": 1}]}}, 400, None),
     ],
-)  # fmt: skip
+)
 def test_bad_requests_get_a_clear_4xx_and_the_service_keeps_serving(served, body, status, code):
     (obs,) = sf.observation_json()
     with served.client() as client:
@@ -101,9 +101,9 @@ def test_nan_oversized_and_unknown_model_are_refused(served):
     obs_nan["market"][0][0][0] = float("nan")
     with served.client() as client:
         nan = client.post("/v1/signals", content=json.dumps({"observation": obs_nan}),
-                          headers={"content-type": "application/json"})  # fmt: skip
+                          headers={"content-type": "application/json"})
         huge = client.post("/v1/signals", content=b"{" + b" " * (9 * 1024 * 1024) + b"}",
-                           headers={"content-type": "application/json"})  # fmt: skip
+                           headers={"content-type": "application/json"})
         unknown = client.post("/v1/signals", json={"observation": obs, "model": "nope"})
 
     assert nan.status_code == 422 and nan.json()["code"] == "invalid_request"
@@ -115,7 +115,7 @@ def test_backtest_jobs_run_off_the_request_path(served, tmp_path):
     (obs,) = sf.observation_json()
     with served.client() as client:
         job = client.post("/v1/backtests", json={"synthetic_seed": 5, "synthetic_days": 3,
-                                                 "last_days": 0.5}).json()  # fmt: skip
+                                                 "last_days": 0.5}).json()
         latencies = []
         while (status := client.get(f"/v1/backtests/{job['id']}").json())["status"] == "running":
             start = time.perf_counter()
@@ -178,7 +178,7 @@ def test_swapping_the_checkpoint_drops_no_request(served):
         t.start()
     time.sleep(1.0)
     app = build_app({"model_path": str(served.runs[1]), "key_digests": [sf.digest(sf.API_KEY)],
-                     "results_dir": str(served.results)})  # fmt: skip
+                     "results_dir": str(served.results)})
     serve.run(app, name="quantum", route_prefix="/")
     time.sleep(2.0)
     stop.set()

@@ -28,9 +28,9 @@ def _tiny_chatbot(root):
         list(corpus.pretrain), root / "base",
         BaseModelConfig(vocab_size=512, hidden_size=64, num_layers=2, num_heads=2,
                         intermediate_size=128, steps=60, batch_size=8, seq_len=128),
-    )  # fmt: skip
+    )
     return finetune_lora(base, list(corpus.pairs), root / "chatbot",
-                         LoraConfigSpec(r=4, alpha=8, steps=30, batch_size=8))  # fmt: skip
+                         LoraConfigSpec(r=4, alpha=8, steps=30, batch_size=8))
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def chat_app(ray_local, tmp_path_factory):
         "model_path": str(policy), "key_digests": [digest(sf.API_KEY), digest(RATE_KEY)],
         "results_dir": str(root / "results"), "chat_model_path": str(chatbot),
         "data_path": str(root / "data"), "chat_per_minute": 0.6, "chat_burst": BURST,
-    })  # fmt: skip
+    })
     serve.run(app, name="quantum", route_prefix="/")
     served = sf.Served(f"http://127.0.0.1:{port}", root / "results", (policy, policy))
     yield served, root
@@ -119,11 +119,11 @@ def test_streaming_sends_the_same_answer_as_server_sent_events(chat_app):
         plain = _chat(client, "How volatile is SOL?", conversation_id="plain").json()
         with client.stream("POST", "/v1/chat", json={"message": "How volatile is SOL?",
                                                      "conversation_id": "streamed",
-                                                     "stream": True}) as response:  # fmt: skip
+                                                     "stream": True}) as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
             events = [json.loads(line[len("data: "):]) for line in response.iter_lines()
-                      if line.startswith("data: ")]  # fmt: skip
+                      if line.startswith("data: ")]
 
     deltas = [e["delta"] for e in events if "delta" in e]
     done = events[-1]["done"]
@@ -157,7 +157,7 @@ def test_chat_needs_a_key_and_limits_the_rate_per_key(chat_app):
         assert _chat(anonymous, "hi").status_code == 401
 
     with httpx.Client(base_url=served.url, headers={API_KEY_HEADER: RATE_KEY},
-                      timeout=300) as client:  # fmt: skip
+                      timeout=300) as client:
         statuses = [_chat(client, "What is the BTC price?").status_code for _ in range(BURST + 1)]
         limited = _chat(client, "What is the BTC price?")
     with served.client() as other:

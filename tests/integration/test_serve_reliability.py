@@ -38,7 +38,7 @@ def test_fuzzing_the_openapi_schema_finds_no_server_error(served):
             continue  # starts real backtests; its validation is covered by the 4xx cases
 
         @settings(max_examples=40, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))  # fmt: skip
+                  suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy())
         def fuzz(case):
             nonlocal checked
@@ -70,7 +70,7 @@ def _load(served, clients: int, seconds: float, body: dict) -> tuple[list[float]
                 except Exception:
                     status = -1
                 (latencies.append(time.perf_counter() - start) if status == 200
-                 else errors.append(status))  # fmt: skip
+                 else errors.append(status))
 
     threads = [threading.Thread(target=worker) for _ in range(clients)]
     for t in threads:
@@ -89,7 +89,7 @@ def test_a_load_run_of_concurrent_clients_has_no_errors(served, tmp_path):
     assert len(latencies) > 100
     q = statistics.quantiles(latencies, n=100)
     record = {"requests": len(latencies), "p50_ms": q[49] * 1e3, "p95_ms": q[94] * 1e3,
-              "p99_ms": q[98] * 1e3}  # fmt: skip
+              "p99_ms": q[98] * 1e3}
     (tmp_path / "load.json").write_text(json.dumps(record))
     print(f"load run: {json.dumps(record)}")
     assert record["p99_ms"] < 2_000
@@ -103,7 +103,7 @@ def test_a_killed_policy_replica_is_replaced_and_errors_stop(served):
     status = serve.status().applications["quantum"].deployments["Gateway"]
     assert status.status == "HEALTHY"
     replicas = [a for a in ray.util.list_named_actors(all_namespaces=True)
-                if "Gateway" in a["name"]]  # fmt: skip
+                if "Gateway" in a["name"]]
     assert len(replicas) == 1
     victim = ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"])
 

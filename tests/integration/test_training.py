@@ -101,7 +101,7 @@ def test_rerun_from_the_manifest_reproduces_the_first_iterations_exactly(tiny_ru
     config_from_manifest(manifest, market_for(config.env_config))  # same data, or it raises
 
     rerun = train(config.with_overrides(**{"tracking.wandb": False}), tmp_path / "rerun",
-                  max_iterations=2)  # fmt: skip
+                  max_iterations=2)
 
     first, second = _rows(tiny_run.run_dir), _rows(rerun.run_dir)
     for a, b in zip(first, second, strict=True):
@@ -172,7 +172,7 @@ def test_two_env_runners_train_and_a_restored_checkpoint_acts_identically(ray_lo
         [sys.executable, "-c", RESTORE, str(checkpoint), str(tmp_path / "obs.npz"),
          str(tmp_path / "actions.npz")],
         check=True, cwd=Path(__file__).resolve().parents[2], timeout=300,
-    )  # fmt: skip
+    )
     restored = np.load(tmp_path / "actions.npz")
     for key, value in expected.items():
         np.testing.assert_array_equal(restored[key], value.numpy(), err_msg=key)

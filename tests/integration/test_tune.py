@@ -119,7 +119,7 @@ def test_a_storage_uri_holds_the_experiments_and_phases_chain_through_local_copi
     out, storage = tmp_path / "run", tmp_path / "bucket"
 
     results = run_phases(Schedule.load("ci"), "1-2", BASE, out, population=1,
-                         max_concurrent=1, storage_path=f"file://{storage}")  # fmt: skip
+                         max_concurrent=1, storage_path=f"file://{storage}")
 
     assert [r.number for r in results] == [1, 2]
     for r in results:

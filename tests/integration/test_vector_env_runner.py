@@ -20,7 +20,7 @@ CONFIG = TrainConfig.model_validate(
         "rollouts": {"envs_per_runner": 4},
         "seed": 5,
     }
-)  # fmt: skip
+)
 
 
 def _runner(cls) -> SingleAgentEnvRunner:

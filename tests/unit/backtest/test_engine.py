@@ -98,7 +98,7 @@ def test_actions_out_of_range_stop_the_backtest_with_a_clear_error(data):
 def test_benchmark_is_the_price_path_scaled_to_the_capital(data):
     config = EnvConfig()
     result = run_policy(flat(data, config), data, config, data.first_valid,
-                        data.first_valid + 100, "flat")  # fmt: skip
+                        data.first_valid + 100, "flat")
 
     line = benchmark_equity(result.prices, "BTC", 1_000.0)
 
@@ -113,7 +113,7 @@ def test_every_rule_is_registered_and_valid_for_the_env(data):
     config = EnvConfig()
     for name, rule in RULES.items():
         result = run_policy(rule(data, config), data, config, data.first_valid,
-                            data.first_valid + 50, name)  # fmt: skip
+                            data.first_valid + 50, name)
         assert len(result.steps) == 51, name
 
 

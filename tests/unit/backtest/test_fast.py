@@ -38,11 +38,11 @@ def test_decide_matches_forward_inference_on_visited_states(setup):
     n, a = len(bars), data.n_assets
 
     got = {"trade": np.zeros((n, a), np.int64), "size": np.zeros((n, a)),
-           "risk": np.zeros((n, a, 2)), "execution": np.zeros((n, a, 2), np.int64)}  # fmt: skip
+           "risk": np.zeros((n, a, 2)), "execution": np.zeros((n, a, 2), np.int64)}
     for i in range(n):
         decide(encoded[i], obs["risk"][i].astype(np.float64),
                obs["portfolio"][i].astype(np.float64), *weights, module.layout.n_styles,
-               got["trade"][i], got["size"][i], got["risk"][i], got["execution"][i])  # fmt: skip
+               got["trade"][i], got["size"][i], got["risk"][i], got["execution"][i])
 
     assert len(np.unique(expected["trade"].numpy())) == 3  # the states exercise every decision
     np.testing.assert_array_equal(got["trade"], expected["trade"].numpy())
@@ -66,7 +66,7 @@ def test_fast_backtest_equals_the_general_loop_step_for_step(setup):
     # float32 torch vs float64 numba: sizes differ in the 7th digit, so do fills
     np.testing.assert_allclose(fast.steps["equity"], slow.steps["equity"], rtol=1e-6)
     np.testing.assert_allclose(fast.positions.to_numpy(), slow.positions.to_numpy(),
-                               rtol=1e-5, atol=1.0)  # fmt: skip
+                               rtol=1e-5, atol=1.0)
 
 
 def test_fast_path_refuses_a_module_it_cannot_reproduce(setup):

@@ -26,7 +26,7 @@ def row(bar, kind, qty=0.0, price=0.0, asset="BTC", **costs):
     values = dict.fromkeys(LEDGER_COLUMNS[6:], 0.0) | costs
     return {"timestamp": INDEX[0] + pd.Timedelta(days=bar), "bar": bar, "asset": asset,
             "kind": kind, "qty": qty, "price": price, "notional": abs(qty) * price,
-            **values}  # fmt: skip
+            **values}
 
 
 def ledger(*rows):
@@ -47,7 +47,7 @@ def make_result(equity=EQUITY, ledger_frame=TWO_ROUND_TRIPS, benchmark=None, rf=
     n = len(equity)
     steps = pd.DataFrame({"equity": equity, "gross_notional": 0.0, "leverage": 0.0,
                           "traded_notional": 0.0, "fees": 0.0, "funding": 0.0,
-                          "impact": 0.0, "spread": 0.0}, index=INDEX[:n])  # fmt: skip
+                          "impact": 0.0, "spread": 0.0}, index=INDEX[:n])
     for name, values in cols.items():
         steps[name] = values
     positions = pd.DataFrame({"BTC": cols.get("gross_notional", 0.0)}, index=INDEX[:n])
@@ -56,7 +56,7 @@ def make_result(equity=EQUITY, ledger_frame=TWO_ROUND_TRIPS, benchmark=None, rf=
         prices=pd.DataFrame({"BTC": 100.0}, index=INDEX[:n]), ledger=ledger_frame,
         initial_capital=equity[0], periods_per_year=365.0, risk_free_rate=rf,
         benchmark=None if benchmark is None else pd.Series(benchmark, index=INDEX[:n]),
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +174,7 @@ def test_flat_policy_has_undefined_ratios_and_no_trades_without_warnings():
     assert (m["n_trades"], m["exposure"], m["turnover"], m["fees"]) == (0, 0, 0, 0)
     undefined = ["sharpe", "sortino", "calmar", "win_rate", "profit_factor", "avg_trade_pnl",
                  "skewness", "probabilistic_sharpe", "deflated_sharpe", "beta", "correlation",
-                 "step_win_rate"]  # fmt: skip
+                 "step_win_rate"]
     assert all(math.isnan(m[k]) for k in undefined)
 
 
@@ -221,7 +221,7 @@ def test_var_and_expected_shortfall_come_from_the_risk_engine():
     base = make_result(ledger_frame=ledger())
     frames = {"steps": base.steps.reindex(index, method="ffill").assign(equity=equity),
               "positions": pd.DataFrame({"BTC": 0.0}, index=index),
-              "prices": pd.DataFrame({"BTC": 100.0}, index=index)}  # fmt: skip
+              "prices": pd.DataFrame({"BTC": 100.0}, index=index)}
     long_run = BacktestResult(**{**base.__dict__, **frames})
 
     m = compute_metrics(long_run, var_confidence=0.9)
@@ -247,7 +247,7 @@ def test_flip_closes_one_trade_and_opens_the_other_with_costs_split_by_quantity(
 
     first, second = trades.to_dict("records")
     assert (first["side"], first["closed"], first["exit_kind"], first["close_bar"]) == (
-        1, True, "fill", 3)  # fmt: skip
+        1, True, "fill", 3)
     assert first["gross_pnl"] == 15.0
     assert first["fees"] == pytest.approx(0.2 + 0.1 + 0.4 / 4)
     assert first["net_pnl"] == pytest.approx(15.0 - 0.4 - 0.8 / 4)
@@ -263,7 +263,7 @@ def test_empty_ledger_gives_an_empty_typed_trade_frame():
     assert list(trades.columns) == [
         "asset", "side", "open_time", "close_time", "open_bar", "close_bar", "entry_notional",
         "gross_pnl", "fees", "spread", "impact", "funding", "net_pnl", "exit_kind", "closed",
-    ]  # fmt: skip
+    ]
     assert len(trades) == 0 and trades["closed"].dtype == bool
 
 
@@ -290,13 +290,13 @@ def test_funding_without_a_position_and_missing_columns_are_errors():
 fills = st.lists(
     st.tuples(st.integers(-3, 3).filter(bool), st.floats(-50, 50), st.floats(0, 1)),
     min_size=1, max_size=30,
-)  # fmt: skip
+)
 
 
 @given(fills)
 def test_trades_account_for_every_realised_pnl_and_cost_in_the_ledger(events):
     frame = ledger(*(row(i, "fill", float(q), 100.0, fee=f, realized_pnl=p)
-                     for i, (q, p, f) in enumerate(events)))  # fmt: skip
+                     for i, (q, p, f) in enumerate(events)))
     positions = np.cumsum([q for q, _, _ in events])
     prior = np.concatenate(([0], positions[:-1]))
 

@@ -20,7 +20,7 @@ N_STEPS = 2_000
 ASSETS = ("BTC", "ETH", "SOL")
 INDEX = pd.date_range("2024-01-01", periods=N_STEPS, freq="min", tz="UTC")
 METRICS = {"n_steps": N_STEPS - 1, "total_return": 0.0123, "sharpe": 1.5, "calmar": math.nan,
-           "profit_factor": math.inf, "var_historical": 0.0021, "es_historical": 0.003}  # fmt: skip
+           "profit_factor": math.inf, "var_historical": 0.0021, "es_historical": 0.003}
 
 
 def make_result(name="policy", seed=0, benchmark=True) -> BacktestResult:
@@ -28,26 +28,26 @@ def make_result(name="policy", seed=0, benchmark=True) -> BacktestResult:
     equity = 1_000_000.0 * np.exp(np.cumsum(np.r_[0.0, rng.normal(0, 1e-3, N_STEPS - 1)]))
     prices = 100.0 * np.exp(np.cumsum(rng.normal(0, 1e-3, (N_STEPS, 3)), axis=0))
     positions = pd.DataFrame(rng.normal(0, 2e5, (N_STEPS, 3)).cumsum(axis=0) / 50,
-                             index=INDEX, columns=list(ASSETS))  # fmt: skip
+                             index=INDEX, columns=list(ASSETS))
     gross = positions.abs().sum(axis=1).to_numpy()
     steps = pd.DataFrame({"equity": equity, "gross_notional": gross, "leverage": gross / equity,
                           "traded_notional": rng.uniform(0, 1e4, N_STEPS),
                           "fees": np.linspace(0, 50, N_STEPS), "funding": 0.0,
-                          "impact": 0.0, "spread": 0.0}, index=INDEX)  # fmt: skip
+                          "impact": 0.0, "spread": 0.0}, index=INDEX)
     ledger = pd.DataFrame(
         [{"timestamp": INDEX[bar], "bar": bar, "asset": asset, "kind": kind, "qty": qty,
           "price": 100.0, "notional": abs(qty) * 100.0, **dict.fromkeys(LEDGER_COLUMNS[7:], 0.0)}
          for bar, asset, kind, qty in ((5, "BTC", "fill", 1.5), (60, "BTC", "funding", 1.5),
                                        (90, "ETH", "fill", -2.0), (120, "BTC", "fill", -1.5))],
         columns=list(LEDGER_COLUMNS),
-    )  # fmt: skip
+    )
     bench = pd.Series(1_000_000.0 * prices[:, 0] / prices[0, 0], index=INDEX)
     return BacktestResult(
         name=name, assets=ASSETS, steps=steps, positions=positions,
         prices=pd.DataFrame(prices, index=INDEX, columns=list(ASSETS)), ledger=ledger,
         initial_capital=1_000_000.0, periods_per_year=525_600.0,
         benchmark=bench if benchmark else None, meta={"seed": seed, "config": "abc123"},
-    )  # fmt: skip
+    )
 
 
 REGIME_LABELS = pd.Series(np.where(np.arange(N_STEPS) % 700 < 400, "calm", "crisis"), index=INDEX)
@@ -60,7 +60,7 @@ WALK_FORWARD = pd.DataFrame({
     "train_start": INDEX[[0, 500, 1000]], "train_end": INDEX[[500, 1000, 1500]],
     "test_start": INDEX[[500, 1000, 1500]], "test_end": INDEX[[1000, 1500, 1999]],
     "total_return": [0.01, -0.004, 0.002], "sharpe": [1.2, -0.5, 0.3],
-})  # fmt: skip
+})
 
 
 class PageParser(HTMLParser):
@@ -97,7 +97,7 @@ def full_report(tmp_path_factory):
         baselines={"buy_and_hold": make_result("buy_and_hold", seed=1)},
         baseline_metrics={"buy_and_hold": {"total_return": 0.01, "sharpe": math.nan}},
         regime_labels=REGIME_LABELS, regime_table=REGIME_TABLE, walk_forward=WALK_FORWARD,
-    )  # fmt: skip
+    )
     return out, page
 
 
@@ -120,7 +120,7 @@ def test_report_page_names_the_policy_span_baselines_and_tables(full_report):
     text = " ".join(parse(page).text)
 
     for expected in ("policy", "buy_and_hold", "2024-01-01 00:00:00+00:00", "abc123",
-                     "crisis", "Walk-forward", "sharpe"):  # fmt: skip
+                     "crisis", "Walk-forward", "sharpe"):
         assert expected in text, expected
     assert "skipped" not in text
 

@@ -20,7 +20,7 @@ def test_options_override_only_what_they_name():
     base = EnvConfig(window=12)
 
     config = BacktestOptions(initial_capital=5e4, commission=0.001, max_leverage=3,
-                             risk_free_rate=0.05).env_config(base)  # fmt: skip
+                             risk_free_rate=0.05).env_config(base)
 
     assert config.initial_balance == 5e4 and config.risk_free_rate == 0.05
     assert config.costs.taker_fee == 0.001 and config.costs.maker_fee == base.costs.maker_fee

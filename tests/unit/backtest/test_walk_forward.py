@@ -30,7 +30,7 @@ def test_windows_never_overlap_and_keep_purge_and_embargo(
     train, test, purge, embargo, anchored, span
 ):
     config = WalkForwardConfig(train_bars=train, test_bars=test, purge_bars=purge,
-                               embargo_bars=embargo, anchored=anchored)  # fmt: skip
+                               embargo_bars=embargo, anchored=anchored)
     first, last = 100, 100 + train + purge + test + span
 
     windows = make_windows(first, last, config)

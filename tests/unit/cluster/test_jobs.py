@@ -14,7 +14,7 @@ def test_entrypoint_is_the_quantum_command_with_its_arguments_quoted():
 
     assert shlex.split(spec.entrypoint) == [
         "python", "-m", "quantum", "train", "--out", "runs/my run", "--env-runners", "3",
-    ]  # fmt: skip
+    ]
 
 
 def test_cluster_jobs_default_to_one_env_runner_per_spare_cpu():
@@ -32,7 +32,7 @@ def test_uploaded_package_leaves_out_data_runs_and_the_virtualenv(tmp_path):
     root = tmp_path / "project"
     tree = ("rl/train.py", "cluster/jobs.py", "data/synthetic/BTC.parquet",
             "runs/a/checkpoints/x.pt", ".venv/lib/site.py", "results/r.html",
-            "wandb/run/x.log", "rl/__pycache__/train.pyc", "tests/fixtures/ccxt.json")  # fmt: skip
+            "wandb/run/x.log", "rl/__pycache__/train.pyc", "tests/fixtures/ccxt.json")
     for path in tree:
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_text("x")
@@ -40,7 +40,7 @@ def test_uploaded_package_leaves_out_data_runs_and_the_virtualenv(tmp_path):
     runtime = spec.runtime_env()
 
     create_package(str(root), tmp_path / "pkg.zip", include_gitignore=True,
-                   excludes=runtime["excludes"])  # fmt: skip
+                   excludes=runtime["excludes"])
 
     names = {n.rstrip("/") for n in zipfile.ZipFile(tmp_path / "pkg.zip").namelist()}
     files = {n for n in names if "." in n.rsplit("/", 1)[-1]}

@@ -108,7 +108,7 @@ def test_envs_train_on_augmented_markets_from_the_env_config():
     env = make_env(
         {"synthetic_days": 4, "num_envs": 2,
          "augment": {"asset_permutation": True, "feature_noise": 0.05, "seed": 1}}
-    )  # fmt: skip
+    )
     obs, _ = env.reset(seed=0)
     assert np.isfinite(obs["market"]).all()
     with pytest.raises(ValueError, match="price_scale"):

@@ -307,7 +307,7 @@ def test_with_stops_off_a_position_rides_through_its_stop_distance(stops):
     config = EnvConfig(
         window=4, risk_window=3, execution={"stops": stops},
         limits=RiskLimits(max_drawdown=1.0, max_concentration=1.0),
-    )  # fmt: skip
+    )
     env = PerpetualEnv(data, config)
     env.reset(seed=0, options={"start": 10})
 

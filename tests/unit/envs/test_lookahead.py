@@ -50,7 +50,7 @@ def test_observations_and_fills_up_to_bar_c_ignore_data_after_c(cut_step, seed):
                sl=float(rng.uniform()), tp=float(rng.uniform()),
                style=int(rng.integers(0, 5)), horizon=int(rng.integers(1, 5)))
         for _ in range(STEPS)
-    ]  # fmt: skip
+    ]
     cut = START + cut_step + 1  # the bar where the decision at START + cut_step fills
 
     seen, ledger = run(data, actions)

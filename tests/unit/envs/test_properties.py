@@ -111,7 +111,7 @@ def test_equity_marks_positions_on_the_mark_price_not_the_last_price():
     act = as_action(
         {"trade": [2, 0, 1], "size": [0.5, 0.5, 0.0], "risk": [(1.0, 1.0)] * 3,
          "execution": [(0, 0)] * 3}
-    )  # fmt: skip
+    )
 
     env.step(act)
 

@@ -25,7 +25,7 @@ def hourly_bars(n: int = 72) -> pd.DataFrame:
         {"open": close, "high": close + 1.0, "low": close - 1.0, "close": close,
          "volume": np.full(n, 10.0)},
         index=pd.date_range(START, periods=n, freq="1h"),
-    )  # fmt: skip
+    )
 
 
 def signals(decision: str, stamp: str = "2024-03-03T23:00:00+00:00") -> dict:
@@ -36,7 +36,7 @@ def signals(decision: str, stamp: str = "2024-03-03T23:00:00+00:00") -> dict:
         "asset": "BTC", "decision": decision, "size": 0.5, "target_exposure": 1.0,
         "stop_loss_atr": 2.0, "take_profit_atr": 4.0, "execution_style": "market",
         "execution_horizon_bars": 1, "probabilities": {"trade": probs, "style": {}},
-    }]}  # fmt: skip
+    }]}
 
 
 class FakeModel:
@@ -144,7 +144,7 @@ def tiny_model(tmp_path_factory):
         base = BaseModelConfig(
             vocab_size=1024, hidden_size=64, num_layers=2, num_heads=2,
             intermediate_size=172, steps=150, batch_size=8, seq_len=256,
-        )  # fmt: skip
+        )
         build_base(list(corpus.pretrain), out / "base", base)
         lora = LoraConfigSpec(r=8, alpha=16, steps=150, batch_size=8)
         finetune_lora(out / "base", list(corpus.pairs), out / "adapter", lora)
@@ -204,12 +204,12 @@ def test_cli_through_a_pipe(tiny_model, tmp_path):
     signal_file.write_text(json.dumps(signals("long")))
     command = [sys.executable, "-m", "llm.chatbot", "--model-path", str(tiny_model),
                "--market-data", str(csv), "--trading-signals", str(signal_file),
-               "--max-history", "3", "--device", "cpu"]  # fmt: skip
+               "--max-history", "3", "--device", "cpu"]
     done = subprocess.run(
         command, input="what is the BTC price?\n/reset\n/quit\nnever answered\n",
         capture_output=True, text=True, cwd=ROOT, timeout=240,
         env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     assert len(lines) == 1 and "171.00 USDC" in lines[0]

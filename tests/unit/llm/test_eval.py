@@ -17,7 +17,7 @@ FACTS = Facts((
     Fact("BTC.change_1h", 0.2, "signed_pct", T, "market"),
     Fact("BTC.rsi", 61.0, "number", T, "indicator"),
     Fact("BTC.rsi_state", "neutral", "text", T, "indicator"),
-))  # fmt: skip
+))
 ITEMS = (
     EvalItem("price?", "price?", "price", ("BTC",), ("BTC.close",), FACTS),
     EvalItem("change?", "change?", "change", ("BTC",), ("BTC.change_24h",), FACTS),
@@ -44,7 +44,7 @@ class ScriptedModel:
 def test_a_model_that_writes_the_right_placeholders_needs_no_fallback():
     model = ScriptedModel({"price?": "BTC last traded at {BTC.close}.",
                            "change?": "BTC moved {BTC.change_24h} over 24 hours.",
-                           "rsi?": "RSI for BTC is {BTC.rsi}."})  # fmt: skip
+                           "rsi?": "RSI for BTC is {BTC.rsi}."})
     report = evaluate(model, ITEMS, ["some held-out text"])
     assert report.raw_fact_accuracy == 1.0 and report.raw_grounded_rate == 1.0
     assert report.fact_accuracy == 1.0 and report.fallback_rate == 0.0
@@ -54,7 +54,7 @@ def test_a_model_that_writes_the_right_placeholders_needs_no_fallback():
 def test_invented_numbers_count_as_raw_errors_and_are_replaced():
     model = ScriptedModel({"price?": "BTC last traded at 40,000 USDC.",
                            "change?": "BTC rose {BTC.change_24h} today.",
-                           "rsi?": "RSI for BTC is {BTC.rsi}."})  # fmt: skip
+                           "rsi?": "RSI for BTC is {BTC.rsi}."})
     report = evaluate(model, ITEMS)
     assert report.raw_fact_accuracy == pytest.approx(2 / 3)  # the change was stated, wrongly
     assert report.raw_grounded_rate == pytest.approx(1 / 3)

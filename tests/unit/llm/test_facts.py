@@ -30,7 +30,7 @@ def hourly_bars(n: int = 72) -> pd.DataFrame:
         {"open": close - 0.5, "high": close + 1.0, "low": close - 1.0, "close": close,
          "volume": 10.0 + i},
         index=pd.date_range(START, periods=n, freq="1h"),
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ SIGNALS = {
         "execution_horizon_bars": 5,
         "probabilities": {"trade": {"short": 0.1, "flat": 0.2, "long": 0.7}, "style": {}},
     }],
-}  # fmt: skip
+}
 
 
 def test_signal_facts_from_the_serve_response():
@@ -142,7 +142,7 @@ def test_risk_facts_take_the_historical_var_and_count_alerts():
         ],
         "alerts": [{"kind": "leverage", "message": "leverage near its limit"}],
         "regime": "high_vol/downtrend", "stress": [{"scenario": "ftx", "pnl": -5e4}],
-    }  # fmt: skip
+    }
     facts = risk_facts(report)
     assert facts["risk.var_95"].value == pytest.approx(2.0)
     assert facts["risk.es_95"].value == pytest.approx(3.0)
@@ -160,7 +160,7 @@ def test_backtest_facts_are_stamped_at_the_end_of_the_report(tmp_path):
         tmp_path / "steps.parquet"
     )
     metrics = {"total_return": 0.1, "sharpe": 1.5, "max_drawdown": 0.05,
-               "baselines": {"buy_and_hold": {"total_return": -0.02}}}  # fmt: skip
+               "baselines": {"buy_and_hold": {"total_return": -0.02}}}
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))
     loaded, start, end = read_backtest(tmp_path)
     facts = backtest_facts(loaded, end, start)
@@ -176,7 +176,7 @@ def test_backtest_facts_are_stamped_at_the_end_of_the_report(tmp_path):
     [(43210.456, "price", "43,210.46 USDC"), (0.1234, "price", "0.1234 USDC"),
      (-1.2345, "signed_pct", "-1.23%"), (0.0123, "signed_pct", "+0.0123%"), (55.0, "pct", "55.00%"),
      (3.0, "count", "3"), (1.5, "x", "1.50x"), (1234567.8, "usd", "1,234,568 USDC")],
-)  # fmt: skip
+)
 def test_values_are_formatted_by_unit(value, unit, text):
     assert format_value(value, unit) == text
 

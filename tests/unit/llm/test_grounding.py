@@ -24,7 +24,7 @@ FACTS = Facts((
     fact("signal.BTC.p_long", 70.0, "pct", "signal"),
     fact("signal.BTC.p_flat", 20.0, "pct", "signal"),
     fact("signal.BTC.p_short", 10.0, "pct", "signal"),
-))  # fmt: skip
+))
 PRICE = Detected(BY_NAME["price"], ("BTC",))
 CHANGE = Detected(BY_NAME["change"], ("BTC",))
 SIGNAL = Detected(BY_NAME["signal"], ("BTC",))
@@ -47,7 +47,7 @@ def test_unknown_placeholder_rejects_the_answer():
 
 
 @pytest.mark.parametrize("answer", ["BTC is at 43,210.47 USDC.", "BTC is at 43,210.", "BTC is near "
-                                    "$43,200.", "BTC trades at 43.21k."])  # fmt: skip
+                                    "$43,200.", "BTC trades at 43.21k."])
 def test_correct_plain_numbers_are_accepted(answer):
     result = ground(answer, FACTS, PRICE)
     assert result.grounded, result.problems
@@ -152,19 +152,19 @@ def complete_facts():
         {"asset": a, "decision": d, "size": 0.5, "target_exposure": 1.0, "stop_loss_atr": 2.0,
          "take_profit_atr": 4.0, "execution_style": "twap", "execution_horizon_bars": 3,
          "probabilities": {"trade": {"short": 0.2, "flat": 0.3, "long": 0.5}}}
-        for a, d in (("BTC", "long"), ("ETH", "short"), ("SOL", "flat"))]}  # fmt: skip
+        for a, d in (("BTC", "long"), ("ETH", "short"), ("SOL", "flat"))]}
     risk = {"timestamp": str(end), "equity": 1e6, "gross_exposure": 2e6, "net_exposure": -1e6,
             "leverage": 2.0, "margin_ratio": 0.02, "alerts": [],
             "var": [{"method": "historical", "confidence": c, "horizon": 1, "var": 0.01 * c,
                      "es": 0.012 * c} for c in (0.95, 0.99)],
-            "stress": [{"scenario": "covid_crash_2020", "pnl": -3e5}]}  # fmt: skip
+            "stress": [{"scenario": "covid_crash_2020", "pnl": -3e5}]}
     market = MarketView.build(bars).facts().merge(signal_facts(signal), risk_facts(risk))
     return [
         market.merge(backtest_facts({"total_return": r, "sharpe": 1.0, "sortino": 1.2,
                                      "max_drawdown": 0.1, "n_trades": 4, "win_rate": 0.5,
                                      "benchmark_total_return": -r}, end, bars.index[0]))
         for r in (0.2, -0.2)
-    ]  # fmt: skip
+    ]
 
 
 def test_every_answer_template_passes_its_own_grounding(complete_facts):

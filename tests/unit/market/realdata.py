@@ -37,6 +37,6 @@ def import_sample(root: Path, symbols: tuple[str, ...] = SYMBOLS) -> ParquetStor
             config = ImportConfig(
                 kind=kind, exchange=EXCHANGE, symbol=symbol, timeframe=timeframe,
                 label="open" if timeframe else None, time_unit="datetime",
-            )  # fmt: skip
+            )
             import_file(store, SAMPLE / f"{stem}_{kind}.parquet", config)
     return store

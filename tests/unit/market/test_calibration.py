@@ -74,13 +74,13 @@ def synthetic(market) -> MarketFacts:
 @pytest.mark.parametrize("pair", PAIRS)
 def test_pairwise_return_correlations_match_the_real_sample(real, synthetic, pair):
     assert synthetic.correlation(*pair) == pytest.approx(real.correlation(*pair),
-                                                         abs=CORRELATION_TOL)  # fmt: skip
+                                                         abs=CORRELATION_TOL)
 
 
 @pytest.mark.parametrize("asset", ASSETS)
 def test_annualised_volatility_matches_the_real_sample(real, synthetic, asset):
     assert synthetic.assets[asset].annual_vol == pytest.approx(real.assets[asset].annual_vol,
-                                                               rel=VOL_REL_TOL)  # fmt: skip
+                                                               rel=VOL_REL_TOL)
 
 
 @pytest.mark.parametrize("asset", ASSETS)
@@ -98,7 +98,7 @@ def test_excess_kurtosis_is_as_fat_tailed_as_the_real_sample(real, market, asset
 @pytest.mark.parametrize("lag", sorted(ABS_ACF_TOL))
 def test_volatility_clusters_like_the_real_sample(real, synthetic, asset, lag):
     assert synthetic.assets[asset].abs_acf[lag] == pytest.approx(real.assets[asset].abs_acf[lag],
-                                                                 abs=ABS_ACF_TOL[lag])  # fmt: skip
+                                                                 abs=ABS_ACF_TOL[lag])
 
 
 @pytest.mark.parametrize("asset", ASSETS)
@@ -135,7 +135,7 @@ def test_calibrate_writes_yaml_that_round_trips_with_values_read_off_the_facts(
     out = tmp_path / "synthetic.yaml"
 
     result = CliRunner().invoke(app, ["calibrate", "--data", str(real_store.root),
-                                      "--exchange", EXCHANGE, "--out", str(out)])  # fmt: skip
+                                      "--exchange", EXCHANGE, "--out", str(out)])
 
     assert result.exit_code == 0, result.output
     config = read_yaml(out)
@@ -147,11 +147,11 @@ def test_calibrate_writes_yaml_that_round_trips_with_values_read_off_the_facts(
         assert profile.price == pytest.approx(fact.first_price, rel=1e-3)
         assert profile.notional_per_minute == pytest.approx(fact.notional_per_minute, rel=1e-3)
         assert profile.annual_vol * np.sqrt(1 + 2 * n * n) == pytest.approx(fact.annual_vol,
-                                                                           rel=1e-3)  # fmt: skip
+                                                                           rel=1e-3)
         assert -n * n / (1 + 2 * n * n) == pytest.approx(fact.return_acf1, abs=1e-4)
     for a, b, rho in config.correlations:
         assert _realised_correlation(config, a, b, rho) == pytest.approx(real.correlation(a, b),
-                                                                         abs=0.003)  # fmt: skip
+                                                                         abs=0.003)
     assert config.funding_interest == pytest.approx(1e-4)  # the modal real rate
 
 
@@ -167,7 +167,7 @@ def _realised_correlation(config: SyntheticConfig, a: str, b: str, rho: float) -
 
 def test_the_default_config_is_the_calibration_of_the_real_sample(fitted):
     assert _numbers(fitted.model_dump()) == pytest.approx(_numbers(DEFAULT_CONFIG.model_dump()),
-                                                          rel=0.02)  # fmt: skip
+                                                          rel=0.02)
 
 
 def _numbers(tree: object) -> list[float]:
@@ -188,7 +188,7 @@ def test_synth_generates_from_a_yaml_and_its_flags_override_it(tmp_path):
     yaml_path.write_text(_yaml(config))
 
     result = CliRunner().invoke(app, ["synth", "--config", str(yaml_path), "--days", "1",
-                                      "--out", str(tmp_path / "data")])  # fmt: skip
+                                      "--out", str(tmp_path / "data")])
 
     assert result.exit_code == 0, result.output
     store = ParquetStore(tmp_path / "data")

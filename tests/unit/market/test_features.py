@@ -24,7 +24,7 @@ PRICES = ("open", "high", "low", "close", "mark")
 SMALL = FeatureConfig(
     vol_window=20, corr_window=50, norm_window=100, volume_window=100, spread_window=10,
     bars_per_day=120,
-)  # fmt: skip
+)
 """Short windows, so every feature is defined within a few hundred bars."""
 
 
@@ -143,7 +143,7 @@ FIRST_VALID = {
     "atr_pct": 13, "obv_z": 1439, "vwap_dist": 13, "volume_z": 1439,
     "dollar_volume_daily": 1439, "spread_cs": 60, "funding_rate_last": 479,
     "funding_bp": 479, "basis": 0, "corr_first": 240, "corr_market": 240,
-}  # fmt: skip
+}
 """First defined row of each feature under the default config (funding: the bar closing 08:00)."""
 
 

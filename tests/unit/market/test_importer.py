@@ -38,7 +38,7 @@ def bars_csv(tmp_path, bars: pd.DataFrame, stamps: pd.Series, name: str = "bars.
 @needs_sample
 def test_real_sample_folder_imports_every_series_and_reads_back_equal_to_the_source(tmp_path):
     result, _ = run(SAMPLE, "--data", tmp_path, "--exchange", EXCHANGE, "--label", "open",
-                    "--time-unit", "datetime", "--mark-timeframe", "8h")  # fmt: skip
+                    "--time-unit", "datetime", "--mark-timeframe", "8h")
 
     assert result.exit_code == 0, result.output
     store = ParquetStore(tmp_path)
@@ -48,7 +48,7 @@ def test_real_sample_folder_imports_every_series_and_reads_back_equal_to_the_sou
         for kind, timeframe in (("ohlcv", "1m"), ("mark", "8h")):
             stored = store.read(SeriesKey.bars(EXCHANGE, symbol, timeframe, Kind(kind)))
             pd.testing.assert_frame_equal(stored, source_frame(f"{base}USDT_{kind}.parquet"),
-                                          check_freq=False)  # fmt: skip
+                                          check_freq=False)
         funding = store.read(SeriesKey.funding(EXCHANGE, symbol))
         pd.testing.assert_frame_equal(funding, source_frame(f"{base}USDT_funding.parquet"))
 
@@ -56,7 +56,7 @@ def test_real_sample_folder_imports_every_series_and_reads_back_equal_to_the_sou
 @needs_sample
 def test_folder_without_a_mark_timeframe_skips_the_8h_mark_files_with_a_note(tmp_path):
     result, output = run(SAMPLE, "--data", tmp_path, "--exchange", EXCHANGE, "--label", "open",
-                         "--time-unit", "datetime")  # fmt: skip
+                         "--time-unit", "datetime")
 
     assert result.exit_code == 0, result.output
     assert "skipped BTCUSDT_mark.parquet" in output and "--mark-timeframe" in output
@@ -69,7 +69,7 @@ def test_close_time_labels_in_epoch_ms_are_shifted_back_to_open_times(tmp_path):
     path = bars_csv(tmp_path, bars, pd.Series(close_ms))
 
     result, _ = import_file(path, tmp_path / "store", "--kind", "ohlcv", "--label", "close",
-                            "--time-unit", "ms")  # fmt: skip
+                            "--time-unit", "ms")
 
     assert result.exit_code == 0, result.output
     stored = ParquetStore(tmp_path / "store").read(KEY)
@@ -83,7 +83,7 @@ def test_iso_timestamps_with_or_without_an_offset_are_read_as_utc(tmp_path):
     path = bars_csv(tmp_path, bars, iso)
 
     result, _ = import_file(path, tmp_path / "store", "--kind", "ohlcv", "--label", "open",
-                            "--time-unit", "iso")  # fmt: skip
+                            "--time-unit", "iso")
 
     assert result.exit_code == 0, result.output
     stored = ParquetStore(tmp_path / "store").read(KEY)
@@ -98,7 +98,7 @@ def test_columns_are_renamed_with_store_equals_file_pairs(tmp_path):
 
     result, _ = import_file(path, tmp_path / "store", "--kind", "ohlcv", "--label", "open",
                             "--time-unit", "s", "--column", "timestamp=Time",
-                            "--column", "close=Close")  # fmt: skip
+                            "--column", "close=Close")
 
     assert result.exit_code == 0, result.output
     assert ParquetStore(tmp_path / "store").read(KEY)["close"].tolist() == bars["close"].tolist()
@@ -138,14 +138,14 @@ def _corrupt(bars: pd.DataFrame, how: str) -> tuple[pd.DataFrame, str]:
     "how",
     ["missing column", "unsorted", "duplicate", "nan", "text in a number column",
      "wrong time unit", "off the grid", "no rows"],
-)  # fmt: skip
+)
 def test_a_malformed_file_is_refused_with_exit_code_2_and_nothing_is_written(tmp_path, how):
     frame, expected = _corrupt(make_bars(50), how)
     path = tmp_path / "bad.csv"
     frame.to_csv(path, index=False)
 
     result, output = import_file(path, tmp_path / "store", "--kind", "ohlcv", "--label", "open",
-                                 "--time-unit", "ms")  # fmt: skip
+                                 "--time-unit", "ms")
 
     assert result.exit_code == 2, output
     assert "error:" in output and expected in output
@@ -164,7 +164,7 @@ def test_a_malformed_file_is_refused_with_exit_code_2_and_nothing_is_written(tmp
         (("--kind", "ohlcv", "--label", "open", "--time-unit", "ms", "--column", "close"),
          "store_name=file_name"),
     ],
-)  # fmt: skip
+)
 def test_unclear_conventions_are_refused_with_exit_code_2(tmp_path, args, expected):
     path = bars_csv(tmp_path, make_bars(10), pd.Series(make_bars(10).index.asi8 // 1_000_000))
 
@@ -177,7 +177,7 @@ def test_unclear_conventions_are_refused_with_exit_code_2(tmp_path, args, expect
 
 def test_a_missing_file_is_refused_with_exit_code_2(tmp_path):
     result, output = import_file(tmp_path / "nope.parquet", tmp_path / "store", "--kind",
-                                 "ohlcv", "--label", "open", "--time-unit", "ms")  # fmt: skip
+                                 "ohlcv", "--label", "open", "--time-unit", "ms")
 
     assert result.exit_code == 2
     assert "no such file" in output
@@ -219,15 +219,15 @@ def test_replace_makes_the_file_the_whole_series(tmp_path):
     path = tmp_path / "bars.parquet"
     bars.to_parquet(path)
     import_file(path, tmp_path / "store", "--kind", "ohlcv", "--label", "open",
-                "--time-unit", "datetime")  # fmt: skip
+                "--time-unit", "datetime")
     bars.iloc[50:100].to_parquet(path)
 
     result, _ = import_file(path, tmp_path / "store", "--kind", "ohlcv", "--label", "open",
-                            "--time-unit", "datetime", "--replace")  # fmt: skip
+                            "--time-unit", "datetime", "--replace")
 
     assert result.exit_code == 0
     pd.testing.assert_frame_equal(ParquetStore(tmp_path / "store").read(KEY), bars.iloc[50:100],
-                                  check_freq=False)  # fmt: skip
+                                  check_freq=False)
 
 
 def test_funding_events_import_without_a_timeframe(tmp_path):
@@ -252,7 +252,7 @@ def test_a_folder_with_one_bad_file_writes_none_of_its_files(tmp_path):
     good.reset_index().iloc[::-1].to_parquet(folder / "ETHUSDT_ohlcv.parquet")  # unsorted
 
     result, output = run(folder, "--data", tmp_path / "store", "--exchange", EXCHANGE,
-                         "--label", "open", "--time-unit", "datetime")  # fmt: skip
+                         "--label", "open", "--time-unit", "datetime")
 
     assert result.exit_code == 2 and "ETHUSDT_ohlcv.parquet" in output
     assert ParquetStore(tmp_path / "store").series() == []
@@ -264,7 +264,7 @@ def test_a_repeated_import_reports_every_row_as_already_stored(tmp_path):
     bars.to_parquet(path)
     store = ParquetStore(tmp_path / "store")
     config = ImportConfig(kind="ohlcv", exchange=EXCHANGE, symbol=SYMBOL, timeframe="1m",
-                          label="open", time_unit="datetime")  # fmt: skip
+                          label="open", time_unit="datetime")
 
     first, again = (
         importer.import_file(store, path, config),

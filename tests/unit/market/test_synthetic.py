@@ -77,7 +77,7 @@ def test_absolute_returns_cluster_while_raw_returns_stay_uncorrelated(returns, l
 def test_bid_ask_bounce_gives_one_minute_returns_a_negative_lag_1_autocorrelation():
     def lag_1(noise: float) -> float:
         profile = AssetProfile(asset="BTC", price=100.0, annual_vol=0.5, notional_per_minute=1e6,
-                               microstructure_noise=noise)  # fmt: skip
+                               microstructure_noise=noise)
         config = SyntheticConfig(
             assets=("BTC",),
             days=30,

@@ -16,7 +16,7 @@ def test_defaults_are_the_seed_ppo_hyperparameters_with_a_discount_for_15_minute
     ppo = TrainConfig().ppo
     assert (ppo.lr, ppo.minibatch_size, ppo.train_batch_size, ppo.num_epochs) == (
         3e-4, 64, 2048, 10,
-    )  # fmt: skip
+    )
     assert (ppo.gamma, ppo.lambda_, ppo.clip_param) == (0.9, 0.9, 0.2)
     assert TrainConfig().env_config["env"]["bars_per_step"] == 15
 
@@ -49,7 +49,7 @@ def test_command_line_overrides_land_in_the_right_fields(tmp_path):
     config = load_config(
         "defaults", data=tmp_path, steps=1000, env_runners=3, envs_per_runner=16, model="mlp",
         seed=4, wandb=False,
-    )  # fmt: skip
+    )
     assert config.steps == 1000 and config.seed == 4
     assert (config.rollouts.env_runners, config.rollouts.envs_per_runner) == (3, 16)
     assert config.model.kind == "mlp" and config.tracking.wandb is False

@@ -46,7 +46,7 @@ def _tiny_module(kind="hierarchical", n_assets=2, text_dim=0):
     model = ModelConfig(
         kind=kind, d_model=8, patch=2, heads=2, risk_hidden=4, text_dim=text_dim,
         text_hidden=4, fusion_hidden=8, head_hidden=8, mlp_hidden=(16,),
-    )  # fmt: skip
+    )
     spec = RLModuleSpec(
         module_class=MODULES[kind],
         observation_space=obs_space,

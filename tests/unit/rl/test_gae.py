@@ -56,7 +56,7 @@ def test_a_hand_worked_two_step_chunk_and_a_terminated_one():
 )
 def test_gae_equals_rllibs_value_targets(lengths, seed, data):
     terminated_last = data.draw(st.lists(st.booleans(), min_size=len(lengths),
-                                         max_size=len(lengths)))  # fmt: skip
+                                         max_size=len(lengths)))
     rng = np.random.default_rng(seed)
     n = sum(lengths)
     rewards, values = rng.normal(size=n), rng.normal(size=n)

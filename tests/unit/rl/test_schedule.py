@@ -134,7 +134,7 @@ def test_pbt_mutations_cover_algorithm_and_env_keys_and_stay_valid():
     phase = Phase(
         name="p", stage="mastery", until_steps=10,
         mutable=("ppo.lr", "ppo.num_epochs", "env_config.env.reward.drawdown"),
-    )  # fmt: skip
+    )
     config = with_mutable_defaults(phase, TrainConfig())
 
     space = _mutations(phase, config)

@@ -14,7 +14,7 @@ def test_keys_come_from_the_environment_or_a_file_and_only_digests_leave(tmp_pat
     digests = load_key_digests(
         {"QUANTUM_API_KEYS": "env-key-0123456789abcdef, other-key-0123456789ab",
          "QUANTUM_API_KEYS_FILE": str(secrets)}
-    )  # fmt: skip
+    )
 
     assert len(digests) == 3
     assert all("key" not in d for d in digests)  # sha256 hex, not the keys

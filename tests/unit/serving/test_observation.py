@@ -56,12 +56,12 @@ def all_bars(aligned):
     for asset in ("BTC", "ETH", "SOL"):
         f = aligned[asset]
         rows = zip(stamps, *(f[c] for c in ("open", "high", "low", "close", "volume", "mark")),
-                   f["funding_rate"], f["funding_event"], strict=True)  # fmt: skip
+                   f["funding_rate"], f["funding_event"], strict=True)
         out[asset] = [
             Bar(timestamp=int(t), open=o, high=h, low=lo, close=c, volume=v, mark=m,
                 funding_rate=rate if event else None)
             for t, o, h, lo, c, v, m, rate, event in rows
-        ]  # fmt: skip
+        ]
     return out
 
 
@@ -211,13 +211,13 @@ def test_bar_problems_name_the_asset_and_the_first_offending_bar(all_bars, spec)
     assert unsorted.value.details == [
         {"asset": "ETH", "index": 701, "timestamp": bars["ETH"][700].timestamp,
          "field": "timestamp"}
-    ]  # fmt: skip
+    ]
 
 
 def test_off_grid_timestamps_are_irregular(all_bars, spec):
     bars = last(all_bars, spec.min_bars)
     shifted = {a: [b.model_copy(update={"timestamp": b.timestamp + 1}) for b in rows]
-               for a, rows in bars.items()}  # fmt: skip
+               for a, rows in bars.items()}
 
     with pytest.raises(InputError) as err:
         observation_from_bars(shifted, spec)
@@ -244,7 +244,7 @@ def test_flat_prices_leave_features_undefined(all_bars, spec):
                 volume=1.0, funding_rate=0.0 if b.funding_rate is not None else None)
             for b in rows]
         for a, rows in last(all_bars, spec.min_bars).items()
-    }  # fmt: skip
+    }
 
     with pytest.raises(InputError) as err:
         observation_from_bars(bars, spec)
