@@ -10,7 +10,7 @@ extreme exposures, and (given both) how often sampled and deterministic actions 
 The report is plain data; ``backtest.bias_plots`` writes its CSVs, JSON and charts.
 
 The checks that a saved model fits the env (``check_observation_space``,
-``check_action_space``) live in ``backtest.bias_spaces`` and are re-exported here.
+``check_action_space``) live in ``envs.space_checks`` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -26,17 +26,17 @@ import pandas as pd
 from gymnasium import spaces
 from scipy.stats import binomtest
 
-from backtest.bias_spaces import (
+from envs.config import EnvConfig, ExecStyle, ExecutionConfig
+from envs.core.observe import PORTFOLIO_FEATURES
+from envs.data import OBS_FEATURES
+from envs.registry import make_env
+from envs.space_checks import (
     ActionMismatchError,
     ObservationMismatchError,
     SpaceMismatchError,
     check_action_space,
     check_observation_space,
 )
-from envs.config import EnvConfig, ExecStyle, ExecutionConfig
-from envs.core.observe import PORTFOLIO_FEATURES
-from envs.data import OBS_FEATURES
-from envs.registry import make_env
 from envs.spaces import check_actions
 from rl.evaluate import Policy
 

@@ -3,18 +3,19 @@ simulator, with the seed's options, a report and a one-screen summary."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from backtest.guard import read_manifest
 from backtest.run import BacktestOptions
+from envs.market_spec import MarketSpec
+from rl.checkpoint import TrainedRun
 from rl.cli_input import user_errors
+from rl.config import TrainConfig
 
 console = Console()
 log = logging.getLogger(__name__)
@@ -32,92 +33,19 @@ _SHOWN = ("total_return", "annualized_return", "sharpe", "sortino", "max_drawdow
           "deflated_sharpe")
 
 
-def market_env_config(
-    base: dict[str, Any], data_path: Path | None, synthetic_seed: int | None,
-    synthetic_days: float | None, symbols: str | None = None, exchange: str | None = None,
-    model_symbols: list[str] | None = None,
-) -> dict[str, Any]:
-    """The training env_config with the market swapped: a store folder (its exchange and
-    symbols), or a fresh synthetic market (another seed: data the policy never saw). Only
-    the data keys change (data_dir, exchange, symbols; synthetic_* go with a store).
-
-    A store's exchange is ``exchange``, else the run's own on the run's own store, else
-    the store's only one. Its symbols are ``symbols`` (names or ccxt symbols), else the
-    model's (``model_symbols``, else the run's), else the defaults when stored (else every
-    stored one). Errors (ValueError) say what the store holds."""
-    # the training run's own data span (start/end, episode starts) says what it trained on,
-    # not what a backtest reads: the backtest's --start/--end/--last-days choose that
-    dropped = ("start_range", "start_fraction", "start", "end")
-    keep = {k: v for k, v in base.items() if k not in dropped}
-    chosen = [s.strip() for s in (symbols or "").split(",") if s.strip()]
-    if data_path is not None:
-        for key in ("synthetic_days", "synthetic_seed"):
-            keep.pop(key, None)
-        keep["data_dir"] = str(data_path)
-        keep.pop("exchange", None)  # the run's venue says nothing about another store
-    elif synthetic_seed is not None or synthetic_days is not None:
-        keep.pop("data_dir", None)
-        if synthetic_seed is not None:
-            keep["synthetic_seed"] = synthetic_seed
-        if synthetic_days is not None:
-            keep["synthetic_days"] = synthetic_days
-    if keep.get("data_dir") is None:
-        if exchange is not None:
-            raise ValueError(f"--exchange {exchange} names an exchange of a store: give the "
-                             "store with --data-path")
-        if chosen:
-            keep["symbols"] = chosen
-        return keep
-    if data_path is None and exchange is None:
-        exchange = keep.get("exchange", "synthetic")  # the registry's default venue
-    return _store_market(keep, exchange, chosen, model_symbols or keep.get("symbols"))
-
-
-def _store_market(
-    env: dict[str, Any], exchange: str | None, chosen: list[str], trained: list[str] | None
-) -> dict[str, Any]:
-    from market.loader import MarketChoiceError, choose_exchange, choose_symbols
-    from market.loader import symbols_of_assets as as_symbols
-    from market.store import ParquetStore
-
-    store = ParquetStore(env["data_dir"])
-    venue = choose_exchange(store, exchange)
-    timeframe = env.get("timeframe", "1m")
-    stored = store.symbols(venue, timeframe)
-    wanted = as_symbols(chosen or trained or [], stored) or None
-    try:
-        symbols = choose_symbols(store, venue, wanted, timeframe)
-    except MarketChoiceError as err:
-        if chosen or not wanted:
-            raise
-        raise MarketChoiceError(
-            f"{err}; the model trades {len(wanted)} assets ({', '.join(wanted)}): pick "
-            f"{len(wanted)} stored ones with --symbols"
-        ) from err
-    return {**env, "exchange": venue, "symbols": symbols}
-
-
-def trained_symbols(trained) -> list[str] | None:
-    """The assets a loaded policy was trained on: its run's symbols, else the assets its
-    run's manifest recorded (a run on the in-memory synthetic market), else unknown."""
-    if trained.config.env_config.get("symbols"):
-        return list(trained.config.env_config["symbols"])
-    for folder in (trained.checkpoint.parent.parent, trained.checkpoint.parent):
-        manifest = folder / "manifest.json"
-        if manifest.is_file():
-            assets = json.loads(manifest.read_text()).get("data_assets")
-            if assets:
-                return list(assets)
-    return None
-
-
-def market_line(env_config: dict[str, Any]) -> str:
-    """Which market a command reads, in one line."""
-    if env_config.get("data_dir") is None:
-        seed, days = env_config.get("synthetic_seed", 7), env_config.get("synthetic_days", 30.0)
-        return f"synthetic market in memory (seed {seed}, {days:g} days)"
-    symbols = ", ".join(env_config.get("symbols") or ())
-    return f"{env_config.get('exchange')} {symbols} under {env_config['data_dir']}"
+def evaluation_market(
+    run: TrainedRun | None, data_path: Path | None, synthetic_seed: int | None,
+    synthetic_days: float | None, symbols: str | None, exchange: str | None,
+) -> MarketSpec:
+    """The market a command reads: the run's (the defaults' for a rule), swapped for the
+    store or synthetic seed the options name (MarketSpec.elsewhere), printed in a line."""
+    base = run.market if run is not None else TrainConfig().market
+    market = base.elsewhere(
+        data_path, synthetic_seed, synthetic_days, symbols, exchange,
+        run.recorded_assets if run is not None else None,
+    )
+    console.print(f"market: {market.describe()}", soft_wrap=True)
+    return market
 
 
 def _summary(run, title: str) -> Table:
@@ -193,38 +121,29 @@ def _backtest(
     n_trials, synthetic_seed, synthetic_days, walk_forward, train_bars, test_bars, purge_bars,
     embargo_bars, anchored, windows, train_steps, allow_in_sample,
 ) -> None:
-    from envs.config import EnvConfig
-    from envs.registry import market_for
-    from rl.config import TrainConfig
-
     options = BacktestOptions(
         initial_capital=initial_capital, risk_free_rate=risk_free_rate, commission=commission,
         slippage=slippage, max_leverage=max_leverage, benchmark=benchmark or None, start=start,
         end=end, last_days=last_days, baselines=tuple(b for b in baselines.split(",") if b),
         deterministic=not stochastic, n_trials=n_trials,
     )
-    trained = None
-    if model_path is not None:
-        from backtest.loading import load_trained
-
-        trained = load_trained(model_path)
-    train_config = trained.config if trained is not None else TrainConfig()
-    env_config = market_env_config(
-        train_config.env_config, data_path, synthetic_seed, synthetic_days, symbols, exchange,
-        trained_symbols(trained) if trained is not None else None,
-    )
-    console.print(f"market: {market_line(env_config)}", soft_wrap=True)
-    data = market_for(env_config)
-    config = options.env_config(EnvConfig(**env_config.get("env", {})))
-    from backtest.run import analyse, model_span, run_baselines, run_module, span_bars
-
-    sample = None
+    trained = TrainedRun.open(model_path) if model_path is not None else None
+    market = evaluation_market(trained, data_path, synthetic_seed, synthetic_days, symbols,
+                               exchange)
     if trained is not None and not walk_forward:
-        manifest = read_manifest(model_path)
-        lo, hi, sample = model_span(manifest, env_config, data, config, options, allow_in_sample)
-        console.print(f"sample: {sample.note}", soft_wrap=True)
-    else:
-        lo, hi = span_bars(data, config, options.start, options.end, options.last_days)
+        from backtest.run import backtest_trained
+
+        run = backtest_trained(trained, market, options, output_dir,
+                               allow_in_sample=allow_in_sample, name=str(model_path))
+        console.print(f"sample: {run.sample.note}", soft_wrap=True)
+        _finish(run)
+        return
+    from backtest.run import analyse, run_baselines, span_bars
+
+    data = market.arrays()
+    base = (trained.config if trained is not None else TrainConfig()).on_market(market)
+    config = options.env_config(base.env)
+    lo, hi = span_bars(data, config, options.start, options.end, options.last_days)
     wf_table = None
     if walk_forward:
         from backtest.metrics import compute_metrics
@@ -235,7 +154,6 @@ def _backtest(
             embargo_bars=embargo_bars, anchored=anchored, max_windows=windows,
             train_steps=train_steps,
         )
-        base = train_config.model_copy(update={"env_config": env_config})
         wins, results, result = run_walk_forward(
             base, data, config, (lo, hi), wf, output_dir / "training",
             on_window=lambda w, r: console.print(
@@ -245,29 +163,19 @@ def _backtest(
         metrics = [compute_metrics(r) for r in results]
         wf_table = window_table(wins, results, data.timestamps, metrics)
         lo, hi = wins[0].test[0], wins[-1].test[1]
-    elif trained is not None:
-        _check_spaces(trained.module, data, config)
-        result = run_module(
-            trained.module, data, config, lo, hi, str(model_path), options.deterministic,
-            meta={"checkpoint": str(trained.checkpoint)},
-        )
     else:
         result = run_baselines(data, config, lo, hi, (policy,))[policy]
     others = run_baselines(data, config, lo, hi, tuple(b for b in options.baselines if b != policy))
-    run = analyse(result, data, others, options, output_dir, wf_table, config, sample)
+    _finish(analyse(result, data, others, options, output_dir, wf_table, config))
+
+
+def _finish(run) -> None:
+    """The one-screen summary of a finished backtest."""
+    result = run.result
     console.print(_summary(run, f"backtest {result.steps.index[0]} .. {result.steps.index[-1]}"))
     if result.ended_early:
         console.print(f"[red]the run ended early: {result.ended_early}[/]")
     console.print(f"report: {run.report}")
-
-
-def _check_spaces(module, data, config) -> None:
-    from backtest.bias_spaces import check_action_space, check_observation_space
-    from envs.spaces import action_space, observation_space
-
-    obs = observation_space(config, data.n_assets, len(data.features))
-    check_observation_space(module.observation_space, obs, assets=data.assets)
-    check_action_space(module.action_space, action_space(config, data.n_assets), assets=data.assets)
 
 
 def analyze_bias_command(
@@ -298,26 +206,18 @@ def _analyze_bias(
 ) -> None:
     from backtest.bias import analyze_bias, sample_states
     from backtest.bias_plots import write_bias_outputs
-    from backtest.loading import load_trained
     from backtest.run import BacktestOptions, model_span
-    from envs.config import EnvConfig
-    from envs.registry import market_for
     from rl.evaluate import module_policy
 
-    trained = load_trained(model_path)
-    env_config = market_env_config(
-        trained.config.env_config, data_path, synthetic_seed, None, symbols, exchange,
-        trained_symbols(trained),
-    )
-    console.print(f"market: {market_line(env_config)}", soft_wrap=True)
-    data = market_for(env_config)
-    config = EnvConfig(**env_config.get("env", {}))
-    _check_spaces(trained.module, data, config)
+    trained = TrainedRun.open(model_path)
+    market = evaluation_market(trained, data_path, synthetic_seed, None, symbols, exchange)
+    data = market.arrays()
+    config = trained.env
+    trained.check_spaces(data.assets, len(data.features), config)
     span = BacktestOptions(start=start, end=end)
-    lo, hi, sample = model_span(
-        read_manifest(model_path), env_config, data, config, span, allow_in_sample
-    )
+    lo, hi, sample = model_span(trained, market, data, config, span, allow_in_sample)
     console.print(f"sample: {sample.note}", soft_wrap=True)
+    env_config = trained.config.on_market(market).env_config
     last_start = max(lo, hi - config.bars_per_step * 40)
     states = sample_states(env_config, num_samples, seed, start_range=(lo, last_start))
     report = analyze_bias(

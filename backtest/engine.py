@@ -18,6 +18,7 @@ Both write the same arrays, so their results are compared step for step in tests
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -47,6 +48,11 @@ from envs.data import MarketArrays
 from envs.episode_stats import steps_per_year
 from envs.ledger import ledger_frame
 from envs.spaces import check_actions
+from market.numba_cache import configure_numba_cache
+
+configure_numba_cache(  # the backtest kernels: these, and backtest.fast's (it imports this first)
+    *(Path(__file__).with_name(f) for f in ("engine.py", "fast.py", "fast_kernels.py"))
+)
 
 N_RECORD = 8
 """Per-step record columns, in STEP_COLUMNS order."""

@@ -7,8 +7,10 @@ batches (no look-ahead: step k's encoding uses bars up to its own decision bar).
 background thread encodes chunk after chunk while the loop consumes the ones ready
 (the loop releases the GIL), so on two cores encoding and simulation overlap.
 Cross-asset attention, the risk LSTM, fusion and the heads depend on the account and
-run per step in ``backtest.fast_kernels``. Deterministic actions only (the mode of
-each head, as ``forward_inference``); other modules use ``engine.run_policy``.
+run per step in ``backtest.fast_kernels``, which get the module's weights only as
+``rl.modules.twin.export_twin`` lays them out (a module that drifted from that layout
+raises there, before the run). Deterministic actions only (the mode of each head, as
+``forward_inference``); other modules use ``engine.run_policy``.
 """
 
 from __future__ import annotations
@@ -28,41 +30,21 @@ from envs.data import MarketArrays
 
 
 def supports(module) -> bool:
-    """Whether the fast path reproduces this module (the hierarchical one without text)."""
-    from rl.modules.policy import HierarchicalPPOModule
+    """Whether the fast path reproduces this kind of module (the hierarchical one without
+    text: rl.modules.twin.twin_supports). A supported module that no longer matches the
+    twin's layout is not quietly sent to the slow path: ``export_weights`` raises."""
+    from rl.modules.twin import twin_supports
 
-    return isinstance(module, HierarchicalPPOModule) and module.text is None
-
-
-def _np(t: torch.Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float64)
+    return twin_supports(module)
 
 
-def export_weights(module) -> tuple:
-    """The per-step layers' weights as float64 numpy arrays, grouped as decide() reads them."""
-    c, r, h = module.cross, module.risk_lstm, module.heads
-    att = c.attention
-    w_cross = (
-        _np(c.portfolio.weight), _np(c.portfolio.bias), _np(c.asset),
-        _np(c.norm1.weight), _np(c.norm1.bias), _np(att.in_proj_weight), _np(att.in_proj_bias),
-        _np(att.out_proj.weight), _np(att.out_proj.bias), _np(c.norm2.weight), _np(c.norm2.bias),
-        _np(c.ff[0].weight), _np(c.ff[0].bias), _np(c.ff[2].weight), _np(c.ff[2].bias),
-        int(att.num_heads),
-    )
-    lstm = r.lstm
-    if lstm.num_layers != 1 or lstm.bidirectional:
-        raise ValueError("the fast path supports the one-layer unidirectional risk LSTM")
-    w_lstm = (
-        _np(lstm.weight_ih_l0), _np(lstm.weight_hh_l0), _np(lstm.bias_ih_l0),
-        _np(lstm.bias_hh_l0), _np(r.pool.score.weight), _np(r.pool.score.bias),
-    )
-    w_fusion = (_np(module.fusion[0].weight), _np(module.fusion[0].bias))
-    w_heads = tuple(
-        _np(t)
-        for net in (h.trade, h.size, h.later)
-        for t in (net[0].weight, net[0].bias, net[2].weight, net[2].bias)
-    )
-    return w_cross, w_lstm, w_fusion, w_heads
+def export_weights(module):
+    """The per-step layers' weights as the kernels read them (rl.modules.twin.export_twin):
+    raises TwinUnsupported for another kind of module, LayoutDrift (naming the keys) for
+    one whose parameters or layers differ from the twin's declared layout."""
+    from rl.modules.twin import export_twin
+
+    return export_twin(module)
 
 
 def encode_market(
@@ -131,13 +113,14 @@ class _Encoder:
 
 @njit(cache=True, nogil=True)
 def _drive(mkt, feats, days, params, floors, rates, allowances, acct, book, hist, t, steps,
-           active, encoded, weights, n_styles, step_events, counts, rewards, terms, terminated,
+           active, encoded, weights, step_events, counts, rewards, terms, terminated,
            truncated, obs_market, obs_risk, obs_portfolio, record, positions, bars, events,
            n_events, k_from, k_to):
     """Steps k_from..k_to-1 (1-based step numbers k_from..); stops early when the event
-    buffer could overflow. Returns (next step, events kept, terminated)."""
-    w_cross, w_lstm, w_fusion, w_heads = weights
+    buffer could overflow. Returns (next step, events kept, terminated). ``weights`` is
+    rl.modules.twin.TwinWeights."""
     n_assets = book.shape[1]
+    inputs = np.empty(n_assets * (weights.heads.later_b2.shape[0] + 5))  # dist inputs: unused
     trade = np.zeros((1, n_assets), dtype=np.int64)
     size = np.zeros((1, n_assets))
     limits = np.zeros((1, n_assets, 2))
@@ -151,8 +134,8 @@ def _drive(mkt, feats, days, params, floors, rates, allowances, acct, book, hist
             return k, n_events, False
         risk[:] = obs_risk[0]
         portfolio[:] = obs_portfolio[0]
-        decide(encoded[k - 1], risk, portfolio, w_cross, w_lstm, w_fusion, w_heads, n_styles,
-               trade[0], size[0], limits[0], execution[0])
+        decide(encoded[k - 1], risk, portfolio, weights, trade[0], size[0], limits[0],
+               execution[0], inputs)
         step_batch(mkt, feats, days, params, floors, rates, allowances, acct, book, hist, t,
                    steps, active, trade, size, limits, execution, step_events, counts, rewards,
                    terms, terminated, truncated, obs_market, obs_risk, obs_portfolio)
@@ -179,18 +162,18 @@ def run_hierarchical(
     """``engine.run_policy(module_policy(module))``, fast (see module docstring)."""
     if not supports(module):
         raise ValueError("the fast path needs the hierarchical module without a text encoder")
+    weights = export_weights(module)  # first: a module that drifted from the twin fails here
     n_steps = span_steps(data, config, start_bar, end_bar)
     cfg = backtest_config(config, n_steps)
     account = Account(data, cfg, start_bar, n_steps)
     # decision k (1-based) is taken after bar start + (k - 1) * bars_per_step; if the run ends
     # early the later encodings are simply unused
     decision_bars = start_bar + np.arange(n_steps, dtype=np.int64) * cfg.bars_per_step
-    weights = export_weights(module)
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, threads - 1))  # one core runs the loop
     encoder = _Encoder(module, data, cfg.window, decision_bars)
     try:
-        terminated = _loop(account, encoder, weights, module.layout.n_styles, n_steps)
+        terminated = _loop(account, encoder, weights, n_steps)
     finally:
         encoder.close()
         torch.set_num_threads(threads)
@@ -198,7 +181,7 @@ def run_hierarchical(
     return account.result(name, meta)
 
 
-def _loop(account: Account, encoder: _Encoder, weights, n_styles: int, n_steps: int) -> bool:
+def _loop(account: Account, encoder: _Encoder, weights, n_steps: int) -> bool:
     """Run the numba loop over the encodings as they become ready; True if terminated."""
     out = _outputs()
     obs = account.obs
@@ -206,7 +189,7 @@ def _loop(account: Account, encoder: _Encoder, weights, n_styles: int, n_steps: 
     while k <= n_steps and not terminated:
         ready = encoder.wait(k)  # step k reads encoding k - 1
         k, account.n_events, terminated = _drive(
-            *account.kernel_args(), encoder.encoded, weights, n_styles, account.step_events,
+            *account.kernel_args(), encoder.encoded, weights, account.step_events,
             account.counts, *out, obs["market"], obs["risk"], obs["portfolio"], account.record,
             account.positions, account.bars, account.events, account.n_events, k,
             min(n_steps, ready) + 1,

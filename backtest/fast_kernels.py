@@ -5,10 +5,16 @@ Why a second implementation: a year of minute bars is 525,600 sequential decisio
 and the torch forward of these small layers at batch 1 costs about 0.9 ms, almost all
 of it per-op overhead (8 minutes a year). The same maths as plain loops costs tens of
 microseconds. The market transformer does not depend on the account, so it stays in
-torch and runs batched over time (backtest.fast). ``tests/unit/backtest/test_fast.py``
-checks these kernels against the torch module's forward_inference on many states.
+torch and runs batched over time (backtest.fast).
 
-Weights arrive as float64 arrays in the torch layout (Linear: (out, in)).
+The kernels read the module's weights only through ``rl.modules.twin``'s declared
+layout: ``export_twin(module)`` checks the module against it and returns a
+``TwinWeights`` of named groups (``twin.cross``, ``twin.lstm``, ``twin.fusion``,
+``twin.heads``) of float64 arrays in the torch layout (Linear: (out, in)) and integer
+settings (head counts, column offsets of the heads' input blocks), read here by
+field name. ``tests/unit/backtest/test_fast_policy_parity.py`` checks every head's
+distribution inputs and action against the torch module's forward_inference, and
+``tests/unit/backtest/test_fast.py`` whole backtests.
 """
 
 from __future__ import annotations
@@ -99,20 +105,20 @@ def _beta_mean(raw0, raw1):
 
 @njit(cache=True, fastmath=_FAST)
 def cross_attention(encoded, portfolio, w, x_out):
-    """CrossAssetAttention: (A, d) encodings and (A, P) portfolio -> (A, d) into x_out."""
-    (wp, bp, asset, ln1w, ln1b, in_w, in_b, out_w, out_b, ln2w, ln2b, f1w, f1b, f2w, f2b,
-     n_heads) = w
+    """CrossAssetAttention: (A, d) encodings and (A, P) portfolio -> (A, d) into x_out;
+    ``w`` is the twin's ``cross`` group (rl.modules.twin)."""
+    n_heads = w.n_heads
     n_assets, d = encoded.shape
     dh = d // n_heads
     proj = np.empty(d)
     h = np.empty((n_assets, d))
     qkv = np.empty((n_assets, 3 * d))
     for a in range(n_assets):
-        _linear(wp, bp, portfolio[a], proj)
+        _linear(w.portfolio_w, w.portfolio_b, portfolio[a], proj)
         for i in range(d):
-            x_out[a, i] = encoded[a, i] + proj[i] + asset[a, i]
-        _layer_norm(x_out[a], ln1w, ln1b, h[a])
-        _linear(in_w, in_b, h[a], qkv[a])
+            x_out[a, i] = encoded[a, i] + proj[i] + w.asset[a, i]
+        _layer_norm(x_out[a], w.norm1_w, w.norm1_b, h[a])
+        _linear(w.qkv_w, w.qkv_b, h[a], qkv[a])
     attended = np.zeros((n_assets, d))
     scores = np.empty(n_assets)
     scale = 1.0 / math.sqrt(dh)
@@ -134,24 +140,25 @@ def cross_attention(encoded, portfolio, w, x_out):
                 p = scores[j] / total
                 for i in range(dh):
                     attended[a, lo + i] += p * qkv[j, 2 * d + lo + i]
-    hidden = np.empty(f1w.shape[0])
+    hidden = np.empty(w.ff1_w.shape[0])
     for a in range(n_assets):
-        _linear(out_w, out_b, attended[a], proj)
+        _linear(w.out_w, w.out_b, attended[a], proj)
         for i in range(d):
             x_out[a, i] += proj[i]
-        _layer_norm(x_out[a], ln2w, ln2b, h[a])
-        _linear(f1w, f1b, h[a], hidden)
+        _layer_norm(x_out[a], w.norm2_w, w.norm2_b, h[a])
+        _linear(w.ff1_w, w.ff1_b, h[a], hidden)
         for i in range(hidden.shape[0]):
             hidden[i] = _gelu(hidden[i])
-        _linear(f2w, f2b, hidden, proj)
+        _linear(w.ff2_w, w.ff2_b, hidden, proj)
         for i in range(d):
             x_out[a, i] += proj[i]
 
 
 @njit(cache=True, fastmath=_FAST)
 def risk_lstm(risk, w, out):
-    """RiskLSTM: an LSTM over the (T, R) risk history, attention-pooled into out (H,)."""
-    w_ih, w_hh, b_ih, b_hh, score_w, score_b = w
+    """RiskLSTM: an LSTM over the (T, R) risk history, attention-pooled into out (H,);
+    ``w`` is the twin's ``lstm`` group (rl.modules.twin)."""
+    w_ih, w_hh, b_ih, b_hh, score_w, score_b = w.w_ih, w.w_hh, w.b_ih, w.b_hh, w.score_w, w.score_b
     steps = risk.shape[0]
     hidden = w_hh.shape[1]
     h = np.zeros(hidden)
@@ -193,16 +200,18 @@ def risk_lstm(risk, w, out):
 
 
 @njit(cache=True, fastmath=_FAST)
-def decide(encoded, risk, portfolio, w_cross, w_lstm, w_fusion, w_heads, n_styles,
-           trade, size, limits, execution):
-    """One deterministic decision: writes trade (A,), size (A,), limits (A, 2), execution (A, 2)."""
-    fw, fb = w_fusion
-    tw1, tb1, tw2, tb2, sw1, sb1, sw2, sb2, lw1, lb1, lw2, lb2 = w_heads
+def decide(encoded, risk, portfolio, twin, trade, size, limits, execution, inputs):
+    """One deterministic decision from one state: writes trade (A,), size (A,), limits (A, 2),
+    execution (A, 2), and ``inputs``, the action distribution's inputs (ActionLayout.input_dim,)
+    in rl.distribution's order (execution, risk, size, trade), as forward_inference returns
+    them. ``twin`` is rl.modules.twin.TwinWeights."""
+    fw, fb = twin.fusion.w, twin.fusion.b
+    hw = twin.heads
     n_assets, d = encoded.shape
     assets = np.empty((n_assets, d))
-    cross_attention(encoded, portfolio, w_cross, assets)
-    pooled = np.empty(w_lstm[1].shape[1])
-    risk_lstm(risk, w_lstm, pooled)
+    cross_attention(encoded, portfolio, twin.cross, assets)
+    pooled = np.empty(twin.lstm.w_hh.shape[1])
+    risk_lstm(risk, twin.lstm, pooled)
     fused_in = np.empty(fw.shape[1])
     for a in range(n_assets):
         fused_in[a * d : (a + 1) * d] = assets[a]
@@ -211,43 +220,58 @@ def decide(encoded, risk, portfolio, w_cross, w_lstm, w_fusion, w_heads, n_style
     _linear(fw, fb, fused_in, context)
     for i in range(context.shape[0]):
         context[i] = _gelu(context[i])
-    n_ctx = context.shape[0]
-    base = n_ctx + d
+    n_ctx = context.shape[0]  # every head's first input block (rl.modules.twin.HEAD_INPUTS)
+    n_later = hw.later_b2.shape[0]
+    n_exec = n_later - 4  # style and horizon logits
+    at_risk = n_assets * n_exec  # offsets of the distribution inputs' parts (ActionLayout.sizes)
+    at_size = at_risk + 4 * n_assets
+    at_trade = at_size + 2 * n_assets
     # each head's first layer reads [context, own encoding, choices]: the context block is
     # the same for every asset, and the choices are one-hots and scalars, so compute the
     # block once and add single columns instead of multiplying whole zero-padded inputs
-    pre = np.empty(tw1.shape[0])
-    shared = np.empty(tw1.shape[0])
-    hidden = np.empty(tw1.shape[0])
-    raw = np.empty(max(3, lw2.shape[0]))
-    _linear(tw1[:, :n_ctx], tb1, context, shared)
+    w1 = hw.trade_w1
+    pre = np.empty(w1.shape[0])
+    shared = np.empty(w1.shape[0])
+    hidden = np.empty(w1.shape[0])
+    raw = np.empty(max(3, n_later))
+    _linear(w1[:, :n_ctx], hw.trade_b1, context, shared)
     for a in range(n_assets):
         pre[:] = shared
-        _add_columns(tw1, n_ctx, assets[a], pre)
-        _head_out(pre, hidden, tw2, tb2, raw)
+        _add_columns(w1, n_ctx, assets[a], pre)
+        _head_out(pre, hidden, hw.trade_w2, hw.trade_b2, raw)
         trade[a] = _argmax(raw, 0, 3)
-    _linear(sw1[:, :n_ctx], sb1, context, shared)
+        for k in range(3):
+            inputs[at_trade + 3 * a + k] = raw[k]
+    w1 = hw.size_w1
+    _linear(w1[:, :n_ctx], hw.size_b1, context, shared)
     for j in range(n_assets):
-        _add_column(sw1, base + 3 + 3 * j + trade[j], 1.0, shared)
+        _add_column(w1, hw.size_book + 3 * j + trade[j], 1.0, shared)
     for a in range(n_assets):
         pre[:] = shared
-        _add_columns(sw1, n_ctx, assets[a], pre)
-        _add_column(sw1, base + trade[a], 1.0, pre)
-        _head_out(pre, hidden, sw2, sb2, raw)
+        _add_columns(w1, n_ctx, assets[a], pre)
+        _add_column(w1, hw.size_own_trade + trade[a], 1.0, pre)
+        _head_out(pre, hidden, hw.size_w2, hw.size_b2, raw)
         size[a] = _beta_mean(raw[0], raw[1])
-    _linear(lw1[:, :n_ctx], lb1, context, shared)
+        for k in range(2):
+            inputs[at_size + 2 * a + k] = raw[k]
+    w1 = hw.later_w1
+    _linear(w1[:, :n_ctx], hw.later_b1, context, shared)
     for j in range(n_assets):
-        _add_column(lw1, base + 4 + j, (trade[j] - 1.0) * size[j], shared)
+        _add_column(w1, hw.later_book + j, (trade[j] - 1.0) * size[j], shared)
     for a in range(n_assets):
         pre[:] = shared
-        _add_columns(lw1, n_ctx, assets[a], pre)
-        _add_column(lw1, base + trade[a], 1.0, pre)
-        _add_column(lw1, base + 3, size[a], pre)
-        _head_out(pre, hidden, lw2, lb2, raw)
+        _add_columns(w1, n_ctx, assets[a], pre)
+        _add_column(w1, hw.later_own_trade + trade[a], 1.0, pre)
+        _add_column(w1, hw.later_own_size, size[a], pre)
+        _head_out(pre, hidden, hw.later_w2, hw.later_b2, raw)
         limits[a, 0] = _beta_mean(raw[0], raw[1])
         limits[a, 1] = _beta_mean(raw[2], raw[3])
-        execution[a, 0] = _argmax(raw, 4, 4 + n_styles)
-        execution[a, 1] = _argmax(raw, 4 + n_styles, lw2.shape[0])
+        execution[a, 0] = _argmax(raw, 4, 4 + hw.n_styles)
+        execution[a, 1] = _argmax(raw, 4 + hw.n_styles, n_later)
+        for k in range(4):
+            inputs[at_risk + 4 * a + k] = raw[k]
+        for k in range(n_exec):
+            inputs[n_exec * a + k] = raw[4 + k]
 
 
 @njit(cache=True, inline="always", fastmath=_FAST)

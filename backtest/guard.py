@@ -12,14 +12,12 @@ sample whatever the dates.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from market.loader import DEFAULT_SYMBOLS
+from envs.market_spec import MarketSpec
 
 GUARDED = ("train", "validation")
 """The parts a backtest must not overlap (the test part is what backtests are for)."""
@@ -42,34 +40,11 @@ class SampleCheck:
     """One line for the report's top: in or out of sample, and why."""
 
 
-def read_manifest(model_path: Path) -> dict[str, Any] | None:
-    """The run's manifest.json next to a run folder or one of its checkpoints."""
-    path = Path(model_path).resolve()
-    for folder in (path, path.parent, path.parent.parent):
-        manifest = folder / "manifest.json"
-        if manifest.is_file():
-            return json.loads(manifest.read_text())
-    return None
-
-
-def _market(env_config: dict[str, Any]) -> tuple:
-    """What identifies a market: venue and symbols, or the synthetic seed and variant."""
-    if env_config.get("data_dir") is not None:
-        symbols = env_config.get("symbols") or DEFAULT_SYMBOLS
-        return ("store", env_config.get("exchange", "synthetic"), frozenset(symbols))
-    return (
-        "synthetic",
-        env_config.get("synthetic_seed", 7),
-        json.dumps(env_config.get("planted_signal"), sort_keys=True),
-        json.dumps(env_config.get("augment"), sort_keys=True),
-    )
-
-
-def same_market(manifest: dict[str, Any] | None, env_config: dict[str, Any]) -> bool:
-    """Whether ``env_config`` reads the market the model's run trained on."""
+def same_market(manifest: dict[str, Any] | None, market: MarketSpec) -> bool:
+    """Whether ``market`` is the market the model's run trained on."""
     if manifest is None:
         return False
-    return _market(manifest["config"]["env_config"]) == _market(env_config)
+    return MarketSpec.of(manifest["config"]["env_config"]).identity() == market.identity()
 
 
 def _stamp(value: Any) -> pd.Timestamp:
@@ -79,16 +54,16 @@ def _stamp(value: Any) -> pd.Timestamp:
 
 def check(
     manifest: dict[str, Any] | None,
-    backtest_env: dict[str, Any],
+    market: MarketSpec,
     first: Any,
     last: Any,
 ) -> SampleCheck:
-    """Where the backtest span [first, last] on ``backtest_env``'s market lies relative
+    """Where the backtest span [first, last] on ``market`` lies relative
     to the model's training and validation parts (module docstring)."""
     span = (_stamp(first).isoformat(), _stamp(last).isoformat())
     if manifest is None:
         return SampleCheck(False, {}, span, "unknown: no manifest.json beside the model")
-    if not same_market(manifest, backtest_env):
+    if not same_market(manifest, market):
         note = "out of sample: another market than the model trained on"
         return SampleCheck(False, {}, span, note)
     splits = manifest.get("splits")
@@ -119,9 +94,3 @@ def enforce(result: SampleCheck, allow_in_sample: bool) -> SampleCheck:
             "is then marked in-sample)"
         )
     return result
-
-
-def untouched_span(manifest: dict[str, Any] | None) -> tuple[str, str] | None:
-    """The model's untouched test part (first, last), if its manifest records one."""
-    part = (manifest or {}).get("splits", {}).get("test")
-    return (part["first"], part["last"]) if part else None

@@ -1,17 +1,24 @@
 """Performance metrics of a backtest, computed from a :class:`BacktestResult` alone.
 
-Every metric is a plain function of arrays (here, or in ``backtest.sharpe`` for the return
-and equity series maths: Sharpe, PSR/DSR, drawdowns; re-exported here), so reports,
-walk-forward stitching and the tests reuse the same definitions; ``compute_metrics``
-only wires them to a result. Returns are the simple per-decision-step returns of the
-equity curve and everything is annualised with the result's ``periods_per_year``
-(counted from the bar spacing), never a daily-data constant.
+Every metric is a plain function of arrays (here, in ``risk.returns`` for the return and
+equity series maths shared with risk: volatility, step returns, drawdowns, or in
+``backtest.sharpe`` for Sharpe, PSR/DSR), so reports, walk-forward stitching and the
+tests reuse the same definitions; ``compute_metrics`` only wires them to a result.
+Returns are the simple per-decision-step returns of the equity curve and everything is
+annualised with the result's ``periods_per_year`` (counted from the bar spacing), never
+a daily-data constant.
+
+:class:`Metrics` is the schema of the metrics dict and of a report's metrics.json:
+``compute_metrics`` writes exactly its keys, backtest.report writes them (plus
+``BASELINES_KEY`` and ``SAMPLE_KEY``) to ``METRICS_FILE``, and readers such as llm.facts
+name keys from it, so a renamed metric fails a test instead of silently reading nothing.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Final, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -19,18 +26,78 @@ import pandas as pd
 from backtest.result import BacktestResult
 from backtest.sharpe import (
     ZERO_VOL,
-    annualized_volatility,
     deflated_sharpe_ratio,
-    longest_underwater,
-    max_drawdown,
     moments,
-    per_period_rate,
     probabilistic_sharpe_ratio,
     sharpe_ratio,
     sortino_ratio,
-    step_returns,
 )
 from envs.ledger import LEDGER_COLUMNS
+from risk.returns import (
+    annualized_volatility,
+    longest_underwater,
+    max_drawdown,
+    per_period_rate,
+    step_returns,
+)
+
+METRICS_FILE: Final = "metrics.json"
+"""A report folder's metrics (backtest.report writes it; llm.facts reads it)."""
+STEPS_FILE: Final = "steps.parquet"
+"""A report folder's per-step series (its index: the span the metrics describe)."""
+BASELINES_KEY: Final = "baselines"
+"""Key of metrics.json holding {baseline name: its metrics}."""
+SAMPLE_KEY: Final = "sample"
+"""Key of metrics.json saying whether the span is in or out of sample (backtest.guard)."""
+
+
+class Metrics(TypedDict, total=False):
+    """What ``compute_metrics`` returns, key by key (defined in its docstring), in order;
+    the benchmark keys only with a benchmark, the VaR/ES keys only with a confidence."""
+
+    n_steps: int
+    total_return: float
+    annualized_return: float
+    annualized_volatility: float
+    sharpe: float
+    sortino: float
+    calmar: float
+    max_drawdown: float
+    max_drawdown_duration_steps: int
+    max_drawdown_duration_days: float
+    skewness: float
+    excess_kurtosis: float
+    probabilistic_sharpe: float
+    deflated_sharpe: float
+    n_trials: int
+    n_trades: int
+    open_trades: int
+    win_rate: float
+    profit_factor: float
+    avg_trade_pnl: float
+    step_win_rate: float
+    turnover: float
+    exposure: float
+    mean_leverage: float
+    fees: float
+    funding: float
+    impact: float
+    spread: float
+    liquidations: int
+    bad_debt: float
+    benchmark_total_return: float
+    excess_return: float
+    beta: float
+    correlation: float
+    information_ratio: float
+    var_historical: float
+    es_historical: float
+    var_cornish_fisher: float
+    es_cornish_fisher: float
+
+
+METRIC_KEYS: Final = tuple(Metrics.__annotations__)
+"""Every key of :class:`Metrics`, in compute_metrics' order."""
 
 TRADE_COLUMNS = ("asset", "side", "open_time", "close_time", "open_bar", "close_bar",
                  "entry_notional", "gross_pnl", "fees", "spread", "impact", "funding",
@@ -136,7 +203,9 @@ def compute_metrics(
     var_confidence: float | None = 0.95,
     trial_sharpes: Sequence[float] | None = None,
 ) -> dict[str, float]:
-    """Every headline number of one backtest, as a flat JSON-serialisable dict.
+    """Every headline number of one backtest, as a flat JSON-serialisable dict
+    (:class:`Metrics`: exactly METRIC_KEYS, less those a run without a benchmark or VaR
+    confidence lacks).
 
     Returns are ``r_t = e_t / e_{t-1} - 1`` over the ``n_steps`` decision steps; ``P`` is
     ``periods_per_year``; ``rf = (1 + risk_free_rate) ** (1 / P) - 1`` per step. Keys:

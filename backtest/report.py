@@ -4,7 +4,8 @@ Layout of ``output_dir`` (names fixed, so scripts and people find things)::
 
     report.html      self-contained page: run facts, metrics, charts, tables, provenance
     plots/NAME.png   one chart per entry of PLOTS that had its inputs
-    metrics.json     the metrics, baselines' metrics under "baselines"; NaN/inf as null
+    metrics.json     the metrics (backtest.metrics.Metrics), baselines' metrics under
+                     "baselines"; NaN/inf as null
     ledger.parquet   result.ledger, every fill, fee, funding payment and liquidation
     steps.parquet    steps, position_ASSET, price_ASSET and benchmark columns per step
     risk_report.json the risk engine's report on the book at the run's end (when given)
@@ -29,7 +30,7 @@ from matplotlib.figure import Figure
 from backtest import plots
 from backtest.files import write_atomic
 from backtest.guard import SampleCheck
-from backtest.metrics import metrics_table
+from backtest.metrics import BASELINES_KEY, METRICS_FILE, SAMPLE_KEY, STEPS_FILE, metrics_table
 from backtest.result import BacktestResult
 
 PLOTS = {
@@ -42,10 +43,6 @@ PLOTS = {
     "walk_forward": "Walk-forward windows (train and test spans) and each test window's result.",
 }
 """Chart names (plots/NAME.png) and their captions, in page order."""
-BASELINES_KEY = "baselines"
-"""Key of metrics.json holding {baseline name: its metrics}."""
-SAMPLE_KEY = "sample"
-"""Key of metrics.json saying whether the span is in or out of sample (backtest.guard)."""
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.9em}
 th,td{border-bottom:1px solid #ddd;padding:0.25em 0.8em;text-align:right}
@@ -94,9 +91,9 @@ def write_report(
         payload[SAMPLE_KEY] = {"in_sample": sample.in_sample, "note": sample.note,
                                "span": list(sample.span), "overlaps": sample.overlaps}
     text = json.dumps(_json_safe(payload), indent=2, allow_nan=False)
-    write_atomic(out / "metrics.json", lambda f: f.write(text.encode()))
+    write_atomic(out / METRICS_FILE, lambda f: f.write(text.encode()))
     write_atomic(out / "ledger.parquet", lambda f: result.ledger.to_parquet(f))
-    write_atomic(out / "steps.parquet", lambda f: steps_frame(result).to_parquet(f))
+    write_atomic(out / STEPS_FILE, lambda f: steps_frame(result).to_parquet(f))
     page = _page(result, metrics, baseline_metrics, drawn, regime_table, walk_forward,
                  risk_report, sample)
     return write_atomic(out / "report.html", lambda f: f.write(page.encode()))

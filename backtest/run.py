@@ -1,8 +1,11 @@
 """A complete backtest: data span, policy and baselines on the simulator, metrics,
 regime analysis and the report.
 
-``quantum backtest`` is a thin CLI over :func:`backtest_policy` (one span) and
-``backtest.walk_forward`` (train/test windows).
+:func:`backtest_trained` is the one entry point for a trained run on a market: the
+``quantum backtest`` CLI and the Serve ``BacktestRunner`` both call it, so both pick the
+same span, guard it against the run's training data and check the spaces. Rules
+(``--policy``) and walk-forward windows (``backtest.walk_forward``) share its parts:
+:func:`run_module`, :func:`run_baselines` and :func:`analyse`.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,11 +22,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backtest.baselines import RULES
 from backtest.engine import benchmark_equity, run_policy
-from backtest.guard import SampleCheck, check, enforce, same_market, untouched_span
+from backtest.guard import SampleCheck, check, enforce, same_market
 from backtest.result import BacktestResult
 from envs.config import EnvConfig
 from envs.core.layout import M_CLOSE
 from envs.data import MarketArrays
+from envs.market_spec import MarketSpec
+
+if TYPE_CHECKING:
+    from rl.checkpoint import TrainedRun
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +119,8 @@ def span_bars(
 
 
 def model_span(
-    manifest: dict[str, Any] | None,
-    env_config: dict[str, Any],
+    run: TrainedRun | None,
+    market: MarketSpec,
     data: MarketArrays,
     config: EnvConfig,
     options: BacktestOptions,
@@ -126,14 +133,15 @@ def model_span(
     the model's training and validation parts (backtest.guard) and refused if it
     overlaps them, unless ``allow_in_sample``.
     """
+    manifest = run.manifest if run is not None else None
     start, end = options.start, options.end
     chosen = start is not None or end is not None or options.last_days is not None
-    test = untouched_span(manifest)
-    if not chosen and test is not None and same_market(manifest, env_config):
+    test = run.test_span if run is not None else None
+    if not chosen and test is not None and same_market(manifest, market):
         start, end = test
     lo, hi = span_bars(data, config, start, end, options.last_days)
     stamp = lambda i: pd.Timestamp(data.timestamps[i], tz="UTC")  # noqa: E731
-    sample = enforce(check(manifest, env_config, stamp(lo), stamp(hi)), allow_in_sample)
+    sample = enforce(check(manifest, market, stamp(lo), stamp(hi)), allow_in_sample)
     return lo, hi, sample
 
 
@@ -226,6 +234,8 @@ class BacktestRun:
     baseline_metrics: dict[str, dict[str, float]]
     regimes: pd.DataFrame
     report: Path | None
+    sample: SampleCheck | None = None
+    """In or out of sample (backtest.guard); None where nothing was checked."""
 
 
 def analyse(
@@ -263,4 +273,28 @@ def analyse(
             regime_table=regimes, walk_forward=walk_forward,
             risk_report=final_risk_report(result, data, config or EnvConfig()), sample=sample,
         )
-    return BacktestRun(result, metrics, baselines, baseline_metrics, regimes, report)
+    return BacktestRun(result, metrics, baselines, baseline_metrics, regimes, report, sample)
+
+
+def backtest_trained(
+    run: TrainedRun,
+    market: MarketSpec,
+    options: BacktestOptions,
+    output_dir: Path | None,
+    *,
+    allow_in_sample: bool = False,
+    name: str = "policy",
+) -> BacktestRun:
+    """A trained run's policy and the rule baselines on ``market``, with metrics and
+    (with ``output_dir``) the report: the span from the options or the run's test part,
+    refused when in sample unless allowed (model_span); the spaces checked first."""
+    data = market.arrays()
+    config = options.env_config(run.env)
+    lo, hi, sample = model_span(run, market, data, config, options, allow_in_sample)
+    run.check_spaces(data.assets, len(data.features), config)
+    result = run_module(
+        run.module, data, config, lo, hi, name, options.deterministic,
+        meta={"checkpoint": str(run.checkpoint)},
+    )
+    others = run_baselines(data, config, lo, hi, options.baselines)
+    return analyse(result, data, others, options, output_dir, None, config, sample)

@@ -1,5 +1,7 @@
-"""Statistics of a return or equity series: Sharpe-type ratios, moments, how far to trust
-a Sharpe, and drawdowns.
+"""Statistics of a return series: Sharpe-type ratios, moments and how far to trust a Sharpe.
+
+Annualisation, volatility, step returns and drawdowns live in ``risk.returns`` (shared
+with position sizing) and are re-exported here.
 
 A Sharpe ratio estimated from a short or fat-tailed track record, or picked as the best
 of many tried policies, overstates skill. The probabilistic Sharpe ratio (PSR, Bailey &
@@ -25,35 +27,39 @@ import math
 import numpy as np
 from scipy.stats import norm
 
+from risk.returns import (
+    annualize,
+    annualized_volatility,
+    as_returns,
+    longest_underwater,
+    max_drawdown,
+    per_period_rate,
+    step_returns,
+)
+
+__all__ = [
+    "EULER_GAMMA",
+    "ZERO_VOL",
+    "annualized_volatility",
+    "as_returns",
+    "deflated_sharpe_ratio",
+    "expected_max_sharpe",
+    "longest_underwater",
+    "max_drawdown",
+    "moments",
+    "per_period_rate",
+    "probabilistic_sharpe_ratio",
+    "sharpe_ratio",
+    "sharpe_std",
+    "sortino_ratio",
+    "step_returns",
+]
+
 EULER_GAMMA = 0.5772156649015329
 """The Euler-Mascheroni constant of the expected maximum of Gaussian trials."""
 ZERO_VOL = 1e-12
 """A per-period standard deviation at or below this counts as zero (float noise of a
 constant-growth curve's returns is ~1e-17)."""
-
-
-def as_returns(returns) -> np.ndarray:
-    """The returns as a 1-D float64 array; non-finite values are an error, not data."""
-    r = np.asarray(returns, dtype=np.float64).ravel()
-    if not np.isfinite(r).all():
-        raise ValueError("returns hold NaN or inf; drop the undefined first return, or fix the "
-                         "equity curve (a return after zero equity is undefined)")
-    return r
-
-
-def per_period_rate(annual_rate: float, periods_per_year: float) -> float:
-    """The per-period rate that compounds to ``annual_rate`` over a year:
-    ``(1 + annual_rate) ** (1 / periods_per_year) - 1``."""
-    return (1.0 + annual_rate) ** (1.0 / periods_per_year) - 1.0
-
-
-def annualized_volatility(returns, periods_per_year: float) -> float:
-    """Sample standard deviation (ddof 1) of the returns times ``sqrt(periods_per_year)``;
-    NaN for fewer than two returns."""
-    r = as_returns(returns)
-    if len(r) < 2:
-        return math.nan
-    return float(np.std(r, ddof=1) * math.sqrt(periods_per_year))
 
 
 def sharpe_ratio(returns, rf_per_period: float = 0.0, periods_per_year: float = 1.0) -> float:
@@ -68,7 +74,7 @@ def sharpe_ratio(returns, rf_per_period: float = 0.0, periods_per_year: float = 
     std = float(np.std(excess, ddof=1))
     if std <= ZERO_VOL:
         return math.nan
-    return float(np.mean(excess) / std * math.sqrt(periods_per_year))
+    return float(annualize(float(np.mean(excess) / std), periods_per_year))
 
 
 def sortino_ratio(returns, rf_per_period: float = 0.0, periods_per_year: float = 1.0) -> float:
@@ -85,7 +91,7 @@ def sortino_ratio(returns, rf_per_period: float = 0.0, periods_per_year: float =
     downside = math.sqrt(float(np.mean(np.minimum(excess, 0.0) ** 2)))
     if downside <= ZERO_VOL:
         return math.nan
-    return float(np.mean(excess) / downside * math.sqrt(periods_per_year))
+    return float(annualize(float(np.mean(excess) / downside), periods_per_year))
 
 
 def moments(returns) -> tuple[float, float]:
@@ -179,51 +185,3 @@ def deflated_sharpe_ratio(
         return math.nan
     sr0 = expected_max_sharpe(n_trials, var_sharpe)
     return probabilistic_sharpe_ratio(sharpe, n_obs, skewness, excess_kurtosis, benchmark=sr0)
-
-
-def _equity(equity) -> np.ndarray:
-    e = np.asarray(equity, dtype=np.float64).ravel()
-    if len(e) == 0 or not np.isfinite(e).all() or e[0] <= 0.0 or (e < 0.0).any():
-        raise ValueError("equity must be finite, start above zero and never go below zero")
-    return e
-
-
-def step_returns(equity) -> np.ndarray:
-    """Simple return of each step, ``e[t] / e[t-1] - 1``; an error if equity reaches zero
-    before the last step (the returns after it are undefined)."""
-    e = _equity(equity)
-    if (e[:-1] <= 0.0).any():
-        raise ValueError("equity reached zero before the last step: returns after it are undefined")
-    return e[1:] / e[:-1] - 1.0
-
-
-def longest_underwater(equity) -> tuple[int, int]:
-    """``(peak_idx, end_idx)`` of the longest stretch spent below a previous peak: from the
-    peak to the first step back at or above it, or to the last step if the curve never
-    recovered; ``(0, 0)`` if equity never falls below its running peak. Ties: the first."""
-    e = _equity(equity)
-    below = (e < np.maximum.accumulate(e)).astype(np.int8)
-    if not below.any():
-        return 0, 0
-    edges = np.diff(np.concatenate(([0], below, [0])))
-    peaks = np.flatnonzero(edges == 1) - 1
-    ends = np.minimum(np.flatnonzero(edges == -1), len(e) - 1)
-    k = int(np.argmax(ends - peaks))
-    return int(peaks[k]), int(ends[k])
-
-
-def max_drawdown(equity) -> tuple[float, int, int, int]:
-    """``(depth, duration_steps, peak_idx, trough_idx)`` of an equity curve.
-
-    ``depth = max_t (1 - e[t] / max_{s<=t} e[s])`` in [0, 1], with ``peak_idx`` and
-    ``trough_idx`` the running peak and the trough of that deepest fall (both 0 for a
-    curve that never falls). ``duration_steps`` is the *longest* time under water, which
-    need not be the deepest fall's: see :func:`longest_underwater`.
-    """
-    e = _equity(equity)
-    running = np.maximum.accumulate(e)
-    depth = 1.0 - e / running
-    trough = int(np.argmax(depth))
-    peak = trough - int(np.argmax(e[trough::-1] == running[trough]))
-    start, end = longest_underwater(e)
-    return float(depth[trough]), end - start, peak, trough

@@ -157,7 +157,8 @@ def window_table(windows: list[Window], results: list[BacktestResult], timestamp
 def _train_and_test(trained_config, data, env_config, window: Window, config, out: Path):
     """One window: train on its training bars, then run the policy on its test bars."""
     from backtest.run import run_module
-    from rl.train import load_module, train
+    from rl.checkpoint import load_module
+    from rl.train import train
 
     starts = train_starts(window, env_config.episode_steps, env_config.bars_per_step)
     cfg = trained_config.model_copy(
@@ -187,7 +188,7 @@ def run_walk_forward(trained_config, data, env_config, span: tuple[int, int],
     """
     import ray
 
-    from rl.train import init_ray
+    from cluster.runtime import init_ray
 
     windows = make_windows(span[0], span[1], config)
     init_ray()

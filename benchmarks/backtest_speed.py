@@ -41,9 +41,9 @@ YEAR_MINUTES = 525_600
 
 def _module(model_path: str | None, env: PerpetualVectorEnv):
     if model_path:
-        from backtest.loading import load_trained
+        from rl.checkpoint import TrainedRun
 
-        return load_trained(model_path).module
+        return TrainedRun.open(model_path).module
     from rl.algo import module_spec
     from rl.config import TrainConfig
 
@@ -73,10 +73,10 @@ def main() -> None:
                "max_half_spread": 1e-12, "impact_k": 0.0},
     )
     if args.model_path:
-        from backtest.loading import load_trained
+        from rl.checkpoint import TrainedRun
 
-        trained = load_trained(args.model_path)
-        config = EnvConfig(**trained.config.env_config.get("env", {}))
+        trained = TrainedRun.open(args.model_path)
+        config = trained.env
     module = _module(args.model_path, PerpetualVectorEnv(data, config, 1))
     start = max(data.first_valid, config.window - 1)
     steps = min(int(args.days * 1440), data.n_bars - 1 - start)

@@ -11,8 +11,9 @@ grounded (llm.grounding): its placeholders are filled from the facts and anythin
 states is checked, with a templated answer from the facts when a check fails. A
 question about a backtest sees no fact later than the backtest's end.
 
-Run ``python -m llm.chatbot --model-path models/chatbot`` for the interactive chat (it
-reads lines until EOF, so it also works from a pipe; /reset and /quit are commands).
+This is the library; the interactive chat is llm.cli's: ``quantum chat --model-path
+models/chatbot`` or ``python -m llm.cli --model-path models/chatbot`` (it reads lines
+until EOF, so it also works from a pipe; /reset and /quit are commands).
 """
 
 from __future__ import annotations
@@ -276,11 +277,3 @@ def load_market_chatbot(
 
     model = LanguageModel.load(model_path, base_model=base_model, device=device)
     return MarketChatbot(model, ChatConfig(max_history=max_history))
-
-
-if __name__ == "__main__":
-    import typer
-
-    from llm.cli import chat_command
-
-    typer.run(chat_command)

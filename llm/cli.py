@@ -1,5 +1,7 @@
 """`quantum llm ...` (build the base model, fine-tune, evaluate) and `quantum chat`.
 
+``python -m llm.cli --model-path models/chatbot`` runs the chat alone (as `quantum chat`).
+
 Every default works offline: the corpus comes from the synthetic market (llm.corpus),
 the base model is trained here, and the chat falls back to a small synthetic market
 when no bars are given. Long jobs show a progress bar and end with a summary.
@@ -232,3 +234,7 @@ def chat_command(
     if interactive:
         errors.print("Ask about prices, indicators, signals, risk or backtests. /reset, /quit.")
     run_chat(bot, _typed_lines(out) if interactive else sys.stdin, out, interactive)
+
+
+if __name__ == "__main__":
+    typer.run(chat_command)

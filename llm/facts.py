@@ -13,6 +13,7 @@ backtest's end leaks into its explanation.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -26,6 +27,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from market.features import FeatureConfig, compute_features
+from market.loader import aligned_frame, asset_fields
 from risk.regimes import RegimeConfig, market_regimes, trend_regime, volatility_regime
 
 Source = Literal["market", "indicator", "regime", "signal", "risk", "backtest"]
@@ -302,7 +304,22 @@ _BACKTEST_METRICS: tuple[tuple[str, str, Unit, float], ...] = (
     ("benchmark_return", "benchmark_total_return", "signed_pct", 100.0),
     ("excess_return", "excess_return", "signed_pct", 100.0),
 )
-"""(fact name, metrics.json key, unit, scale) of the backtest facts."""
+"""(fact name, metrics.json key, unit, scale) of the backtest facts; every key is one of
+backtest.metrics.METRIC_KEYS (checked on first use)."""
+
+
+@functools.cache
+def _report_schema():
+    """backtest.metrics, the schema of what a backtest report writes, after checking that
+    every key read here is in it: a renamed metric fails loudly, never reads as absent.
+    Imported on first use: backtest.metrics pulls in scipy and the simulator."""
+    from backtest import metrics as schema
+
+    unknown = [key for _, key, _, _ in _BACKTEST_METRICS if key not in schema.METRIC_KEYS]
+    if unknown:
+        raise RuntimeError(f"llm.facts reads metrics {unknown} that backtest.metrics.Metrics "
+                           "does not define; rename them in llm.facts._BACKTEST_METRICS")
+    return schema
 
 
 def read_backtest(path_or_metrics: Any) -> tuple[dict, pd.Timestamp | None, pd.Timestamp | None]:
@@ -310,14 +327,15 @@ def read_backtest(path_or_metrics: Any) -> tuple[dict, pd.Timestamp | None, pd.T
     steps.parquet, see backtest.report), a metrics.json file, or a metrics dict."""
     if isinstance(path_or_metrics, Mapping):
         return dict(path_or_metrics), None, None
+    schema = _report_schema()
     path = Path(path_or_metrics)
     folder = path if path.is_dir() else path.parent
-    metrics_file = path / "metrics.json" if path.is_dir() else path
+    metrics_file = path / schema.METRICS_FILE if path.is_dir() else path
     if not metrics_file.is_file():
         raise FileNotFoundError(f"{metrics_file} not found: pass a backtest report folder "
-                                "(quantum backtest --output-dir) or its metrics.json")
+                                f"(quantum backtest --output-dir) or its {schema.METRICS_FILE}")
     metrics = json.loads(metrics_file.read_text())
-    steps = folder / "steps.parquet"
+    steps = folder / schema.STEPS_FILE
     if not steps.is_file():
         return metrics, None, None
     index = pd.read_parquet(steps, columns=[]).index
@@ -330,6 +348,7 @@ def backtest_facts(
     """Facts of a backtest's metrics (and its baselines'), stamped at the backtest's end:
     that is the moment its results describe, and the cut-off for explaining it."""
     stamp = to_utc(end)
+    baselines_key = _report_schema().BASELINES_KEY
     out: list[Fact] = []
 
     def add(key: str, value: Any, unit: Unit) -> None:
@@ -347,7 +366,7 @@ def backtest_facts(
     total = metrics.get("total_return")
     if total is not None:
         add("outcome", "gain" if total > 0 else "loss" if total < 0 else "flat", "text")
-    for base, values in (metrics.get("baselines") or {}).items():
+    for base, values in (metrics.get(baselines_key) or {}).items():
         for fact_name, key, unit, scale in _BACKTEST_METRICS[:6]:
             value = values.get(key)
             add(f"{base}.{fact_name}", None if value is None else scale * float(value), unit)
@@ -385,7 +404,8 @@ def read_market_file(path: str | Path) -> pd.DataFrame:
 def to_aligned(frame: pd.DataFrame, asset: str = "BTC") -> pd.DataFrame:
     """The aligned (asset, field) frame of market.loader, from itself or from one asset's
     OHLCV frame (a DatetimeIndex or a ``timestamp`` column of datetimes or epoch ms;
-    optional ``mark`` and ``funding_rate`` columns)."""
+    optional ``mark`` and ``funding_rate`` columns), built by market.loader's builder.
+    A file has no funding events, only rates: a non-zero rate marks its bar's event."""
     if isinstance(frame.columns, pd.MultiIndex):
         return frame
     df = frame.rename(columns=lambda c: str(c).lower())
@@ -401,16 +421,15 @@ def to_aligned(frame: pd.DataFrame, asset: str = "BTC") -> pd.DataFrame:
     if missing:
         raise ValueError(f"market data lacks columns {missing}; it needs {list(_OHLCV)}")
     index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
-    out = df[list(_OHLCV)].astype("float64").set_axis(index.rename("timestamp"))
-    rate = df["funding_rate"].astype("float64").fillna(0.0) if "funding_rate" in df else 0.0
-    out["mark"] = df["mark"].astype("float64").to_numpy() if "mark" in df else out["close"]
-    out["funding_rate"] = pd.Series(rate, index=df.index).to_numpy()
-    out["funding_event"] = (out["funding_rate"] != 0.0).astype("float64")
-    out["filled"] = 0.0
-    out = out.sort_index()
-    if not out.index.is_unique:
+    df = df.set_axis(index).sort_index()
+    if not df.index.is_unique:
         raise ValueError("market data has duplicate timestamps; drop them first")
-    return pd.concat({asset: out}, axis=1, names=["asset", "field"])
+    rate = df["funding_rate"].to_numpy("float64") if "funding_rate" in df else np.zeros(len(df))
+    rate = np.nan_to_num(rate, nan=0.0)  # a file has no events, only rates: non-zero ones
+    mark = df["mark"].to_numpy("float64") if "mark" in df else None
+    ohlcv = df[list(_OHLCV)].to_numpy("float64")
+    fields = asset_fields(ohlcv, mark, funding_rate=rate, funding_event=rate != 0.0)
+    return aligned_frame(df.index, {asset: fields})
 
 
 def _direction_word(change: float) -> str:

@@ -54,6 +54,7 @@ import pandas as pd
 from market._feature_spec import FEATURE_NAMES, NORMALISED, AssetBars, FeatureConfig
 from market._features_fast import fast_features
 from market._features_ta import ta_features
+from market.loader import aligned_frame, asset_fields
 from market.schema import ALIGNED_FIELDS
 
 __all__ = [
@@ -182,7 +183,7 @@ def make_aligned_frame(
     event = ((close_time.hour % 8 == 0) & (close_time.minute == 0)).astype(np.float64)
     vol = 8e-4 * np.exp(np.cumsum(rng.normal(0.0, 0.01, bars)).clip(-1.5, 1.5))
     common = rng.standard_t(4, bars)
-    frames = {}
+    fields = {}
     for asset, price in zip(assets, prices * len(assets), strict=False):
         ret = vol * (0.8 * common + 0.6 * rng.standard_t(4, bars)) / np.sqrt(2.0)
         close = price * np.exp(np.cumsum(ret))
@@ -190,11 +191,8 @@ def make_aligned_frame(
         high = np.maximum(open_, close) * np.exp(rng.exponential(0.3, bars) * vol)
         low = np.minimum(open_, close) * np.exp(-rng.exponential(0.3, bars) * vol)
         volume = 1e5 / price * rng.lognormal(0.0, 0.5, bars) * (1.0 + np.abs(ret) / vol)
-        frame = {
-            "open": open_, "high": high, "low": low, "close": close, "volume": volume,
-            "mark": close * (1.0 + rng.normal(0.0, 1e-4, bars)),
-            "funding_rate": event * rng.normal(1e-4, 1e-4, bars),
-            "funding_event": event, "filled": np.zeros(bars),
-        }
-        frames[asset] = pd.DataFrame(frame, index=index)
-    return pd.concat(frames, axis=1, names=["asset", "field"])
+        mark = close * (1.0 + rng.normal(0.0, 1e-4, bars))
+        rate = rng.normal(1e-4, 1e-4, bars)
+        ohlcv = np.column_stack([open_, high, low, close, volume])
+        fields[asset] = asset_fields(ohlcv, mark, funding_rate=rate, funding_event=event)
+    return aligned_frame(index, fields)

@@ -1,5 +1,8 @@
 """Load stored series into the aligned multi-asset frame that the environment reads.
 
+This module builds every aligned frame: ``asset_fields`` (one asset's fields from its bars)
+and ``aligned_frame`` (the assets side by side) are what serving and the chatbot use too.
+
 Gap policy. Assets are aligned on one common bar grid from the latest first bar
 to the earliest last bar across assets (no asset is ever extrapolated). A bar
 missing inside that span (exchange maintenance, a delisted hour) is handled by
@@ -17,17 +20,90 @@ Forward filling uses only the past, so it never leaks future prices.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from market.schema import ALIGNED_FIELDS, TIMESTAMP, Kind, asset_of, perp_symbol, timeframe_ms
+from market.schema import (
+    ALIGNED_FIELDS,
+    OHLCV_COLUMNS,
+    TIMESTAMP,
+    Kind,
+    asset_of,
+    perp_symbol,
+    timeframe_ms,
+)
 from market.store import ParquetStore, SeriesKey
 from market.validate import DataValidationError
 
 GapPolicy = Literal["ffill", "raise"]
+_MARK, _RATE, _EVENT, _FILLED = (
+    ALIGNED_FIELDS.index(f) for f in ("mark", "funding_rate", "funding_event", "filled")
+)
+"""Column positions in asset_fields' output (ALIGNED_FIELDS order)."""
+
+
+def asset_fields(
+    ohlcv: np.ndarray,
+    mark: np.ndarray | None = None,
+    funding_rate: np.ndarray | None = None,
+    funding_event: np.ndarray | None = None,
+    filled: np.ndarray | None = None,
+) -> np.ndarray:
+    """One asset's ALIGNED_FIELDS columns, (bars, 9) float64, from its bars in time order.
+
+    Every builder of the aligned frame (the loader, serving's request bars, the chatbot's
+    market files, the generated test frames) goes through here, so each field means one
+    thing everywhere (see market.schema.ALIGNED_FIELDS):
+
+    - ``ohlcv``: (bars, 5) open, high, low, close, volume, gaps already dealt with.
+    - ``mark``: each bar's mark-price close, NaN where unknown; an unknown one is the
+      previous known mark, else the bar's close. None: close.
+    - ``funding_rate``: the rate of a funding event at the bar's close; ignored (0) at bars
+      without one. None: no funding.
+    - ``funding_event``: 1 where an event happens at the bar's close. None: where
+      ``funding_rate`` is not NaN.
+    - ``filled``: 1 for a bar invented over a gap. None: no bar was.
+    """
+    values = np.asarray(ohlcv, dtype=np.float64)
+    n = len(values)
+    if values.shape != (n, len(OHLCV_COLUMNS)):
+        raise ValueError(f"ohlcv must be (bars, {len(OHLCV_COLUMNS)}), got {values.shape}")
+    close = values[:, OHLCV_COLUMNS.index("close")]
+    out = np.zeros((n, len(ALIGNED_FIELDS)))
+    out[:, : len(OHLCV_COLUMNS)] = values
+    out[:, _MARK] = close
+    if mark is not None:
+        mark = np.asarray(mark, dtype=np.float64)
+        known = mark[np.maximum.accumulate(np.where(np.isnan(mark), 0, np.arange(n)))]
+        out[:, _MARK] = np.where(np.isnan(known), close, known)
+    if funding_rate is not None:
+        rate = np.asarray(funding_rate, dtype=np.float64)
+        event = ~np.isnan(rate) if funding_event is None else np.asarray(funding_event) != 0
+        out[:, _RATE] = np.where(event, rate, 0.0)
+        out[:, _EVENT] = event
+    elif funding_event is not None:
+        raise ValueError("funding_event without funding_rate: the events' rates are unknown")
+    if filled is not None:
+        out[:, _FILLED] = filled
+    return out
+
+
+def aligned_frame(index: pd.DatetimeIndex, fields: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """The aligned multi-asset frame from each asset's :func:`asset_fields`, in the order
+    given: columns a MultiIndex (``asset``, ``field``), the index `index` named TIMESTAMP
+    (bar open times; its unit is kept)."""
+    width = len(ALIGNED_FIELDS)
+    values = np.empty((len(index), len(fields) * width))
+    for j, (asset, columns) in enumerate(fields.items()):
+        if np.shape(columns) != (len(index), width):
+            raise ValueError(f"{asset}: fields must be ({len(index)}, {width}), "
+                             f"got {np.shape(columns)}")
+        values[:, j * width : (j + 1) * width] = columns
+    columns = pd.MultiIndex.from_product([list(fields), ALIGNED_FIELDS], names=["asset", "field"])
+    return pd.DataFrame(values, index=pd.DatetimeIndex(index, name=TIMESTAMP), columns=columns)
 
 
 def align_asset(
@@ -41,6 +117,24 @@ def align_asset(
     name: str = "",
 ) -> pd.DataFrame:
     """One asset's fields (ALIGNED_FIELDS) on `grid`, applying the gap policy."""
+    return pd.DataFrame(
+        _align_values(bars, mark, funding, grid, timeframe, gaps, max_gap_bars, name),
+        index=grid,
+        columns=list(ALIGNED_FIELDS),
+    )
+
+
+def _align_values(
+    bars: pd.DataFrame,
+    mark: pd.DataFrame | None,
+    funding: pd.DataFrame | None,
+    grid: pd.DatetimeIndex,
+    timeframe: str,
+    gaps: GapPolicy,
+    max_gap_bars: int,
+    name: str,
+) -> np.ndarray:
+    """:func:`align_asset`'s values: stored series on the grid, as asset_fields."""
     bars = bars.reindex(grid)
     missing = bars["close"].isna().to_numpy()
     if missing.any():
@@ -49,12 +143,15 @@ def align_asset(
         for col in ("open", "high", "low", "close"):
             bars[col] = bars[col].fillna(prev_close)
         bars["volume"] = bars["volume"].fillna(0.0)
-    out = bars.copy()
-    mark_close = mark["close"].reindex(grid).ffill() if mark is not None and len(mark) else None
-    out["mark"] = out["close"] if mark_close is None else mark_close.fillna(out["close"])
-    out["funding_rate"], out["funding_event"] = _funding_on_grid(funding, grid, timeframe)
-    out["filled"] = missing.astype("float64")
-    return out[list(ALIGNED_FIELDS)]
+    has_mark = mark is not None and len(mark)
+    rates, events = _funding_on_grid(funding, grid, timeframe)
+    return asset_fields(
+        bars[list(OHLCV_COLUMNS)].to_numpy(dtype=np.float64),
+        mark["close"].reindex(grid).to_numpy(dtype=np.float64) if has_mark else None,
+        rates,
+        events,
+        missing,
+    )
 
 
 def _funding_on_grid(
@@ -129,23 +226,15 @@ def load_aligned(
         raise DataValidationError(f"{exchange} {list(symbols)}: the assets' spans do not overlap")
     grid = pd.date_range(lo, hi, freq=pd.Timedelta(milliseconds=timeframe_ms(timeframe)))
     grid = grid.as_unit("ns").rename(TIMESTAMP)
-    frames = []
-    for symbol in symbols:
+    fields = {}
+    for asset, symbol in zip(assets, symbols, strict=True):
         mark = store.read(SeriesKey.bars(exchange, symbol, timeframe, Kind.MARK), start, end)
         funding = store.read(SeriesKey.funding(exchange, symbol), start, end)
-        frames.append(
-            align_asset(
-                bars[symbol],
-                mark,
-                funding,
-                grid,
-                timeframe,
-                gaps,
-                max_gap_bars,
-                f"{exchange} {symbol} {timeframe}",
-            )
+        name = f"{exchange} {symbol} {timeframe}"
+        fields[asset] = _align_values(
+            bars[symbol], mark, funding, grid, timeframe, gaps, max_gap_bars, name
         )
-    return pd.concat(frames, axis=1, keys=assets, names=["asset", "field"])
+    return aligned_frame(grid, fields)
 
 
 DEFAULT_SYMBOLS = ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")

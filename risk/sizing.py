@@ -15,6 +15,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scipy.sparse.csgraph import connected_components
 
+from risk.returns import annualize
+from risk.returns import drawdown as drawdown  # re-exported: sizing's drawdown input
+
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -105,8 +108,9 @@ def annualised_vol(returns: pd.Series | pd.DataFrame, periods_per_year: float) -
     """Standard deviation of per-period returns scaled by sqrt(periods per year).
 
     Per-bar scaling (e.g. 288 * 365 for 5-minute bars), not sqrt(252): crypto never closes.
+    Per column of a DataFrame; NaN returns are skipped (pandas' std, ddof 1).
     """
-    return returns.std() * math.sqrt(periods_per_year)
+    return annualize(returns.std(), periods_per_year)
 
 
 def vol_target_leverage(
@@ -180,12 +184,6 @@ def regime_multiplier(
         table = {c: one(c) for c in pd.unique(label.astype(str))}
         return label.astype(str).map(table).astype(float)
     return one(label)
-
-
-def drawdown(equity: pd.Series | np.ndarray) -> np.ndarray:
-    """Drawdown from the running peak at each point (uses past equity only)."""
-    eq = np.asarray(equity, dtype=np.float64)
-    return 1.0 - eq / np.maximum.accumulate(eq)
 
 
 def drawdown_multiplier(

@@ -12,9 +12,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from rl import metric_keys as keys
+from rl.checkpoint import RunPaths
 from rl.cli_input import check_env, check_run_folder, read_config, store_market, user_errors
 from rl.config import VALIDATION_METRICS, TrainConfig
-from rl.train import STEPS_KEY, SUMMARY_KEYS, RunPaths, TrainResult, train
+from rl.train import TrainResult, train
 
 console = Console()
 log = logging.getLogger(__name__)
@@ -87,14 +89,14 @@ def summary_table(result: TrainResult) -> Table:
     table.add_column("metric")
     table.add_column("first", justify="right")
     table.add_column("latest", justify="right")
-    for key in SUMMARY_KEYS:
+    for key in keys.SUMMARY:
         if key in result.last:
             start = result.first.get(key)
             shown = "" if start is None else f"{start:,.4g}"
             part = "training " if key.startswith("env_runners/") else ""
             table.add_row(part + key.split("/", 1)[-1], shown, f"{result.last[key]:,.4g}")
     for key in VALIDATION_METRICS:  # held out: what selected the best checkpoint
-        name = f"validation/{key}"
+        name = keys.validation(key)
         if name in result.last:
             best = result.best_validation.get(name)
             table.add_row(
@@ -218,10 +220,10 @@ def train_command(
         task = progress.add_task("train", total=cfg.steps, status="starting Ray")
 
         def on_result(row: dict[str, float]) -> None:
-            ret = row.get("env_runners/trading/return", float("nan"))
+            ret = row.get(keys.trading("return"), float("nan"))
             progress.update(
                 task,
-                completed=min(row.get(STEPS_KEY, 0), cfg.steps),
+                completed=min(row.get(keys.STEPS, 0), cfg.steps),
                 status=f"iter {row.get('training_iteration', 0):.0f}  "
                 f"episode return {ret:+.2%}  {row.get('env_steps_per_s', 0):,.0f} steps/s",
             )

@@ -75,7 +75,7 @@ def user_errors() -> Iterator[None]:
 
 def check_run_folder(out: Path, resume: bool) -> None:
     """train()'s own preconditions, checked before anything loads."""
-    from rl.train import RunPaths, latest_checkpoint
+    from rl.checkpoint import RunPaths, latest_checkpoint
 
     paths = RunPaths(out)
     if resume and latest_checkpoint(paths) is None:
@@ -87,10 +87,9 @@ def check_run_folder(out: Path, resume: bool) -> None:
 def check_env(config: TrainConfig) -> None:
     """The env settings, the market load (training reuses the loaded market) and the
     split's parts, each big enough for an episode."""
-    from envs.config import EnvConfig
     from envs.registry import market_for
     from rl.splits import check_parts
 
-    EnvConfig(**config.env_config.get("env", {}))
+    _ = config.env  # validates the env settings
     market_for(config.env_config)
     check_parts(config)

@@ -12,10 +12,14 @@ import hashlib
 import json
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from envs.config import EnvConfig
+    from envs.market_spec import MarketSpec
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -280,6 +284,28 @@ class TrainConfig(BaseModel):
                 defaults.pop("synthetic_days")
             data = {**data, "env_config": _merged(defaults, given)}
         return data
+
+    @property
+    def market(self) -> MarketSpec:
+        """The market the run trains on (the market keys of ``env_config``)."""
+        from envs.market_spec import MarketSpec
+
+        return MarketSpec.of(self.env_config)
+
+    @property
+    def env(self) -> EnvConfig:
+        """The simulator settings (``env_config['env']`` validated)."""
+        from envs.config import EnvConfig
+
+        return EnvConfig(**self.env_config.get("env", {}))
+
+    def on_market(self, market: MarketSpec) -> TrainConfig:
+        """This config on another market: the market keys replaced, and the run's own
+        episode starts (start_range, start_fraction, span) dropped."""
+        from envs.market_spec import EPISODE_KEYS
+
+        env_config = {k: v for k, v in self.env_config.items() if k not in EPISODE_KEYS}
+        return self.model_copy(update={"env_config": market.into(env_config)})
 
     @property
     def validates(self) -> bool:

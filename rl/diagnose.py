@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rl import metric_keys as keys
+
 BONUS_DOMINATES = 1.0
 """Entropy bonus / mean |reward| per step above this: the bonus dominates."""
 TURNOVER_FALL = 0.8
@@ -34,8 +36,6 @@ TURNOVER_FLOOR = 1.0
 VF_EXPLAINED_MIN = 0.1
 """Explained variance of the value targets below this: the critic explains little."""
 
-POLICY = "learners/default_policy/"
-TRADING = "env_runners/trading/"
 
 
 @dataclass(frozen=True)
@@ -66,10 +66,10 @@ def diagnose(rows: Sequence[dict[str, float]], entropy_coeff: float) -> list[Fin
     RLlib's ``curr_entropy_coeff`` (a scheduled coefficient).
     """
     out: list[Finding] = []
-    entropy = _series(rows, POLICY + "entropy")
-    reward = _series(rows, POLICY + "reward_abs_mean")
-    coeff = _series(rows, POLICY + "curr_entropy_coeff")
-    turnover = _series(rows, TRADING + "turnover")
+    entropy = _series(rows, keys.ENTROPY)
+    reward = _series(rows, keys.REWARD_ABS_MEAN)
+    coeff = _series(rows, keys.ENTROPY_COEFF)
+    turnover = _series(rows, keys.trading("turnover"))
     trading = len(turnover) == 0 or _thirds(turnover)[1] > TURNOVER_FLOOR
     if len(entropy) and len(reward) and trading:  # a flat policy earns 0: no contest
         n = min(len(entropy), len(reward))
@@ -85,7 +85,7 @@ def diagnose(rows: Sequence[dict[str, float]], entropy_coeff: float) -> list[Fin
                     "lower ppo.entropy_coeff",
                 )
             )
-    returns = _series(rows, TRADING + "return")
+    returns = _series(rows, keys.trading("return"))
     if len(turnover) >= 3:
         first, last = _thirds(turnover)
         losing = len(returns) == 0 or _thirds(returns)[1] < 0
@@ -98,7 +98,7 @@ def diagnose(rows: Sequence[dict[str, float]], entropy_coeff: float) -> list[Fin
                     "while episodes lose money: the cost of trading is not being learned",
                 )
             )
-    explained = _series(rows, POLICY + "vf_explained_var")
+    explained = _series(rows, keys.VF_EXPLAINED_VAR)
     if len(explained):
         tail = _thirds(explained)[1]
         if tail < VF_EXPLAINED_MIN:

@@ -9,7 +9,8 @@ thousand env-steps/s.
 
 ``VectorEnvRunner`` keeps RLlib's interfaces (it *is* a SingleAgentEnvRunner: same
 construction, weights sync, metrics, checkpoints) but replaces the timestep sampling
-loop: observations, actions and model outputs stay batched arrays of shape (T, N, ...)
+loop (through rl.rllib_compat, which holds every private RLlib hook and attribute this
+needs): observations, actions and model outputs stay batched arrays of shape (T, N, ...)
 for the whole rollout, and each env's episode chunks are cut out of those arrays at
 the end as ready-made numpy ``SingleAgentEpisode`` objects (the same objects, ids and
 continuation rules RLlib's runner produces, without lookback buffers, which PPO does
@@ -29,13 +30,21 @@ from typing import Any
 import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
-from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
-from ray.rllib.env.utils.infinite_lookback_buffer import InfiniteLookbackBuffer
 
 from rl.callbacks import log_trading_stats
 from rl.compiled import CompiledOrEager
 from rl.gae import VF_NEXT
+from rl.rllib_compat import (
+    SampleHookEnvRunner,
+    connectors_are_default,
+    forget_ongoing_episodes,
+    log_sampled_steps,
+    lookback_buffer,
+    mark_needs_reset,
+    record_episodes,
+    runner_seed,
+)
 
 _MODEL_OUTPUTS = (Columns.ACTION_LOGP, Columns.ACTION_DIST_INPUTS, Columns.VF_PREDS)
 
@@ -45,7 +54,7 @@ def _obs_batch(obs: dict[str, np.ndarray]) -> dict[str, Any]:
     return {Columns.OBS: {k: torch.from_numpy(v) for k, v in obs.items()}}
 
 
-class VectorEnvRunner(SingleAgentEnvRunner):
+class VectorEnvRunner(SampleHookEnvRunner):
     """SingleAgentEnvRunner with a batched sampling loop (see module docstring)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -74,16 +83,14 @@ class VectorEnvRunner(SingleAgentEnvRunner):
         }
 
     def _fast_supported(self) -> bool:
-        config = self.config
         return (
             self.module is not None
             and not self.module.is_stateful()
-            and config._env_to_module_connector is None
-            and config._module_to_env_connector is None
+            and connectors_are_default(self.config)
             and hasattr(self.env.unwrapped, "single_observation_space")
         )
 
-    def _sample(
+    def sample_episodes(
         self,
         *,
         num_timesteps: int | None = None,
@@ -94,12 +101,12 @@ class VectorEnvRunner(SingleAgentEnvRunner):
     ) -> list[SingleAgentEpisode]:
         if num_timesteps is None or random_actions or not self._fast_supported():
             self._fast_obs = None  # RLlib's loop owns the envs now: start afresh next time
-            episodes = super()._sample(
+            episodes = self.rllib_sample(
                 num_timesteps=num_timesteps, num_episodes=num_episodes, explore=explore,
                 random_actions=random_actions, force_reset=force_reset,
             )
         else:
-            self._needs_initial_reset = True  # RLlib's loop, if used later, must reset
+            mark_needs_reset(self)  # RLlib's loop, if used later, must reset
             episodes = self._sample_batched(num_timesteps, explore, force_reset)
         self._steps_sampled += sum(len(e) for e in episodes)
         return episodes
@@ -119,12 +126,12 @@ class VectorEnvRunner(SingleAgentEnvRunner):
 
     def _reset_batched(self) -> None:
         env = self.env.unwrapped
-        obs, _ = env.reset(seed=None if self._fast_seeded else self._seed)
+        obs, _ = env.reset(seed=None if self._fast_seeded else runner_seed(self))
         self._fast_seeded = True
         self._fast_obs = obs
         self._fast_ids = [uuid.uuid4().hex for _ in range(env.num_envs)]
         self._fast_t = np.zeros(env.num_envs, dtype=np.int64)
-        self._ongoing_episodes_for_metrics.clear()
+        forget_ongoing_episodes(self)
 
     def _sample_batched(
         self, num_timesteps: int, explore: bool, force_reset: bool
@@ -170,12 +177,8 @@ class VectorEnvRunner(SingleAgentEnvRunner):
             np.array(real),
         )
         done_episodes = [e for e in episodes if e.is_done]
-        self._done_episodes_for_metrics.extend(done_episodes)
-        for e in episodes:
-            if not e.is_done:
-                self._ongoing_episodes_for_metrics[e.id_].append(e)
-        self._log_env_steps(metric=self._metrics_num_env_steps_sampled, num_steps=ts)
-        self._increase_sampled_metrics(ts, len(done_episodes))
+        record_episodes(self, done_episodes, [e for e in episodes if not e.is_done])
+        log_sampled_steps(self, ts, len(done_episodes))
         return episodes
 
     def _bootstrap_values(self, obs: dict[str, np.ndarray]) -> np.ndarray:
@@ -216,7 +219,7 @@ class VectorEnvRunner(SingleAgentEnvRunner):
         ending is (done, terminated) at its last step."""
         length = stop - start
         done, terminated = ending
-        buffer = lambda data: InfiniteLookbackBuffer(data=data, lookback=0)  # noqa: E731
+        buffer = lookback_buffer
         episode = SingleAgentEpisode(
             self._fast_ids[i],
             observations=buffer({k: v[start : stop + 1, i] for k, v in obs.items()}),

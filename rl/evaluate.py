@@ -1,9 +1,11 @@
 """Evaluate a policy on whole episodes of the batched env, without RLlib's machinery.
 
-Used by the learning tests, the benchmark and (later) backtests: a policy is any
-callable from a batch of Dict observations to a batch of Dict actions, so an RLModule
-(``module_policy``) and simple rules (``flat_policy``, ``random_policy``) are compared
-on exactly the same episodes (same env seed, same starts).
+A policy is any callable from a batch of Dict observations to a batch of Dict actions,
+so an RLModule (``module_policy``) and simple rules (``flat_policy``,
+``random_policy``) are compared on exactly the same episodes (same env seed, same
+starts). Validation during training (rl.validation), the learning tests and the
+benchmarks use ``evaluate``/``episode_stats``; backtests (backtest.run) and the bias
+analysis run ``module_policy`` over a span instead of whole episodes.
 """
 
 from __future__ import annotations

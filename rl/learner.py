@@ -20,6 +20,7 @@ gradient tensor (a host sync per parameter) and Adam's single-tensor loop. Here:
 
 Anything the fast loop does not cover (several learners, Ray Data iterators, grad
 scalers, torch LR schedulers, several modules) goes through RLlib's own ``update``.
+The private RLlib hooks and attributes this needs are reached through rl.rllib_compat.
 """
 
 from __future__ import annotations
@@ -54,6 +55,14 @@ from ray.rllib.utils.torch_utils import explained_variance
 from rl.compiled import CompiledOrEager
 from rl.gae import map_tree
 from rl.ppo_loss import STATS, LossWeights, mean_kl, ppo_loss
+from rl.rllib_compat import (
+    ClipFunctionHook,
+    count_weights_update,
+    skips_metrics_reduce,
+    train_batch,
+    uses_torch_extras,
+    weights_seq_no,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,15 +113,18 @@ def _valid_rows(batch: Any) -> dict[str, Any]:
     return map_tree(data, lambda t: t.index_select(0, index))
 
 
-class QuantumPPOLearner(PPOTorchLearner):
+class QuantumPPOLearner(ClipFunctionHook, PPOTorchLearner):
     """PPOTorchLearner with its own epoch/minibatch loop (module docstring)."""
+
+    clip_function = staticmethod(clip_by_global_norm)
+    """RLlib's own update path clips with it too (rl.rllib_compat.ClipFunctionHook)."""
 
     def build(self, **kwargs) -> None:
         super().build(**kwargs)
         self._loss_steps: dict[str, Callable] = {}
 
     def configure_optimizers_for_module(self, module_id, config=None) -> None:
-        module = self._module[module_id]
+        module = self.module[module_id]
         params = self.get_parameters(module)
         try:
             optimizer = torch.optim.Adam(params, fused=True)
@@ -122,10 +134,6 @@ class QuantumPPOLearner(PPOTorchLearner):
             module_id=module_id, optimizer=optimizer, params=params, lr_or_lr_schedule=config.lr
         )
 
-    @staticmethod
-    def _get_clip_function():
-        return clip_by_global_norm
-
     def _fast_loop_applies(self, data_iterators, minibatch_size) -> bool:
         config = self.config
         return (
@@ -133,8 +141,7 @@ class QuantumPPOLearner(PPOTorchLearner):
             and bool(minibatch_size)
             and config.num_learners <= 1
             and len(self.module) == 1
-            and self._grad_scalers is None
-            and self._lr_scheduler_classes is None
+            and not uses_torch_extras(self)
             and config.grad_clip is not None
             and config.grad_clip_by == "global_norm"
         )
@@ -154,19 +161,22 @@ class QuantumPPOLearner(PPOTorchLearner):
         num_epochs: int = 1,
         minibatch_size: int | None = None,
         shuffle_batch_per_epoch: bool = False,
-        _no_metrics_reduce: bool = False,
         **kwargs,
     ):
-        """RLlib's ``Learner.update`` contract; the epochs run in ``_run_epochs``."""
+        """RLlib's ``Learner.update`` contract (its private ``_no_metrics_reduce`` flag
+        arrives in ``kwargs``); the epochs run in ``_run_epochs``."""
         if not self._fast_loop_applies(data_iterators, minibatch_size):
             return super().update(
                 batch, batches, batch_refs, episodes, episodes_refs, data_iterators,
                 training_data, timesteps=timesteps, num_total_minibatches=num_total_minibatches,
                 num_epochs=num_epochs, minibatch_size=minibatch_size,
-                shuffle_batch_per_epoch=shuffle_batch_per_epoch,
-                _no_metrics_reduce=_no_metrics_reduce, **kwargs,
+                shuffle_batch_per_epoch=shuffle_batch_per_epoch, **kwargs,
             )
-        self._check_is_built()
+        if self.module is None:
+            raise ValueError(
+                "Learner.build() must be called after constructing a Learner and before "
+                "calling any methods on it."
+            )
         self.before_gradient_based_update(timesteps=timesteps or {})
         if training_data is None:
             training_data = TrainingData(
@@ -175,8 +185,8 @@ class QuantumPPOLearner(PPOTorchLearner):
             )
         training_data.validate()
         training_data.solve_refs()
-        self._weights_seq_no += 1
-        multi_batch = self._make_batch_if_necessary(training_data=training_data)
+        count_weights_update(self)
+        multi_batch = train_batch(self, training_data)
         for module_id in list(multi_batch.policy_batches):
             if not self.should_module_be_updated(module_id, multi_batch):
                 del multi_batch.policy_batches[module_id]
@@ -188,7 +198,7 @@ class QuantumPPOLearner(PPOTorchLearner):
             shuffle=shuffle_batch_per_epoch,
         )
         self.after_gradient_based_update(timesteps=timesteps or {})
-        if not _no_metrics_reduce:
+        if not skips_metrics_reduce(kwargs):
             return self.metrics.reduce()
         return None
 
@@ -288,7 +298,7 @@ class QuantumPPOLearner(PPOTorchLearner):
         """The steps-trained counters RLlib logs per minibatch, logged once for them all."""
         steps = minibatches * size
         log = self.metrics.log_value
-        log((module_id, WEIGHTS_SEQ_NO), self._weights_seq_no, window=1)
+        log((module_id, WEIGHTS_SEQ_NO), weights_seq_no(self), window=1)
         log((module_id, MODULE_TRAIN_BATCH_SIZE_MEAN), size, reduce="mean")
         log((module_id, NUM_MODULE_STEPS_TRAINED), steps, reduce="sum")
         log(

@@ -45,9 +45,7 @@ def _git(*args: str) -> str | None:
 
 
 def _window(config: TrainConfig) -> int:
-    from envs.config import EnvConfig
-
-    return EnvConfig(**config.env_config.get("env", {})).window
+    return config.env.window
 
 
 def build_manifest(config: TrainConfig, data: MarketArrays) -> dict[str, Any]:

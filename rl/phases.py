@@ -24,13 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rl import metric_keys as keys
 from rl.callbacks import TradingMetricsCallback
+from rl.checkpoint import module_path
 from rl.config import TrainConfig, get_path
 from rl.diagnose import diagnose
 from rl.recommend import read_recommendations, recommend, write_recommendations
 from rl.schedule import MUTABLE_KEYS, Phase, Schedule
 from rl.storage import is_uri, read_text
-from rl.train import flatten, module_dir
+from rl.train import flatten
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ SCORE = "quantum/score"
 """Tune's metric: the latest validation score (rl.validation: mean return or Sharpe of
 deterministic episodes on the held-out validation part), carried forward between
 evaluations; without a validation part, the latest mean training episode return."""
-STEPS = "num_env_steps_sampled_lifetime"
+STEPS = keys.STEPS
 
 _ALGO_KEYS = {
     "ppo.lr": "lr",
@@ -57,17 +59,20 @@ def phase_callbacks(
     training return scores)."""
 
     class PhaseCallbacks(TradingMetricsCallback):
+        score = -1e9
+        """The latest finite score (the Algorithm holds one instance of its callbacks)."""
+
         def on_train_result(self, *, algorithm, result, **kwargs: Any) -> None:
             if validation_metric is not None:
-                score = result.get("validation", {}).get(validation_metric)
+                score = result.get(keys.VALIDATION_PART, {}).get(validation_metric)
             else:
                 score = result.get("env_runners", {}).get("episode_return_mean")
             if score is not None and math.isfinite(score):
-                algorithm._quantum_score = float(score)
+                self.score = float(score)
             result["quantum"] = {
                 "phase": phase,
                 "global_env_steps": start + int(result.get(STEPS, 0)),
-                "score": getattr(algorithm, "_quantum_score", -1e9),
+                "score": self.score,
                 "score_source": "training" if validation_metric is None else "validation",
             }
 
@@ -158,11 +163,9 @@ def keep_valid(config: dict[str, Any]) -> dict[str, Any]:
 
 
 _EVIDENCE = (
-    "env_runners/trading/", "env_runners/episode_return_mean", "quantum/", STEPS,
-    "learners/default_policy/entropy", "learners/default_policy/vf_loss",
-    "learners/default_policy/vf_explained_var", "learners/default_policy/mean_kl_loss",
-    "learners/default_policy/policy_loss", "learners/default_policy/reward_abs_mean",
-    "learners/default_policy/curr_entropy_coeff", "training_iteration",
+    keys.TRADING, keys.EPISODE_RETURN, "quantum/", STEPS, keys.ENTROPY, keys.VF_LOSS,
+    keys.VF_EXPLAINED_VAR, keys.MEAN_KL, keys.POLICY_LOSS, keys.REWARD_ABS_MEAN,
+    keys.ENTROPY_COEFF, "training_iteration",
 )
 
 
@@ -201,6 +204,7 @@ def _tracking(config: TrainConfig, out: Path, number: int) -> list:
         return []
     from ray.air.integrations.wandb import WandbLoggerCallback
 
+    from rl.rllib_compat import CLASS_CONFIG_KEYS
     from rl.tracking import wandb_mode
 
     return [
@@ -213,7 +217,7 @@ def _tracking(config: TrainConfig, out: Path, number: int) -> list:
             # the logged config is RLlib's algorithm config: no credentials live there
             # (exchange keys come from the environment), and the callbacks/spec objects
             # are left out
-            excludes=["callbacks", "_rl_module_spec", "env_runner_cls", "_learner_class"],
+            excludes=["callbacks", "env_runner_cls", *CLASS_CONFIG_KEYS],
         )
     ]
 
@@ -365,7 +369,7 @@ def run_phases(
     ``resume``; the first selected phase after phase 1 continues from the best checkpoint
     recorded for its predecessor.
     """
-    from rl.train import init_ray
+    from cluster.runtime import init_ray
 
     out.mkdir(parents=True, exist_ok=True)
     summary_path = out / "phases.json"
@@ -383,7 +387,7 @@ def run_phases(
             raise FileNotFoundError(
                 f"phase {number} continues phase {number - 1}, which has no result in {out}"
             )
-        init = module_dir(Path(previous["best_checkpoint"])) if previous else None
+        init = module_path(Path(previous["best_checkpoint"])) if previous else None
         recs_file = out / f"phase{number}_recommendations.json"
         extra = (
             read_recommendations(recs_file) if use_recommendations and recs_file.exists() else {}

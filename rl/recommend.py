@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from rl import metric_keys as keys
 from rl.config import TrainConfig
 from rl.schedule import MUTABLE_KEYS
 
@@ -40,8 +41,6 @@ KL_LOW = 0.002
 DRAWDOWN_HIGH = 0.2
 LIQUIDATION_HIGH = 0.05
 
-_POLICY = "learners/default_policy/"
-_TRADING = "env_runners/trading/"
 
 
 def _series(rows: Sequence[dict[str, float]], key: str) -> np.ndarray:
@@ -77,7 +76,7 @@ def recommend(
             "reason": reason,
         }
 
-    entropy = _series(rows, _POLICY + "entropy")
+    entropy = _series(rows, keys.ENTROPY)
     if len(entropy) >= 2 and entropy[0] > 0:
         tail = _tail_mean(entropy)
         if tail < ENTROPY_COLLAPSE * entropy[0]:
@@ -86,15 +85,15 @@ def recommend(
                 _get(next_config, "ppo.entropy_coeff") * 1.5 or 0.005,
                 f"entropy collapsed from {entropy[0]:.3g} to {tail:.3g}",
             )
-    explained = _series(rows, _POLICY + "vf_explained_var")
+    explained = _series(rows, keys.VF_EXPLAINED_VAR)
     if len(explained) and _tail_mean(explained) < VF_EXPLAINED_MIN:
         change(
             "ppo.vf_loss_coeff",
             _get(next_config, "ppo.vf_loss_coeff") * 1.5,
             f"value function explains little: explained variance {_tail_mean(explained):.3g}",
         )
-    returns = _series(rows, _TRADING + "return")
-    kl = _series(rows, _POLICY + "mean_kl_loss")
+    returns = _series(rows, keys.trading("return"))
+    kl = _series(rows, keys.MEAN_KL)
     if len(kl) and _tail_mean(kl) > KL_HIGH:
         change("ppo.lr", _get(next_config, "ppo.lr") * 0.5, f"mean KL {_tail_mean(kl):.3g}")
         change(
@@ -108,18 +107,18 @@ def recommend(
             _get(next_config, "ppo.lr") * 1.25,
             f"mean KL {_tail_mean(kl):.3g} and returns not improving: updates too timid",
         )
-    sharpe = _series(rows, _TRADING + "sharpe")
+    sharpe = _series(rows, keys.trading("sharpe"))
     if _slope(sharpe) < 0 and "ppo.lr" not in out:
         change(
             "ppo.lr",
             _get(next_config, "ppo.lr") * 0.7,
             f"Sharpe falling over the phase (slope {_slope(sharpe):.3g} per iteration)",
         )
-    drawdown = _series(rows, _TRADING + "max_drawdown")
+    drawdown = _series(rows, keys.trading("max_drawdown"))
     if len(drawdown) and _tail_mean(drawdown) > DRAWDOWN_HIGH:
         key = "env_config.env.reward.drawdown"
         change(key, _get(next_config, key) + 0.5, f"mean max drawdown {_tail_mean(drawdown):.1%}")
-    liquidated = _series(rows, _TRADING + "liquidated")
+    liquidated = _series(rows, keys.trading("liquidated"))
     if len(liquidated) and _tail_mean(liquidated) > LIQUIDATION_HIGH:
         key = "env_config.env.reward.leverage"
         change(

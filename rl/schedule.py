@@ -19,6 +19,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rl import metric_keys as keys
 from rl.config import TrainConfig
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -54,8 +55,8 @@ class Criteria(BaseModel):
         """Whether every given condition holds (no condition given: never early). The
         conditions read the validation metrics (rl.validation) when the run has them,
         else the training episodes'."""
-        held_out = any(k.startswith("validation/") for k in metrics)
-        prefix = "validation/" if held_out else "env_runners/trading/"
+        held_out = any(k.startswith(keys.VALIDATION) for k in metrics)
+        prefix = keys.VALIDATION if held_out else keys.TRADING
         checks = []
         if self.mean_return is not None:
             checks.append(metrics.get(prefix + "return", -1e9) >= self.mean_return)
@@ -138,13 +139,11 @@ class Schedule(BaseModel):
         """Phase ``number``'s config: the base with phases 1..number applied in order (a
         phase lists only what it changes), then ``extra`` (e.g. recommendations). The
         env part is validated here, before any training starts."""
-        from envs.config import EnvConfig
-
         config = base
         for _, phase in self.select(f"1-{number}"):
             config = phase.apply(config)
         config = config.with_overrides(**(extra or {}))
-        EnvConfig(**config.env_config.get("env", {}))
+        _ = config.env  # validates the env settings
         return config
 
     def start_of(self, number: int) -> int:

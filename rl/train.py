@@ -7,14 +7,14 @@ A run folder holds everything about one run:
       manifest.json        reproducibility manifest (rl.manifest)
       results.jsonl        one line per iteration: flattened numeric RLlib results
       checkpoints/iter_000010/   Algorithm checkpoints (RLlib's save_to_path layout; the
-                                 RLModule alone is in learner_group/learner/rl_module/
-                                 default_policy and loads with RLModule.from_checkpoint)
-      checkpoints/final -> the last one
+                                 RLModule alone loads with rl.checkpoint.load_module)
+      checkpoints/final -> the last one, checkpoints/best -> the best validated one
       placement.json       which node and process each EnvRunner ran on, steps sampled
       wandb/               the W&B run (offline unless a key is configured)
 
 Checkpoints are written to a temporary folder and renamed, so a crash mid-save
-never leaves a half checkpoint that ``--resume`` would pick up.
+never leaves a half checkpoint that ``--resume`` would pick up. Reading a run back
+(backtests, serving, live trading) goes through rl.checkpoint.TrainedRun.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,60 +30,13 @@ from typing import Any
 
 import yaml
 
+from cluster.runtime import init_ray
+from rl import metric_keys as keys
+from rl.checkpoint import RunPaths, latest_checkpoint, module_path
 from rl.config import TrainConfig
 from rl.diagnose import Finding, diagnose
 
 log = logging.getLogger(__name__)
-
-STEPS_KEY = "num_env_steps_sampled_lifetime"
-SUMMARY_KEYS = (
-    "env_runners/num_episodes_lifetime",
-    "env_runners/episode_return_mean",
-    "env_runners/trading/return",
-    "env_runners/trading/sharpe",
-    "env_runners/trading/max_drawdown",
-    "env_runners/trading/fees",
-    "env_runners/trading/funding",
-    "env_runners/trading/turnover",
-    "env_runners/trading/liquidated",
-    "learners/default_policy/entropy",
-    "learners/default_policy/reward_abs_mean",
-    "learners/default_policy/vf_explained_var",
-    "learners/default_policy/vf_loss",
-    "learners/default_policy/policy_loss",
-    "env_steps_per_s",
-)
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    root: Path
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def results(self) -> Path:
-        return self.root / "results.jsonl"
-
-    @property
-    def manifest(self) -> Path:
-        return self.root / "manifest.json"
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def final(self) -> Path:
-        return self.checkpoints / "final"
-
-    @property
-    def best(self) -> Path:
-        """The checkpoint with the best validation score (rl.validation)."""
-        return self.checkpoints / "best"
-
 
 def flatten(result: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     """Numeric scalars of a nested RLlib result as {'a/b/c': value} (config dropped)."""
@@ -107,14 +59,6 @@ def flatten(result: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     return out
 
 
-def latest_checkpoint(paths: RunPaths) -> Path | None:
-    """The newest complete checkpoint of a run, or None."""
-    if not paths.checkpoints.is_dir():
-        return None
-    done = sorted(p for p in paths.checkpoints.glob("iter_*") if p.is_dir())
-    return done[-1] if done else None
-
-
 def _save(algo, paths: RunPaths, iteration: int) -> Path:
     target = paths.checkpoints / f"iter_{iteration:06d}"
     tmp = paths.checkpoints / f".tmp_iter_{iteration:06d}"
@@ -130,18 +74,6 @@ def _link(link: Path, target: Path) -> None:
     if link.is_symlink() or link.exists():
         link.unlink()
     link.symlink_to(target.name)
-
-
-def init_ray(num_cpus: int | None = None) -> None:
-    """Connect to RAY_ADDRESS when set, else start a local instance (idempotent)."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"])
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False)
 
 
 @dataclass(frozen=True)
@@ -205,8 +137,8 @@ def train(
     write_manifest(paths.manifest, build_manifest(config, data))
 
     init_ray()
-    if init_module is not None and module_dir(Path(init_module)).is_dir():
-        init_module = module_dir(Path(init_module))
+    if init_module is not None:
+        init_module = module_path(init_module)
     algo = ppo_config(config, init_module).build_algo()
     tracker = None
     try:
@@ -225,14 +157,14 @@ def train(
         iterations = int(algo.iteration)
         steps = 0
         done_iterations = 0
-        metric = f"validation/{config.validation.metric}"
+        metric = keys.validation(config.validation.metric)
         best: Path | None = paths.best.resolve() if resume and paths.best.exists() else None
         best_validation: dict[str, float] = {}
         while steps < config.steps and (max_iterations is None or done_iterations < max_iterations):
             row = flatten(algo.train())
             iterations, done_iterations = int(algo.iteration), done_iterations + 1
-            steps = int(row.get(STEPS_KEY, row.get(f"env_runners/{STEPS_KEY}", 0)))
-            row["env_steps_per_s"] = row.get("env_runners/num_env_steps_sampled", 0) / max(
+            steps = int(row.get(keys.STEPS, row.get(f"env_runners/{keys.STEPS}", 0)))
+            row[keys.STEPS_PER_S] = row.get("env_runners/num_env_steps_sampled", 0) / max(
                 row.get("time_this_iter_s", 1e-9), 1e-9
             )
             latest.update(row)
@@ -248,18 +180,18 @@ def train(
             saved = None
             if iterations % config.checkpoint_every == 0:
                 saved = _save(algo, paths, iterations)
-            if row.get("validation/fresh") == 1.0 and (
+            if row.get(keys.validation(keys.FRESH)) == 1.0 and (
                 not best_validation or row[metric] > best_validation[metric]
             ):
                 best = saved or _save(algo, paths, iterations)
-                best_validation = {k: v for k, v in row.items() if k.startswith("validation/")}
+                best_validation = {k: v for k, v in row.items() if k.startswith(keys.VALIDATION)}
                 _link(paths.best, best)
             if saved is not None and remote:
                 mirror(paths.root, remote)
         checkpoint = _save(algo, paths, iterations)
         _write_placement(algo, paths)
         if tracker is not None:
-            tracker.summary({k: latest[k] for k in SUMMARY_KEYS if k in latest})
+            tracker.summary({k: latest[k] for k in keys.SUMMARY if k in latest})
         if remote:
             mirror(paths.root, remote)
         findings = tuple(diagnose(rows, config.ppo.entropy_coeff))
@@ -287,20 +219,3 @@ def _write_placement(algo, paths: RunPaths) -> list[dict[str, Any]]:
         log.info("env runner %(worker_index)s on node %(node_id)s (%(host)s, pid %(pid)s): "
                  "%(env_steps_sampled)s env steps", row)
     return rows
-
-
-def module_dir(checkpoint: Path) -> Path:
-    """Where an Algorithm checkpoint keeps the policy's RLModule."""
-    return Path(checkpoint) / "learner_group" / "learner" / "rl_module" / "default_policy"
-
-
-def load_module(checkpoint: Path):
-    """The trained RLModule of an Algorithm (or RLModule) checkpoint, on CPU, eval mode."""
-    from ray.rllib.core.rl_module.rl_module import RLModule
-
-    path = Path(checkpoint)
-    if module_dir(path).is_dir():
-        path = module_dir(path)
-    module = RLModule.from_checkpoint(str(path.resolve()))
-    module.eval()
-    return module

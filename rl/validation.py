@@ -21,12 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from rl import metric_keys as keys
 from rl.config import VALIDATION_METRICS, ValidationSettings
 from rl.evaluate import episode_stats, module_policy
-
-PREFIX = "validation"
-FRESH = "fresh"
-"""1.0 in the iteration that evaluated, 0.0 where the latest evaluation is carried."""
 
 
 def starts(span: tuple[int, int], episodes: int) -> np.ndarray:
@@ -75,18 +72,21 @@ def validation_callbacks(base: type, settings: ValidationSettings, env_config: d
     start_bars = starts(bounds, settings.episodes)
 
     class ValidationCallbacks(base):
+        last_validation: dict[str, float] | None = None
+        """The latest validation (one callbacks object per Algorithm)."""
+
         def on_train_result(self, *, algorithm, result, **kwargs: Any) -> None:
             iteration = int(result.get("training_iteration", algorithm.iteration))
-            last = getattr(algorithm, "_quantum_validation", None)
+            last = self.last_validation
             fresh = settings.every > 0 and iteration % settings.every == 0
             if fresh:
                 module = algorithm.get_module()
                 if module is None:
                     raise RuntimeError("validation needs the policy in the driver's EnvRunner")
                 last = validate(module, env_config, start_bars, settings.workers)
-                algorithm._quantum_validation = last
+                self.last_validation = last
             if last is not None:  # carried forward: scores and early ends read the latest
-                result[PREFIX] = {**last, FRESH: float(fresh)}
+                result[keys.VALIDATION_PART] = {**last, keys.FRESH: float(fresh)}
             super().on_train_result(algorithm=algorithm, result=result, **kwargs)
 
     return ValidationCallbacks

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up, lint, then run the whole test suite (unit, integration, e2e; slow ones too).
-# Extra arguments go to pytest, e.g. scripts/test.sh -k collector -x
+# Extra arguments go to pytest, e.g. scripts/test.sh -k collector -x; the fast lane
+# (everything not marked slow) is scripts/test.sh -m "not slow".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

@@ -118,7 +118,7 @@ def serve_command(
         ingress.enable()
     from ray import serve
 
-    from rl.train import init_ray
+    from cluster.runtime import init_ray
     from serving.app import build_app
 
     init_ray()

@@ -99,33 +99,23 @@ class PolicyServer:
 @ray.remote(num_cpus=1, max_retries=0)
 def _run_backtest(model_path: str, request: dict, output_dir: str) -> dict:
     """A backtest as a Ray task: its own process and CPU, never the request path."""
-    from backtest.cli import market_env_config
-    from backtest.guard import read_manifest
-    from backtest.loading import load_trained
-    from backtest.run import BacktestOptions, analyse, model_span, run_baselines, run_module
-    from envs.config import EnvConfig
-    from envs.registry import market_for
+    from backtest.run import BacktestOptions, backtest_trained
+    from rl.checkpoint import TrainedRun
 
-    trained = load_trained(Path(model_path))
-    env_config = market_env_config(
-        trained.config.env_config, Path(request["data_path"]) if request.get("data_path") else None,
-        request.get("synthetic_seed"), request.get("synthetic_days"),
+    trained = TrainedRun.open(model_path)
+    data_path = request.get("data_path")
+    market = trained.market.elsewhere(
+        Path(data_path) if data_path else None, request.get("synthetic_seed"),
+        request.get("synthetic_days"), model_symbols=trained.recorded_assets,
     )
-    data = market_for(env_config)
     options = BacktestOptions(start=request.get("start"), end=request.get("end"),
                               last_days=request.get("last_days"),
                               baselines=tuple(request.get("baselines", ())))
-    config = options.env_config(EnvConfig(**env_config.get("env", {})))
-    lo, hi, sample = model_span(
-        read_manifest(Path(model_path)), env_config, data, config, options,
-        bool(request.get("allow_in_sample")),
-    )
-    result = run_module(trained.module, data, config, lo, hi, "policy")
-    others = run_baselines(data, config, lo, hi, options.baselines)
-    run = analyse(result, data, others, options, Path(output_dir), None, config, sample)
+    run = backtest_trained(trained, market, options, Path(output_dir),
+                           allow_in_sample=bool(request.get("allow_in_sample")))
     return {
         "metrics": run.metrics, "baselines": run.baseline_metrics, "report": str(run.report),
-        "sample": sample.note,
+        "sample": run.sample.note,
     }
 
 

@@ -41,25 +41,21 @@ class LoadedPolicy:
     @classmethod
     def load(cls, model_path: str | Path) -> LoadedPolicy:
         """Load once per process (RLModule.from_checkpoint is slow: never per request)."""
-        from backtest.loading import load_trained
-        from envs.registry import market_for
+        from rl.checkpoint import TrainedRun
         from serving.observation import ObservationSpec
 
-        trained = load_trained(Path(model_path))
-        env_config = EnvConfig(**trained.config.env_config.get("env", {}))
+        trained = TrainedRun.open(model_path)
+        env_config = trained.env
         space = trained.module.observation_space
-        n_assets = space["market"].shape[1]
-        assets = _assets(trained.checkpoint, trained.config.env_config, n_assets, market_for)
-        expected = observation_space(env_config, n_assets, space["market"].shape[2])
+        assets = trained.assets()
+        expected = observation_space(env_config, len(assets), space["market"].shape[2])
         if expected != space:
             raise ValueError(f"{model_path}: the module's observation space {space} does not "
                              f"match its run's env config {expected}")
         torch.set_grad_enabled(False)
-        timeframe = _timeframe(trained.config.env_config)
-        run = trained.checkpoint.parent.parent if trained.checkpoint.parent.name == "checkpoints" \
-            else trained.checkpoint
+        timeframe = trained.market.bar_timeframe
         return cls(
-            model_id=f"{run.name}@{trained.checkpoint.name}",
+            model_id=trained.model_id,
             checkpoint=trained.checkpoint,
             module=trained.module,
             env_config=env_config,
@@ -84,16 +80,13 @@ class LoadedPolicy:
         """Signals for a batch of observations (leading axis = requests)."""
         module = self.module
         with torch.inference_mode():
-            # forward_inference's steps, sharing one encoding with the value head
-            tensors = {k: torch.from_numpy(v) for k, v in obs.items()}
-            base, context, attention = module.encode(tensors)
-            actions, inputs = module.heads.sample(base, deterministic=True)
-            values = module.value_head(context).squeeze(-1)
-        actions = {k: v.numpy() for k, v in actions.items()}
-        dist = module.get_inference_action_dist_cls()(inputs)
+            act = module.act({k: torch.from_numpy(v) for k, v in obs.items()}, True)
+        actions = {k: v.numpy() for k, v in act.actions.items()}
+        values = act.value
+        dist = module.get_inference_action_dist_cls()(act.inputs)
         trade_p = dist.probabilities("trade").numpy()
         style_p = dist.probabilities("style").numpy()
-        attention = attention.numpy() if attention is not None else None
+        attention = act.attention.numpy() if act.attention is not None else None
         return [
             self._signals(i, actions, trade_p, style_p, attention, float(values[i]))
             for i in range(len(values))
@@ -130,28 +123,3 @@ class LoadedPolicy:
                 }
             )
         return {"model_id": self.model_id, "value": value, "signals": signals}
-
-
-def _assets(checkpoint: Path, env_config: dict, n_assets: int, market_for) -> tuple[str, ...]:
-    """The asset names the policy was trained on: from the run's manifest, else its
-    config's symbols, else by loading the run's market (slow; runs before manifests
-    recorded their assets)."""
-    import json
-
-    manifests = [p / "manifest.json" for p in (checkpoint.parent.parent, checkpoint.parent)]
-    recorded = [json.loads(m.read_text()).get("data_assets") for m in manifests if m.is_file()]
-    if recorded and recorded[0]:
-        names = tuple(recorded[0])
-    elif env_config.get("symbols"):
-        names = tuple(env_config["symbols"])
-    else:
-        skip = ("start_range", "start_fraction", "num_envs")
-        names = market_for({k: v for k, v in env_config.items() if k not in skip}).assets
-    if len(names) != n_assets:
-        raise ValueError(f"the run's market has {len(names)} assets, the module {n_assets}")
-    return tuple(names)
-
-
-def _timeframe(env_config: dict) -> str:
-    """Bar timeframe of the run's market (the synthetic default is 1m)."""
-    return str(env_config.get("timeframe", "1m"))

@@ -60,24 +60,20 @@ def direct_urls(host: str, ingress: DirectIngress, app_name: str = "quantum",
     """The base URLs of the application's ingress replicas on their direct ports.
 
     Asks the Serve controller for the app's HTTP target groups (the same call Serve's own
-    HAProxy integration uses; Ray 2.60 has no public wrapper) and keeps targets whose port
-    lies in the direct range, since before a replica is running the controller answers
-    with the proxy's target instead. Waits up to ``timeout_s`` for one to appear.
+    HAProxy integration uses; Ray 2.60 has no public wrapper: serving.serve_compat) and
+    keeps targets whose port lies in the direct range, since before a replica is running
+    the controller answers with the proxy's target instead. Waits up to ``timeout_s`` for
+    one to appear.
     """
-    import ray
-    from ray.serve._private.common import RequestProtocol
-    from ray.serve.context import _get_global_client
+    from serving.serve_compat import http_target_ports, serve_controller
 
-    controller = _get_global_client()._controller
+    controller = serve_controller()
     deadline = time.monotonic() + timeout_s
     while True:
-        groups = ray.get(controller.get_target_groups.remote(app_name))
         ports = sorted(
-            t.port
-            for g in groups
-            if g.protocol == RequestProtocol.HTTP
-            for t in g.targets
-            if ingress.min_port <= t.port <= ingress.max_port
+            port
+            for port in http_target_ports(app_name, controller)
+            if ingress.min_port <= port <= ingress.max_port
         )
         if ports or time.monotonic() > deadline:
             break

@@ -1,6 +1,6 @@
 """Request bars (or a ready observation) -> the served policy's observation, with no skew.
 
-Training's code path: bars become the aligned frame as market.loader lays it out (mark:
+Training's code path: bars become the aligned frame by market.loader's builder (mark:
 the bar's, else the previous one, else close; a funding rate marks a funding_event on
 its bar, 0 elsewhere), market.features.compute_features computes the features and
 envs.data.MarketArrays.from_frames stacks them; the market part is the last ``window``
@@ -41,7 +41,8 @@ from envs.core.accounting import bracket_arrays, maintenance_margin
 from envs.core.observe import PORTFOLIO_FEATURES, RISK_FEATURES
 from envs.data import OBS_FEATURES, MarketArrays
 from market.features import FeatureConfig, compute_features, make_aligned_frame
-from market.schema import ALIGNED_FIELDS, FUNDING_INTERVAL_MS, TIMESTAMP, asset_of
+from market.loader import aligned_frame, asset_fields
+from market.schema import FUNDING_INTERVAL_MS, TIMESTAMP, asset_of
 from serving.schemas import Bar, Observation, PortfolioState
 
 _FIELDS = ("timestamp", "open", "high", "low", "close", "volume", "mark", "funding_rate")
@@ -308,19 +309,14 @@ def _validate(tables: dict[str, np.ndarray], spec: ObservationSpec) -> None:
 
 
 def _aligned(tables: list[np.ndarray], spec: ObservationSpec) -> pd.DataFrame:
-    """The aligned frame (market.schema.ALIGNED_FIELDS) of validated bars, as market.loader."""
-    n = len(tables[0])
-    values = np.zeros((n, len(tables), len(ALIGNED_FIELDS)))  # filled = 0: no bar is invented
-    for j, t in enumerate(tables):
-        known = np.maximum.accumulate(np.where(np.isnan(t[:, _MARK]), 0, np.arange(n)))
-        mark = np.where(np.isnan(t[known, _MARK]), t[:, _C], t[known, _MARK])
-        event = ~np.isnan(t[:, _RATE])
-        rate = np.where(event, t[:, _RATE], 0.0)
-        values[:, j, :8] = np.column_stack([t[:, _O:_MARK], mark, rate, event])
+    """The aligned frame of validated bars, built as market.loader builds it: no bar is
+    invented (filled = 0), a funding rate marks its bar's event, mark falls back as there."""
     index = pd.to_datetime(tables[0][:, _T].astype(np.int64), unit="ms", utc=True)
-    index = pd.DatetimeIndex(index.as_unit("ns"), name=TIMESTAMP)
-    columns = pd.MultiIndex.from_product([spec.assets, ALIGNED_FIELDS], names=["asset", "field"])
-    return pd.DataFrame(values.reshape(n, -1), index=index, columns=columns)
+    fields = {
+        asset: asset_fields(t[:, _O:_MARK], mark=t[:, _MARK], funding_rate=t[:, _RATE])
+        for asset, t in zip(spec.assets, tables, strict=True)
+    }
+    return aligned_frame(pd.DatetimeIndex(index.as_unit("ns")), fields)
 
 
 def _undefined(features: pd.DataFrame, spec: ObservationSpec, names: dict[str, str]) -> list:

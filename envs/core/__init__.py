@@ -6,6 +6,8 @@ offsets are named in `layout`; every function is a pure function of its inputs
 single env, the batched env and backtests.
 """
 
+from pathlib import Path
+
 from market.numba_cache import configure_numba_cache
 
-configure_numba_cache()
+configure_numba_cache(Path(__file__).parent.parent)  # envs/: every env kernel

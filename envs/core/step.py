@@ -40,6 +40,7 @@ from envs.core.layout import (
     TRADED,
     WALLET,
 )
+from envs.core.numba_compat import njit_without_refcount
 from envs.core.observe import observe_batch, record_risk
 from envs.core.params import (
     P_BARS_PER_STEP,
@@ -140,7 +141,7 @@ def step_batch(
     )
 
 
-@njit(cache=True, _nrt=False)
+@njit_without_refcount(cache=True)
 def _step_envs(
     mkt, feats, days, params, floors, rates, allowances,
     acct, book, hist, t, steps, active,

@@ -13,7 +13,7 @@ Their settings arrive as ``model_config={"quantum": ModelConfig.model_dump()}``
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from ray.rllib.core.columns import Columns
@@ -36,6 +36,17 @@ from rl.returns import RETURN_STATS, new_stats
 
 ATTENTION = "cross_asset_attention"
 """Extra forward output: (B, A, A) weights of each asset's decision over the assets."""
+
+
+class Act(NamedTuple):
+    """One forward pass of the policy (see _PolicyModule.act)."""
+
+    actions: dict[str, torch.Tensor]
+    inputs: torch.Tensor
+    """Action-distribution inputs (the heads' logits and size parameters)."""
+    value: torch.Tensor
+    attention: torch.Tensor | None
+    """Cross-asset attention weights (B, A, A), or None for models without them."""
 
 
 def layout_of(action_space) -> ActionLayout:
@@ -81,17 +92,25 @@ class _PolicyModule(TorchRLModule, ValueFunctionAPI):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Per-asset head inputs (B, A, base), context (B, C), cross-asset weights or None."""
 
-    def _sample(self, batch: dict[str, Any], deterministic: bool) -> dict[str, Any]:
-        base, context, weights = self.encode(batch[Columns.OBS])
+    def act(self, obs: dict[str, torch.Tensor], deterministic: bool) -> Act:
+        """One encoding of ``obs`` gives the actions, their distribution inputs, the value
+        of the state and the cross-asset weights: the single forward pass that rollouts
+        (forward_inference/forward_exploration) and serving (serving.inference) share, so
+        a served decision is computed by the code that trained it."""
+        base, context, weights = self.encode(obs)
         actions, inputs = self.heads.sample(base, deterministic)
-        out = {Columns.ACTIONS: actions, Columns.ACTION_DIST_INPUTS: inputs}
+        return Act(actions, inputs, self.value_head(context).squeeze(-1), weights)
+
+    def _sample(self, batch: dict[str, Any], deterministic: bool) -> dict[str, Any]:
+        act = self.act(batch[Columns.OBS], deterministic)
+        out = {Columns.ACTIONS: act.actions, Columns.ACTION_DIST_INPUTS: act.inputs}
         if not deterministic:
-            out[Columns.ACTION_LOGP] = self._dist_cls(inputs).logp(actions)
+            out[Columns.ACTION_LOGP] = self._dist_cls(act.inputs).logp(act.actions)
             # the value of the sampled state, for GAE (rl.gae): free here, a second pass
             # over the whole batch in the learner otherwise
-            out[Columns.VF_PREDS] = self.value_head(context).squeeze(-1)
-        if weights is not None:
-            out[ATTENTION] = weights
+            out[Columns.VF_PREDS] = act.value
+        if act.attention is not None:
+            out[ATTENTION] = act.attention
         return out
 
     # TorchRLModule switches train/eval mode around every forward call, recursing through all

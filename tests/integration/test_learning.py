@@ -28,11 +28,12 @@ import numpy as np
 import pytest
 
 from envs.config import CostConfig
+from rl.checkpoint import load_module
 from rl.config import TrainConfig
 from rl.evaluate import evaluate, flat_policy, module_policy, random_policy
 from rl.schedule import Schedule
 from rl.splits import Span, held_out_env_config
-from rl.train import load_module, train
+from rl.train import train
 from tests.unit.market.realdata import SAMPLE
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

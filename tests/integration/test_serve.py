@@ -10,7 +10,7 @@ import pytest
 import torch
 from ray.rllib.core.columns import Columns
 
-from rl.train import load_module
+from rl.checkpoint import load_module
 from tests.integration import serving_fixtures as sf
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

@@ -13,9 +13,11 @@ import pytest
 import torch
 
 from envs.registry import market_for
+from rl.checkpoint import RunPaths, load_module
 from rl.config import TrainConfig
 from rl.manifest import config_from_manifest, data_digest
-from rl.train import RunPaths, load_module, module_dir, train
+from rl.rllib_compat import algorithm_module_dir
+from rl.train import train
 from tests.integration.configs import TINY
 from tests.integration.wandb_offline import config as wandb_config
 from tests.integration.wandb_offline import history
@@ -131,7 +133,7 @@ def test_a_run_refuses_to_overwrite_an_existing_run(tiny_run):
 RESTORE = """
 import sys, numpy as np, torch
 from ray.rllib.core.columns import Columns
-from rl.train import load_module
+from rl.checkpoint import load_module
 module = load_module(sys.argv[1])
 obs = dict(np.load(sys.argv[2]))
 with torch.no_grad():
@@ -166,7 +168,7 @@ def test_two_env_runners_train_and_a_restored_checkpoint_acts_identically(ray_lo
 
     assert len(set(pids)) == 2 and os.getpid() not in pids
     assert result["env_runners"]["num_env_steps_sampled"] >= 256
-    assert module_dir(checkpoint).is_dir()
+    assert algorithm_module_dir(checkpoint).is_dir()
     np.savez(tmp_path / "obs.npz", **obs)
     subprocess.run(
         [sys.executable, "-c", RESTORE, str(checkpoint), str(tmp_path / "obs.npz"),
@@ -187,7 +189,7 @@ def test_continue_from_starts_with_the_trained_policy_and_new_hyperparameters(ti
 
     trained = _state(load_module(tiny_run.checkpoint))
     config = TrainConfig.model_validate(TINY).with_overrides(**{"ppo.lr": 1e-4})
-    algo = ppo_config(config, module_dir(tiny_run.checkpoint)).build_algo()
+    algo = ppo_config(config, algorithm_module_dir(tiny_run.checkpoint)).build_algo()
     try:
         started = _state(algo.get_module())
         lr = algo.config.lr

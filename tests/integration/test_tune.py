@@ -5,10 +5,11 @@ import json
 import pytest
 import torch
 
+from rl.checkpoint import load_module
 from rl.config import TrainConfig
 from rl.phases import run_phases
+from rl.rllib_compat import algorithm_module_dir
 from rl.schedule import Schedule
-from rl.train import load_module, module_dir
 from tests.integration.wandb_offline import history
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -39,7 +40,7 @@ def test_every_phase_runs_its_population_and_records_its_best_checkpoint(ci_run)
     assert sorted(summary) == ["1", "2", "3"]
     for r in results:
         assert len(r.trials) == 2 and all(t["error"] is None for t in r.trials)
-        assert module_dir(r.best_checkpoint).is_dir()
+        assert algorithm_module_dir(r.best_checkpoint).is_dir()
 
 
 def test_results_carry_the_phase_and_a_global_step_counter_that_keeps_increasing(ci_run):
@@ -88,7 +89,8 @@ def test_each_phase_starts_from_the_previous_phases_best_policy(ci_run):
     # phase 2's trials were built with phase 1's best module as their starting weights
     experiment = out / "tune" / "phase2"
     params = json.loads(next(experiment.glob("*/params.json")).read_text())
-    assert str(module_dir(results[0].best_checkpoint).resolve()) in params["_rl_module_spec"]
+    module_dir = algorithm_module_dir(results[0].best_checkpoint).resolve()
+    assert str(module_dir) in params["_rl_module_spec"]
     first = load_module(results[0].best_checkpoint)
     assert all(torch.isfinite(p).all() for p in first.parameters())
 
@@ -124,7 +126,7 @@ def test_a_storage_uri_holds_the_experiments_and_phases_chain_through_local_copi
     assert [r.number for r in results] == [1, 2]
     for r in results:
         assert r.best_checkpoint.is_relative_to(out / "best")
-        assert module_dir(r.best_checkpoint).is_dir()
+        assert algorithm_module_dir(r.best_checkpoint).is_dir()
         assert list((storage / f"phase{r.number}").glob("*/result.json"))
     assert not (out / "tune").exists()  # nothing went to the default local storage
     summary = json.loads((out / "phases.json").read_text())

@@ -39,10 +39,11 @@ def test_decide_matches_forward_inference_on_visited_states(setup):
 
     got = {"trade": np.zeros((n, a), np.int64), "size": np.zeros((n, a)),
            "risk": np.zeros((n, a, 2)), "execution": np.zeros((n, a, 2), np.int64)}
+    inputs = np.zeros(module.layout.input_dim)
     for i in range(n):
         decide(encoded[i], obs["risk"][i].astype(np.float64),
-               obs["portfolio"][i].astype(np.float64), *weights, module.layout.n_styles,
-               got["trade"][i], got["size"][i], got["risk"][i], got["execution"][i])
+               obs["portfolio"][i].astype(np.float64), weights, got["trade"][i],
+               got["size"][i], got["risk"][i], got["execution"][i], inputs)
 
     assert len(np.unique(expected["trade"].numpy())) == 3  # the states exercise every decision
     np.testing.assert_array_equal(got["trade"], expected["trade"].numpy())

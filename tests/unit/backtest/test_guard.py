@@ -3,11 +3,14 @@ is refused, one on later data or another market is out of sample."""
 
 import pytest
 
-from backtest.guard import InSampleError, check, enforce, untouched_span
+from backtest.guard import InSampleError, check, enforce
+from envs.market_spec import MarketSpec
+from rl.checkpoint import untouched_span
 
-STORE = {"data_dir": "/data", "exchange": "binanceusdm", "symbols": ["BTC/USDT:USDT"]}
+STORE_KEYS = {"data_dir": "/data", "exchange": "binanceusdm", "symbols": ["BTC/USDT:USDT"]}
+STORE = MarketSpec.of(STORE_KEYS)
 MANIFEST = {
-    "config": {"env_config": STORE},
+    "config": {"env_config": STORE_KEYS},
     "splits": {
         "train": {"first": "2023-07-19T00:00:00+00:00", "last": "2023-08-05T00:00:00+00:00"},
         "validation": {"first": "2023-08-05T01:00:00+00:00", "last": "2023-08-10T00:00:00+00:00"},
@@ -50,15 +53,15 @@ def test_allow_in_sample_runs_it_and_the_note_marks_it():
 
 
 def test_another_market_is_out_of_sample_whatever_the_dates():
-    other = {**STORE, "exchange": "bybit"}
-    synthetic = {"synthetic_seed": 99}
+    other = STORE.model_copy(update={"exchange": "bybit"})
+    synthetic = MarketSpec(synthetic_seed=99)
 
     assert not check(MANIFEST, other, "2023-08-01", "2023-08-03").in_sample
     assert not check(MANIFEST, synthetic, "2023-08-01", "2023-08-03").in_sample
 
 
 def test_a_manifest_without_a_split_counts_all_its_data_as_training():
-    old = {"config": {"env_config": STORE}}
+    old = {"config": {"env_config": STORE_KEYS}}
 
     assert check(old, STORE, "2023-08-10", "2023-08-17").in_sample
 

@@ -11,7 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.stats import norm
 
-from backtest.metrics import compute_metrics, metrics_table, step_returns, trades_from_ledger
+from backtest.metrics import (
+    METRIC_KEYS,
+    compute_metrics,
+    metrics_table,
+    step_returns,
+    trades_from_ledger,
+)
 from backtest.result import BacktestResult
 from envs.ledger import LEDGER_COLUMNS
 
@@ -161,6 +167,18 @@ def test_benchmark_comparison_matches_hand_arithmetic(metrics):
 def test_metrics_are_plain_json_numbers(metrics):
     assert all(type(v) in (int, float) for v in metrics.values())
     assert json.loads(json.dumps(metrics)).keys() == metrics.keys()
+
+
+def test_compute_metrics_writes_exactly_the_schema_in_its_order():
+    """backtest.metrics.Metrics is what readers of metrics.json (llm.facts) name keys from."""
+    full = compute_metrics(make_result(benchmark=BENCH), var_confidence=0.5)
+    assert tuple(full) == METRIC_KEYS
+    bare = compute_metrics(make_result(), var_confidence=None)
+    assert tuple(bare) == tuple(k for k in METRIC_KEYS if k in bare)
+    assert set(METRIC_KEYS) - set(bare) == {"benchmark_total_return", "excess_return", "beta",
+                                            "correlation", "information_ratio", "var_historical",
+                                            "es_historical", "var_cornish_fisher",
+                                            "es_cornish_fisher"}
 
 
 def test_flat_policy_has_undefined_ratios_and_no_trades_without_warnings():

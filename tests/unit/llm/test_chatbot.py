@@ -202,7 +202,7 @@ def test_cli_through_a_pipe(tiny_model, tmp_path):
     hourly_bars().rename_axis("timestamp").reset_index().to_csv(csv, index=False)
     signal_file = tmp_path / "signals.json"
     signal_file.write_text(json.dumps(signals("long")))
-    command = [sys.executable, "-m", "llm.chatbot", "--model-path", str(tiny_model),
+    command = [sys.executable, "-m", "llm.cli", "--model-path", str(tiny_model),
                "--market-data", str(csv), "--trading-signals", str(signal_file),
                "--max-history", "3", "--device", "cpu"]
     done = subprocess.run(
@@ -224,3 +224,15 @@ def test_a_backtest_that_ends_before_the_bars_begin_leaves_no_market_facts():
     reply = bot.reply("what return did the backtest make?")
     assert reply.text == "The backtest returned -5.00%."
     assert "BTC.close" not in bot.facts(as_of=START - pd.Timedelta(days=1))
+
+
+def test_the_chatbot_library_does_not_import_the_cli():
+    """llm.cli imports llm.chatbot; the library never imports the CLI back (no cycle)."""
+    import ast
+
+    import llm.chatbot
+
+    tree = ast.parse(Path(llm.chatbot.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not imported & {"llm.cli", "typer", "rich", "quantum.cli"}

@@ -171,6 +171,62 @@ def test_backtest_facts_are_stamped_at_the_end_of_the_report(tmp_path):
     assert facts["backtest.start"].value == "2024-02-01 00:00"
 
 
+def test_facts_read_every_metric_the_report_writer_writes(tmp_path):
+    """The real writer (compute_metrics, write_report) and the reader agree on metrics.json:
+    every backtest fact comes from a key the report holds, with the written value."""
+    from backtest.metrics import METRIC_KEYS, compute_metrics
+    from backtest.report import write_report
+    from llm.facts import _BACKTEST_METRICS
+    from tests.unit.backtest.test_report import make_result
+
+    result = make_result()
+    baseline = make_result("buy_and_hold", seed=1, benchmark=False)
+    metrics = compute_metrics(result)
+    write_report(tmp_path, result, metrics,
+                 baseline_metrics={"buy_and_hold": compute_metrics(baseline)})
+
+    loaded, start, end = read_backtest(tmp_path)
+    facts = backtest_facts(loaded, end, start, "policy")
+
+    assert (start, end) == (result.steps.index[0], result.steps.index[-1])
+    for name, key, _, scale in _BACKTEST_METRICS:
+        assert key in METRIC_KEYS and key in loaded, key
+        assert facts[f"backtest.{name}"].value == pytest.approx(scale * metrics[key]), key
+    for name, key, _, scale in _BACKTEST_METRICS[:6]:
+        value = loaded["baselines"]["buy_and_hold"][key]
+        assert facts[f"backtest.buy_and_hold.{name}"].value == pytest.approx(scale * value)
+
+
+def test_a_metric_the_schema_lacks_fails_loudly(monkeypatch):
+    import llm.facts as module
+
+    table = (*module._BACKTEST_METRICS, ("gain", "renamed_total_return", "pct", 100.0))
+    monkeypatch.setattr(module, "_BACKTEST_METRICS", table)
+    module._report_schema.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="renamed_total_return"):
+            backtest_facts({"total_return": 0.1}, START)
+    finally:
+        module._report_schema.cache_clear()
+
+
+def test_to_aligned_builds_with_the_loaders_rules():
+    """A file's mark falls back as the loader's (the previous known one, else close) and a
+    non-zero funding rate marks its bar's event (a file has no events)."""
+    from market.loader import aligned_frame, asset_fields
+
+    bars = hourly_bars(6)
+    bars["mark"] = [np.nan, 102.0, np.nan, 104.0, np.nan, np.nan]
+    bars["funding_rate"] = [np.nan, 0.0, 1e-4, np.nan, -2e-4, 0.0]
+    aligned = to_aligned(bars.iloc[::-1], "ETH")  # unsorted rows are sorted first
+
+    rate = np.array([0.0, 0.0, 1e-4, 0.0, -2e-4, 0.0])
+    fields = asset_fields(bars.iloc[:, :5].to_numpy(), bars["mark"].to_numpy(), rate, rate != 0)
+    pd.testing.assert_frame_equal(aligned, aligned_frame(bars.index, {"ETH": fields}))
+    assert aligned[("ETH", "mark")].tolist() == [100.0, 102.0, 102.0, 104.0, 104.0, 104.0]
+    assert aligned[("ETH", "funding_event")].tolist() == [0, 0, 1, 0, 1, 0]
+
+
 @pytest.mark.parametrize(
     ("value", "unit", "text"),
     [(43210.456, "price", "43,210.46 USDC"), (0.1234, "price", "0.1234 USDC"),

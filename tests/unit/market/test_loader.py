@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market.loader import load_aligned
+from market.loader import aligned_frame, asset_fields, load_aligned
 from market.schema import ALIGNED_FIELDS, Kind
 from market.store import ParquetStore, SeriesKey
 from market.validate import DataValidationError
@@ -93,3 +93,39 @@ def test_missing_series_gives_an_actionable_error(tmp_path):
 
     with pytest.raises(DataValidationError, match="quantum data"):
         load_aligned(store, EX, [BTC, ETH], "1m")
+
+
+def test_asset_fields_fall_back_for_mark_and_zero_the_rate_off_events():
+    bars = make_bars(6, seed=4)
+    ohlcv = bars.to_numpy()
+    mark = np.array([np.nan, 101.0, np.nan, np.nan, 99.0, np.nan])
+    rate = np.array([np.nan, 2e-4, np.nan, 0.0, np.nan, -1e-4])
+
+    fields = asset_fields(ohlcv, mark, funding_rate=rate, filled=[0, 0, 1, 0, 0, 0])
+    got = dict(zip(ALIGNED_FIELDS, fields.T, strict=True))
+
+    np.testing.assert_array_equal(fields[:, :5], ohlcv)
+    close = bars["close"].to_numpy()
+    np.testing.assert_array_equal(got["mark"], [close[0], 101, 101, 101, 99, 99])
+    np.testing.assert_array_equal(got["funding_event"], [0, 1, 0, 1, 0, 1])  # a 0 rate is paid
+    np.testing.assert_array_equal(got["funding_rate"], [0, 2e-4, 0, 0, 0, -1e-4])
+    np.testing.assert_array_equal(got["filled"], [0, 0, 1, 0, 0, 0])
+    explicit = asset_fields(ohlcv, None, np.full(6, 3e-4), funding_event=[0, 0, 0, 0, 0, 1])
+    assert explicit[:, 6].tolist() == [0, 0, 0, 0, 0, 3e-4]
+    np.testing.assert_array_equal(explicit[:, 5], close)  # no mark series: close
+    bare = asset_fields(ohlcv)
+    assert not bare[:, 6:].any()
+    with pytest.raises(ValueError, match="funding_event without funding_rate"):
+        asset_fields(ohlcv, funding_event=np.ones(6))
+    with pytest.raises(ValueError, match="ohlcv must be"):
+        asset_fields(ohlcv[:, :4])
+
+
+def test_aligned_frame_lays_assets_side_by_side_as_the_loader_does(tmp_path):
+    btc, eth = make_bars(40, seed=1), make_bars(40, seed=2)
+    loaded = load_aligned(store_with(tmp_path, btc, eth), EX, [BTC, ETH], "1m")
+    built = aligned_frame(btc.index, {"BTC": asset_fields(btc.to_numpy()),
+                                      "ETH": asset_fields(eth.to_numpy())})
+    pd.testing.assert_frame_equal(built, loaded, check_exact=True)
+    with pytest.raises(ValueError, match="ETH: fields must be"):
+        aligned_frame(btc.index, {"ETH": asset_fields(eth.to_numpy()[:-1])})

@@ -228,3 +228,28 @@ def test_the_initial_policy_sizes_positions_at_the_configured_mean(size_mean):
 
     assert actions["size"].mean().item() == pytest.approx(size_mean, rel=0.1)
     assert (actions["trade"] == 1).float().mean().item() == pytest.approx(1 / 3, abs=0.05)
+
+
+@pytest.mark.parametrize("kind", ["hierarchical", "mlp"])
+def test_act_is_the_forward_pass_that_rollouts_and_serving_share(kind):
+    module, space = _tiny_module(kind)
+    module.eval()  # forward_inference's mode (the transformer's kernels differ by mode)
+    obs = _obs(space, 5)
+    with torch.no_grad():
+        act = module.act(obs, deterministic=True)
+        inference = module.forward_inference({Columns.OBS: obs})
+        values = module.compute_values({Columns.OBS: obs})
+        torch.manual_seed(3)
+        explored = module.forward_exploration({Columns.OBS: obs})
+        torch.manual_seed(3)
+        sampled = module.act(obs, deterministic=False)
+
+    for head, actions in inference[Columns.ACTIONS].items():
+        assert torch.equal(act.actions[head], actions), head
+        assert torch.equal(sampled.actions[head], explored[Columns.ACTIONS][head]), head
+    assert torch.equal(act.inputs, inference[Columns.ACTION_DIST_INPUTS])
+    assert torch.allclose(act.value, values)
+    assert torch.equal(sampled.value, explored[Columns.VF_PREDS])
+    assert (act.attention is None) == (kind == "mlp")
+    if act.attention is not None:
+        assert torch.equal(act.attention, inference[ATTENTION])

@@ -1,12 +1,19 @@
 """`quantum backtest/analyze-bias --data-path X [--exchange Y] [--symbols ...]`: a model's
-env_config with only the market swapped (backtest.cli.market_env_config)."""
+env_config with only the market swapped (envs.market_spec.MarketSpec.elsewhere)."""
 
 import pytest
 
-from backtest.cli import market_env_config
+from envs.market_spec import EPISODE_KEYS, MarketSpec
 from market.loader import DEFAULT_SYMBOLS, MarketChoiceError
 from rl.config import TrainConfig
 from tests.unit.market.bars import store_with as _store
+
+
+def market_env_config(run, data_path, seed, days, symbols=None, exchange=None,
+                      model_symbols=None):
+    """A run's env_config on the market the options name (what TrainConfig.on_market does)."""
+    market = MarketSpec.of(run).elsewhere(data_path, seed, days, symbols, exchange, model_symbols)
+    return market.into({k: v for k, v in run.items() if k not in EPISODE_KEYS})
 
 SYNTHETIC_RUN = TrainConfig().env_config  # trained on the in-memory synthetic market
 REAL_RUN = {
@@ -89,3 +96,29 @@ def test_a_fresh_synthetic_market_drops_the_store():
 
     assert "data_dir" not in env
     assert (env["synthetic_seed"], env["synthetic_days"]) == (5, 10.0)
+
+
+def test_a_config_on_another_market_drops_its_episode_starts_and_dates():
+    run = TrainConfig().with_overrides(**{"env_config.start_range": [100, 200],
+                                          "env_config.synthetic_seed": 3})
+    moved = run.on_market(run.market.elsewhere(synthetic_seed=11))
+
+    assert moved.market == MarketSpec(synthetic_days=30.0, synthetic_seed=11)
+    assert "start_range" not in moved.env_config
+    assert moved.env_config["env"] == run.env_config["env"]
+
+
+def test_a_spec_round_trips_through_env_config_keys():
+    keys = {
+        "data_dir": "/d",
+        "exchange": "okx",
+        "symbols": ["BTC/USDT:USDT"],
+        "start": "2023-07-20",
+    }
+
+    spec = MarketSpec.of({**keys, "env": {"episode_steps": 8}})
+
+    assert spec.keys() == keys
+    assert spec.into({"env": {}, "synthetic_days": 3.0}) == {"env": {}, **keys}
+    assert spec.identity() == MarketSpec.of({**keys, "start": None}).identity()
+    assert spec.identity() != spec.model_copy(update={"exchange": "bybit"}).identity()
