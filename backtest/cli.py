@@ -88,6 +88,10 @@ def backtest_command(
         str, typer.Option(help="Comma-separated rule baselines run alongside ('' for none).")
     ] = "flat,buy_and_hold,momentum",
     stochastic: Annotated[bool, typer.Option(help="Sample actions instead of the mode.")] = False,
+    fast_path: Annotated[
+        bool, typer.Option(help="The policy's numba twin (fast); off: the torch module each "
+                           "step, as serving and `quantum live` run it (identical results).")
+    ] = True,
     n_trials: Annotated[
         int, typer.Option(help="Configurations tried before this one (deflated Sharpe).")
     ] = 1,
@@ -118,14 +122,14 @@ def backtest_command(
 def _backtest(
     model_path, policy, data_path, exchange, symbols, output_dir, initial_capital, risk_free_rate,
     commission, slippage, max_leverage, benchmark, start, end, last_days, baselines, stochastic,
-    n_trials, synthetic_seed, synthetic_days, walk_forward, train_bars, test_bars, purge_bars,
-    embargo_bars, anchored, windows, train_steps, allow_in_sample,
+    fast_path, n_trials, synthetic_seed, synthetic_days, walk_forward, train_bars, test_bars,
+    purge_bars, embargo_bars, anchored, windows, train_steps, allow_in_sample,
 ) -> None:
     options = BacktestOptions(
         initial_capital=initial_capital, risk_free_rate=risk_free_rate, commission=commission,
         slippage=slippage, max_leverage=max_leverage, benchmark=benchmark or None, start=start,
         end=end, last_days=last_days, baselines=tuple(b for b in baselines.split(",") if b),
-        deterministic=not stochastic, n_trials=n_trials,
+        deterministic=not stochastic, n_trials=n_trials, fast_path=fast_path,
     )
     trained = TrainedRun.open(model_path) if model_path is not None else None
     market = evaluation_market(trained, data_path, synthetic_seed, synthetic_days, symbols,

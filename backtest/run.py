@@ -64,6 +64,12 @@ class BacktestOptions(BaseModel):
         ("flat", "buy_and_hold", "momentum"), description="Rule baselines run alongside."
     )
     deterministic: bool = Field(True, description="Mode of each head instead of sampling.")
+    fast_path: bool = Field(
+        True,
+        description="Run the hierarchical policy's numba twin (backtest.fast) where it applies; "
+        "off: the torch module every step, as serving and live trading run it (their "
+        "results then match to the last bit; the twin's float32 heads agree to ~1e-6).",
+    )
     n_trials: int = Field(
         1, ge=1, description="Configurations tried before picking this policy (deflated Sharpe)."
     )
@@ -161,7 +167,7 @@ def resolve_asset(assets: tuple[str, ...], name: str) -> str:
 
 def run_module(
     module, data: MarketArrays, config: EnvConfig, start: int, end: int, name: str,
-    deterministic: bool = True, meta: Mapping[str, Any] | None = None,
+    deterministic: bool = True, meta: Mapping[str, Any] | None = None, fast_path: bool = True,
 ) -> BacktestResult:
     """A trained module on the simulator: the fast path when it applies, else the
     general loop (stochastic actions, the MLP baseline, a text encoder)."""
@@ -169,7 +175,7 @@ def run_module(
     from rl.evaluate import module_policy
 
     meta = dict(meta or {})
-    if deterministic and supports(module):
+    if fast_path and deterministic and supports(module):
         return run_hierarchical(module, data, config, start, end, name, meta)
     return run_policy(module_policy(module, deterministic), data, config, start, end, name, meta)
 
@@ -294,7 +300,7 @@ def backtest_trained(
     run.check_spaces(data.assets, len(data.features), config)
     result = run_module(
         run.module, data, config, lo, hi, name, options.deterministic,
-        meta={"checkpoint": str(run.checkpoint)},
+        meta={"checkpoint": str(run.checkpoint)}, fast_path=options.fast_path,
     )
     others = run_baselines(data, config, lo, hi, options.baselines)
     return analyse(result, data, others, options, output_dir, None, config, sample)

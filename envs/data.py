@@ -151,13 +151,23 @@ class MarketArrays:
 
 
 def _bars_to_next_event(events: np.ndarray) -> np.ndarray:
-    """For each bar, how many bars until the next funding event (inf after the last)."""
-    out = np.full(len(events), np.inf)
+    """For each bar, how many bars until the next funding event. After the last event in
+    the data the schedule goes on at its last interval (the next payment time is public
+    before it happens), so a bar's value does not depend on how much data follows it:
+    live trading, which holds no future bars, sees what a backtest sees. Without two
+    events the schedule is unknown: inf."""
+    n = len(events)
+    out = np.full(n, np.inf)
     idx = np.flatnonzero(events > 0)
     if len(idx):
-        nxt = np.searchsorted(idx, np.arange(len(events)), side="right")
+        bars = np.arange(n)
+        nxt = np.searchsorted(idx, bars, side="right")
         ok = nxt < len(idx)
-        out[ok] = idx[nxt[ok]] - np.arange(len(events))[ok]
+        out[ok] = idx[nxt[ok]] - bars[ok]
+        if len(idx) >= 2:
+            interval = idx[-1] - idx[-2]
+            tail = bars[idx[-1]:]
+            out[idx[-1]:] = interval - (tail - idx[-1]) % interval
     return out
 
 

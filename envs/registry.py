@@ -91,6 +91,15 @@ def _aligned(values: dict[str, Any]) -> pd.DataFrame:
     )
 
 
+def aligned_for(env_config: Mapping[str, Any]) -> pd.DataFrame:
+    """The aligned bar frame (before features) of the plain market data an env config names
+    (stored or synthetic); planted signals and augmentation are training devices, refused."""
+    extra = sorted(k for k in ("planted_signal", "augment") if env_config.get(k) is not None)
+    if extra:
+        raise ValueError(f"{extra} alter the market for training; they have no bars to trade")
+    return _aligned({k: v for k, v in env_config.items() if k in _DATA_KEYS or k in _SYNTH_KEYS})
+
+
 def market_for(env_config: Mapping[str, Any]) -> MarketArrays:
     """The (cached) market arrays an env config names."""
     unknown = set(env_config) - _KNOWN

@@ -33,6 +33,10 @@ from envs.config import EnvConfig, ExecStyle
 from envs.core.observe import N_PORTFOLIO, N_RISK
 
 N_STYLES = len(ExecStyle)
+DECISIONS = ("short", "flat", "long")
+"""The trade head's choices by index, as signals name them."""
+STYLES = tuple(s.name.lower() for s in ExecStyle)
+"""The execution styles by index, as signals name them."""
 
 
 def observation_space(config: EnvConfig, n_assets: int, n_features: int) -> spaces.Dict:

@@ -33,7 +33,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from backtest.sharpe import max_drawdown, per_period_rate, sharpe_ratio, sortino_ratio
-from envs.config import EnvConfig, ExecStyle
+from envs.config import EnvConfig
+from envs.spaces import STYLES
 from llm.facts import Facts, MarketView, backtest_facts, risk_facts, signal_facts
 from llm.grounding import fallback_template, render
 from llm.prompt import (
@@ -103,7 +104,6 @@ QUESTIONS: _Q = {
 }
 """Per intent: training question templates and held-out ones, separated by ' | '."""
 
-_STYLES = tuple(s.name.lower() for s in ExecStyle)
 _DAY_BARS = 1440
 _MOMENTUM_BARS = 240
 _FEE = 0.0004
@@ -217,7 +217,7 @@ class _Market:
                 "target_exposure": (d - 1) * size * self.budget,
                 "stop_loss_atr": float(rng.uniform(1.0, 5.0)),
                 "take_profit_atr": float(rng.uniform(1.5, 10.0)),
-                "execution_style": str(rng.choice(_STYLES)),
+                "execution_style": str(rng.choice(STYLES)),
                 "execution_horizon_bars": int(rng.integers(1, 31)),
                 "probabilities": {"trade": dict(zip(("short", "flat", "long"), p.tolist(),
                                                     strict=True)), "style": {}},

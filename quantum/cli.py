@@ -10,6 +10,7 @@ from rich.logging import RichHandler
 
 from backtest.cli import analyze_bias_command, backtest_command
 from cluster.cli import jobs_app, submit_command
+from live.cli import app as live_app
 from llm.cli import app as llm_app
 from llm.cli import chat_command
 from market.cli import app as data_app
@@ -34,6 +35,7 @@ app.command("submit", context_settings={"allow_extra_args": True, "ignore_unknow
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(llm_app, name="llm", no_args_is_help=True)
 app.command("chat")(chat_command)
+app.add_typer(live_app, name="live", no_args_is_help=True)
 
 
 @app.callback()

@@ -15,12 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from envs.config import EnvConfig, ExecStyle
-from envs.spaces import observation_space
+from envs.config import EnvConfig
+from envs.spaces import DECISIONS, STYLES, observation_space
 from market.schema import timeframe_ms
-
-DECISIONS = ("short", "flat", "long")
-STYLES = tuple(s.name.lower() for s in ExecStyle)
 
 
 @dataclass

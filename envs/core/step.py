@@ -116,6 +116,46 @@ def _gross(book, mkt, b):
     return gross
 
 
+@njit(cache=True, inline="always")
+def begin_step(acc, bk, mkt, params, t, trade, size, risk, execution, targets, skip):
+    """A decision at bar t: the action becomes working orders (the step's first part)."""
+    acc[TRADED] = 0.0
+    place_orders(acc, bk, mkt, params, t, trade, size, risk, execution, targets, skip)
+
+
+@njit(cache=True, inline="always")
+def finish_step(acc, bk, hist, mkt, params, b, before, drawdown_before, terms):
+    """After the step's last bar b: its reward terms (written to ``terms``), the episode
+    totals and the risk history; returns the reward. ``before`` and ``drawdown_before``
+    are the equity and drawdown at the decision."""
+    floor = params[P_INITIAL] * 1e-9
+    after = acc[EQUITY]
+    log_return = math.log(max(after, floor) / before)
+    acc[EWVAR] = 0.94 * acc[EWVAR] + 0.06 * log_return * log_return
+    drawdown = max(0.0, (1.0 - after / acc[PEAK]) - drawdown_before)
+    turnover = acc[TRADED] / before
+    gross = _gross(bk, mkt, b)
+    leverage = gross / max(after, floor) / params[P_MAX_LEVERAGE]
+    terms[0] = log_return
+    terms[1] = drawdown
+    terms[2] = turnover
+    terms[3] = leverage
+    reward = params[P_REWARD_SCALE] * (
+        log_return
+        - params[P_W_DRAWDOWN] * drawdown
+        - params[P_W_TURNOVER] * turnover
+        - params[P_W_LEVERAGE] * leverage
+    )
+    acc[EP_STEPS] += 1.0
+    acc[EP_REWARD] += reward
+    acc[EP_SQ_RETURN] += log_return * log_return
+    acc[EP_MAX_DRAWDOWN] = max(acc[EP_MAX_DRAWDOWN], 1.0 - after / acc[PEAK])
+    for k in range(N_TERMS):
+        acc[EP_TERMS + k] += terms[k]
+    record_risk(acc, hist, params, log_return, gross)
+    return reward
+
+
 @njit(cache=True)
 def step_batch(
     mkt, feats, days, params, floors, rates, allowances,
@@ -152,7 +192,6 @@ def _step_envs(
     """The loop of `step_batch`, compiled without reference counting (see there)."""
     per_step = int(params[P_BARS_PER_STEP])
     last_bar = mkt.shape[0] - 1
-    floor = params[P_INITIAL] * 1e-9
     for n in range(acct.shape[0]):
         if not active[n]:
             continue
@@ -160,10 +199,8 @@ def _step_envs(
         bk = book[n]
         before = acc[EQUITY]
         drawdown_before = 1.0 - before / acc[PEAK]
-        acc[TRADED] = 0.0
-        place_orders(
-            acc, bk, mkt, params, t[n], trade[n], size[n], risk[n], execution[n], targets, skip
-        )
+        begin_step(acc, bk, mkt, params, t[n], trade[n], size[n], risk[n], execution[n],
+                   targets, skip)
         count = 0
         done = False
         b = t[n]
@@ -177,34 +214,12 @@ def _step_envs(
         t[n] = b
         steps[n] += 1
         counts[n] = count
-        after = acc[EQUITY]
-        log_return = math.log(max(after, floor) / before)
-        acc[EWVAR] = 0.94 * acc[EWVAR] + 0.06 * log_return * log_return
-        drawdown = max(0.0, (1.0 - after / acc[PEAK]) - drawdown_before)
-        turnover = acc[TRADED] / before
-        gross = _gross(bk, mkt, b)
-        leverage = gross / max(after, floor) / params[P_MAX_LEVERAGE]
-        terms[n, 0] = log_return
-        terms[n, 1] = drawdown
-        terms[n, 2] = turnover
-        terms[n, 3] = leverage
-        rewards[n] = params[P_REWARD_SCALE] * (
-            log_return
-            - params[P_W_DRAWDOWN] * drawdown
-            - params[P_W_TURNOVER] * turnover
-            - params[P_W_LEVERAGE] * leverage
-        )
-        acc[EP_STEPS] += 1.0
-        acc[EP_REWARD] += rewards[n]
-        acc[EP_SQ_RETURN] += log_return * log_return
-        acc[EP_MAX_DRAWDOWN] = max(acc[EP_MAX_DRAWDOWN], 1.0 - after / acc[PEAK])
-        for k in range(N_TERMS):
-            acc[EP_TERMS + k] += terms[n, k]
+        rewards[n] = finish_step(acc, bk, hist[n], mkt, params, b, before, drawdown_before,
+                                 terms[n])
         terminated[n] = done or acc[LIQUIDATED] > 0.0
         truncated[n] = (not terminated[n]) and (
             steps[n] >= params[P_EPISODE_STEPS] or b + per_step > last_bar
         )
-        record_risk(acc, hist[n], params, log_return, gross)
     observe_batch(acct, book, hist, mkt, feats, params, t, active,
                   obs_market, obs_risk, obs_portfolio)
 

@@ -1,0 +1,243 @@
+"""The account as a first-class object: what the simulator keeps about one trading book.
+
+The kernels keep an account as three float arrays (envs.core.layout): ``acct`` (wallet,
+peak, day state, cost totals, running risk estimates, episode totals), ``book`` (per
+asset: position, entry, the working order and its schedule, stops, when the position
+opened) and ``hist`` (the ring of risk vectors the observation shows). :class:`Account`
+is that state with names and times instead of offsets and bar indices, so it can be
+written to JSON, read back on another process or machine, and put back on any market
+arrays that hold its bar: training, backtests, paper/live trading and serving share it.
+
+Its observation is the env's own (:meth:`Account.observe` runs ``observe_batch``), never
+a re-implementation. Floats round-trip through JSON exactly (Python writes the shortest
+repr that reads back to the same double).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from envs.core import layout as L
+from envs.core.observe import N_PORTFOLIO, N_RISK, RISK_FEATURES, observe_batch
+from envs.core.params import pack_params
+from envs.core.step import new_state, reset_batch
+from envs.data import MarketArrays
+
+FORMAT = 1
+"""Version of the serialised form; a reader refuses others."""
+
+ACCOUNT_FIELDS: dict[str, int] = {
+    "wallet": L.WALLET,
+    "peak_equity": L.PEAK,
+    "day_start_equity": L.DAY_START,
+    "day": L.DAY,
+    "bad_debt": L.BAD_DEBT,
+    "fees": L.FEES,
+    "funding": L.FUNDING,
+    "spread_cost": L.SPREAD,
+    "impact_cost": L.IMPACT,
+    "realized_pnl": L.REALIZED,
+    "liquidation_fees": L.LIQ_FEES,
+    "equity": L.EQUITY,
+    "step_traded": L.TRADED,
+    "liquidated": L.LIQUIDATED,
+    "maintenance_margin": L.MAINT,
+    "ew_variance": L.EWVAR,
+    "episode_steps": L.EP_STEPS,
+    "episode_reward": L.EP_REWARD,
+    "episode_sq_return": L.EP_SQ_RETURN,
+    "episode_max_drawdown": L.EP_MAX_DRAWDOWN,
+    **{f"episode_{term}": L.EP_TERMS + k
+       for k, term in enumerate(("log_return", "drawdown", "turnover", "leverage"))},
+}
+"""Name -> acct offset: every offset but HIST_HEAD (the ring's head, implied by the
+oldest-first history)."""
+
+BOOK_FIELDS: dict[str, int] = {
+    "quantity": L.QTY,
+    "entry_price": L.ENTRY,
+    "working_quantity": L.REMAIN,
+    "working_bars_left": L.BARS_LEFT,
+    "working_style": L.STYLE,
+    "limit_price": L.LIMIT_PX,
+    "clip": L.CLIP,
+    "stop_loss_price": L.SL_PX,
+    "take_profit_price": L.TP_PX,
+}
+"""Name -> book offset: every offset but OPENED_AT (serialised as ``bars_held``)."""
+
+
+class AccountError(ValueError):
+    """A serialised account that cannot be read or does not fit the market it is put on."""
+
+
+@dataclass
+class Account:
+    """One trading account's full state at the close of bar ``bar_time`` (ns, UTC).
+
+    ``values``: ACCOUNT_FIELDS by name; ``book``: per asset, BOOK_FIELDS by name plus
+    ``bars_held`` (bars since the position opened); ``risk_history``: the risk vectors
+    (RISK_FEATURES), oldest first; ``pending``: a decision whose step has not finished
+    (paper/live trading between bars), else None.
+    """
+
+    assets: tuple[str, ...]
+    bar_time: int
+    values: dict[str, float]
+    book: dict[str, dict[str, float]]
+    risk_history: list[list[float]]
+    pending: dict[str, float] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    """Free-form labels (session id, model id); not read by the simulator."""
+
+    @classmethod
+    def fresh(cls, data: MarketArrays, initial_balance: float, risk_window: int,
+              bar: int) -> Account:
+        """A flat account with ``initial_balance`` at bar ``bar`` of ``data``, as an
+        episode starts (reset_batch: one risk vector of zeros' log return recorded)."""
+        from envs.config import EnvConfig
+
+        config = EnvConfig(initial_balance=initial_balance, risk_window=risk_window)
+        state = new_state(1, data.n_assets, risk_window, N_RISK)
+        obs = empty_observation(data, config)
+        reset_batch(data.mkt, data.feats, data.days, pack_params(config), state["acct"],
+                    state["book"], state["hist"], state["t"], state["steps"],
+                    np.ones(1, dtype=bool), np.array([bar], dtype=np.int64),
+                    obs["market"], obs["risk"], obs["portfolio"])
+        return cls.from_state(state["acct"][0], state["book"][0], state["hist"][0], data, bar)
+
+    @classmethod
+    def from_state(cls, acct: np.ndarray, book: np.ndarray, hist: np.ndarray,
+                   data: MarketArrays, bar: int, pending: Mapping[str, float] | None = None,
+                   ) -> Account:
+        """The kernels' arrays of one account at bar index ``bar`` of ``data``."""
+        head = int(acct[L.HIST_HEAD])
+        ring = np.concatenate([hist[head:], hist[:head]])
+        return cls(
+            assets=tuple(data.assets),
+            bar_time=int(data.timestamps[bar]),
+            values={name: float(acct[i]) for name, i in ACCOUNT_FIELDS.items()},
+            book={
+                asset: {
+                    **{name: float(book[a, i]) for name, i in BOOK_FIELDS.items()},
+                    "bars_held": float(bar - book[a, L.OPENED_AT]) if book[a, L.QTY] else 0.0,
+                }
+                for a, asset in enumerate(data.assets)
+            },
+            risk_history=ring.tolist(),
+            pending=dict(pending) if pending is not None else None,
+        )
+
+    def bar_index(self, data: MarketArrays) -> int:
+        """This account's bar in ``data``; an error when the data does not hold it."""
+        b = int(np.searchsorted(data.timestamps, self.bar_time))
+        if b >= data.n_bars or int(data.timestamps[b]) != self.bar_time:
+            raise AccountError(f"the market data does not hold the account's bar "
+                               f"{_iso(self.bar_time)}")
+        return b
+
+    def to_state(self, data: MarketArrays) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """(acct, book, hist, bar index) for the kernels, on ``data`` (same assets, order)."""
+        if tuple(data.assets) != self.assets:
+            raise AccountError(f"the account trades {list(self.assets)}, the market data "
+                               f"holds {list(data.assets)}")
+        b = self.bar_index(data)
+        acct = np.zeros(L.N_ACCT)
+        for name, i in ACCOUNT_FIELDS.items():
+            acct[i] = self.values[name]
+        book = np.zeros((len(self.assets), L.N_BOOK))
+        for a, asset in enumerate(self.assets):
+            row = self.book[asset]
+            for name, i in BOOK_FIELDS.items():
+                book[a, i] = row[name]
+            book[a, L.OPENED_AT] = b - row["bars_held"] if row["quantity"] else 0.0
+        hist = np.asarray(self.risk_history, dtype=np.float64).reshape(-1, N_RISK).copy()
+        return acct, book, hist, b
+
+    def observe(self, data: MarketArrays, config) -> dict[str, np.ndarray]:
+        """The env's observation of this account at its bar (batch axis 1): the same
+        ``observe_batch`` the env runs, on the same state."""
+        acct, book, hist, b = self.to_state(data)
+        if len(hist) != config.risk_window:
+            raise AccountError(f"the account keeps {len(hist)} risk vectors, the model "
+                               f"observes {config.risk_window}")
+        obs = empty_observation(data, config)
+        observe_batch(acct[None], book[None], hist[None], data.mkt, data.feats,
+                      pack_params(config), np.array([b], dtype=np.int64),
+                      np.ones(1, dtype=bool), obs["market"], obs["risk"], obs["portfolio"])
+        return obs
+
+    def positions(self) -> dict[str, float]:
+        """Signed position (base units) per asset."""
+        return {asset: row["quantity"] for asset, row in self.book.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "assets": list(self.assets),
+            "bar_time": self.bar_time,
+            "values": self.values,
+            "book": self.book,
+            "risk_history": self.risk_history,
+            "pending": self.pending,
+            "meta": self.meta,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Account:
+        """The inverse of to_dict, checked: every field present and numeric."""
+        try:
+            if raw.get("format") != FORMAT:
+                raise AccountError(f"account format {raw.get('format')!r}, expected {FORMAT}")
+            assets = tuple(str(a) for a in raw["assets"])
+            values = {name: float(raw["values"][name]) for name in ACCOUNT_FIELDS}
+            book = {
+                asset: {name: float(raw["book"][asset][name])
+                        for name in (*BOOK_FIELDS, "bars_held")}
+                for asset in assets
+            }
+            history = [[float(x) for x in row] for row in raw["risk_history"]]
+            pending = raw.get("pending")
+            pending = {k: float(v) for k, v in pending.items()} if pending else None
+            bar_time = int(raw["bar_time"])
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            if isinstance(err, AccountError):
+                raise
+            raise AccountError(f"unreadable account: {type(err).__name__}: {err}") from err
+        if any(len(row) != N_RISK for row in history) or not history:
+            raise AccountError(f"risk_history rows must hold {N_RISK} values {RISK_FEATURES}")
+        return cls(assets, bar_time, values, book, history, pending, dict(raw.get("meta") or {}))
+
+    @classmethod
+    def from_json(cls, text: str) -> Account:
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise AccountError(f"account is not JSON: {err}") from err
+        if not isinstance(raw, Mapping):
+            raise AccountError("an account is a JSON object")
+        return cls.from_dict(raw)
+
+
+def empty_observation(data: MarketArrays, config) -> dict[str, np.ndarray]:
+    """Observation buffers of one account (batch axis 1), as the env allocates them."""
+    return {
+        "market": np.empty((1, config.window, data.n_assets, len(data.features)), np.float32),
+        "risk": np.empty((1, config.risk_window, N_RISK), np.float32),
+        "portfolio": np.empty((1, data.n_assets, N_PORTFOLIO), np.float32),
+    }
+
+
+def _iso(ns: int) -> str:
+    import pandas as pd
+
+    return pd.Timestamp(ns, tz="UTC").isoformat()
+

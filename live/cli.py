@@ -1,0 +1,149 @@
+"""`quantum live`: run, inspect and stop paper-trading sessions.
+
+    quantum live start --replay --model-path RUN [--data-path STORE] [--start T --end T]
+    quantum live status --session-dir DIR [--json]
+    quantum live stop --session-dir DIR
+
+A session folder holds everything (live.journal); starting a folder that has a session
+resumes it where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from rl.cli_input import user_errors
+
+app = typer.Typer(help="Paper trading on the env's execution model.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+@app.command("start")
+def start_command(
+    session_dir: Annotated[Path, typer.Option(help="Session folder (created or resumed).")],
+    model_path: Annotated[Path | None, typer.Option(help="Run folder or checkpoint.")] = None,
+    replay: Annotated[
+        bool, typer.Option(help="Replay stored bars as if they arrived live (paper on history).")
+    ] = False,
+    data_path: Annotated[Path | None, typer.Option(help="Market store.")] = None,
+    symbols: Annotated[str | None, typer.Option(help="Symbols of the store to trade.")] = None,
+    exchange: Annotated[str | None, typer.Option(help="Exchange in the store.")] = None,
+    synthetic_seed: Annotated[int | None, typer.Option(help="A fresh synthetic market.")] = None,
+    synthetic_days: Annotated[float | None, typer.Option(help="Days of that market.")] = None,
+    start: Annotated[str | None, typer.Option(help="First decision time (UTC).")] = None,
+    end: Annotated[str | None, typer.Option(help="Last bar time (UTC).")] = None,
+    last_days: Annotated[float | None, typer.Option(help="Only the last N days.")] = None,
+    initial_capital: Annotated[float | None, typer.Option(help="Starting USDC.")] = None,
+    max_drawdown: Annotated[float, typer.Option(help="Kill switch: drawdown from peak.")] = 0.2,
+    daily_loss: Annotated[float, typer.Option(help="Kill switch: loss since 00:00 UTC.")] = 0.1,
+    max_psi: Annotated[
+        float | None, typer.Option(help="Kill switch: feature drift (PSI) vs training data.")
+    ] = None,
+    psi_bars: Annotated[int, typer.Option(help="Recent bars the drift test reads.")] = 1440,
+    serve_url: Annotated[
+        str | None, typer.Option(help="Decide through a running `quantum serve` (key in "
+                                 "$QUANTUM_API_KEY) instead of in process.")
+    ] = None,
+    alert_webhook: Annotated[
+        str | None, typer.Option(help="POST every alert here as JSON.")
+    ] = None,
+    allow_in_sample: Annotated[
+        bool, typer.Option(help="Allow a span that overlaps the run's training data.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Final status as JSON.")] = False,
+) -> None:
+    """Start (or resume) a paper-trading session; a progress line per bar."""
+    from backtest.run import BacktestOptions
+    from live.monitors import KillSwitch
+    from live.run import replay_session
+    from live.session import status_of
+
+    if not replay:
+        raise typer.BadParameter(
+            "only --replay sessions are built so far: live bars from an exchange come next "
+            "(see README, Paper trading)"
+        )
+    with user_errors():
+        market = None
+        if model_path is not None:
+            from backtest.cli import evaluation_market
+            from rl.checkpoint import TrainedRun
+
+            market = evaluation_market(TrainedRun.open(model_path), data_path, synthetic_seed,
+                                       synthetic_days, symbols, exchange)
+        options = BacktestOptions(start=start, end=end, last_days=last_days,
+                                  initial_capital=initial_capital)
+        kill = KillSwitch(max_drawdown=max_drawdown, daily_loss=daily_loss, max_psi=max_psi,
+                          psi_bars=psi_bars)
+        session = replay_session(session_dir, model_path, market, options, kill, serve_url,
+                                 alert_webhook, allow_in_sample)
+        session.session.on_bar = _progress
+        state = session.run()
+    status = status_of(state)
+    if as_json:
+        typer.echo(json.dumps(status))
+    else:
+        _show(status)
+    lat = session.session.latencies
+    if lat:
+        console.print(f"bar close -> decision: p50 {_q(lat, 50):.1f} ms, p99 {_q(lat, 99):.1f} ms "
+                      f"over {len(lat)} decisions")
+
+
+@app.command("status")
+def status_command(
+    session_dir: Annotated[Path, typer.Option(help="Session folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="As JSON.")] = False,
+) -> None:
+    """Positions, equity, P&L today, last bar and signal, drift, kill-switch state."""
+    from live.journal import read_state
+    from live.session import status_of
+
+    with user_errors():
+        state = read_state(session_dir)
+        if state is None:
+            raise FileNotFoundError(f"{session_dir}: no session here")
+    status = status_of(state)
+    if as_json:
+        typer.echo(json.dumps(status))
+    else:
+        _show(status)
+
+
+@app.command("stop")
+def stop_command(
+    session_dir: Annotated[Path, typer.Option(help="Session folder.")],
+) -> None:
+    """Ask the session's loop to stop after the bar it is on (it keeps its book)."""
+    from live.journal import Journal, read_state
+
+    with user_errors():
+        if read_state(session_dir) is None:
+            raise FileNotFoundError(f"{session_dir}: no session here")
+        Journal(session_dir).request_stop()
+    console.print(f"stop requested: {session_dir}")
+
+
+def _progress(status: dict) -> None:
+    kill = status["kill_switch"]
+    positions = ", ".join(f"{a} {q:+.4g}" for a, q in status["positions"].items()) or "flat"
+    console.print(f"{status['last_bar']} {status['status']} equity {status['equity']:,.2f} "
+                  f"today {status['pnl_today']:+,.2f} [{positions}]"
+                  + (f" KILL {kill['rule']}" if kill else ""), soft_wrap=True, highlight=False)
+
+
+def _show(status: dict) -> None:
+    for key, value in status.items():
+        if key != "last_signal":
+            console.print(f"{key:>15}: {value}", soft_wrap=True)
+
+
+def _q(values: list[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(values, q) * 1e3)
