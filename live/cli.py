@@ -55,6 +55,10 @@ def start_command(
     allow_in_sample: Annotated[
         bool, typer.Option(help="Allow a span that overlaps the run's training data.")
     ] = False,
+    wandb: Annotated[
+        bool, typer.Option(help="Log equity, P&L, drift and alerts to W&B (offline unless a "
+                           "key is configured).")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Final status as JSON.")] = False,
 ) -> None:
     """Start (or resume) a paper-trading session; a progress line per bar."""
@@ -82,8 +86,13 @@ def start_command(
                           psi_bars=psi_bars)
         session = replay_session(session_dir, model_path, market, options, kill, serve_url,
                                  alert_webhook, allow_in_sample)
-        session.session.on_bar = _progress
-        state = session.run()
+        tracker = _tracker(session_dir, session.session) if wandb else None
+        session.session.on_bar = lambda status: _progress(status, tracker)
+        try:
+            state = session.run()
+        finally:
+            if tracker is not None:
+                tracker.finish()
     status = status_of(state)
     if as_json:
         typer.echo(json.dumps(status))
@@ -129,7 +138,28 @@ def stop_command(
     console.print(f"stop requested: {session_dir}")
 
 
-def _progress(status: dict) -> None:
+def _tracker(session_dir: Path, session):
+    """The session's W&B run (rl.tracking: offline unless a key is configured); alerts are
+    logged to it as they are sent."""
+    from rl.tracking import Tracker
+
+    Path(session_dir).mkdir(parents=True, exist_ok=True)
+    tracker = Tracker(Path(session_dir), "quantum-live",
+                      session.settings.model_dump(mode="json"), tags=("paper",))
+    session.alerts.sinks.append(
+        lambda alert: tracker.summary({f"alert/{alert['kind']}": alert["message"]})
+    )
+    return tracker
+
+
+def _progress(status: dict, tracker) -> None:
+    if tracker is not None:
+        metrics = {k: status[k] for k in ("equity", "pnl_today", "drawdown", "fees", "funding")}
+        metrics["gross_positions"] = float(len(status["positions"]))
+        metrics["kill_switch"] = float(status["kill_switch"] is not None)
+        if status["drift_psi_max"] is not None:
+            metrics["drift_psi_max"] = status["drift_psi_max"]
+        tracker.log(metrics, step=status["bars"])
     kill = status["kill_switch"]
     positions = ", ".join(f"{a} {q:+.4g}" for a, q in status["positions"].items()) or "flat"
     console.print(f"{status['last_bar']} {status['status']} equity {status['equity']:,.2f} "

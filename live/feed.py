@@ -11,6 +11,7 @@ arrays built from a longer history: tests/unit/live/test_feed.py checks it bit f
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -38,9 +39,14 @@ class ReplayFeed:
         """The session's first decision bar."""
         return Tick(int(self.frame.index.asi8[self.first]), arrays_upto(self.frame, self.first))
 
+    def _tick(self, bar: int) -> Tick:
+        received = time.perf_counter()
+        return Tick(int(self.frame.index.asi8[bar]), arrays_upto(self.frame, bar),
+                    received=received)
+
     def ticks(self, last_bar: int) -> Iterator[Tick]:
         """Every bar after ``last_bar`` (ns) up to the span's end."""
         stamps = self.frame.index.asi8
         b = int(np.searchsorted(stamps, last_bar, side="right"))
         for bar in range(max(b, self.first + 1), self.last + 1):
-            yield Tick(int(stamps[bar]), arrays_upto(self.frame, bar))
+            yield self._tick(bar)

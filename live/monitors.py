@@ -47,14 +47,10 @@ class Breach:
 def account_breach(limits: KillSwitch, equity: float, peak: float, day_start: float
                    ) -> Breach | None:
     """Drawdown from the session's peak, then the day's loss."""
-    if limits.max_drawdown is not None and peak > 0:
-        drawdown = 1.0 - equity / peak
-        if drawdown >= limits.max_drawdown:
-            return Breach("max_drawdown", drawdown, limits.max_drawdown)
-    if limits.daily_loss is not None and day_start > 0:
-        loss = 1.0 - equity / day_start
-        if loss >= limits.daily_loss:
-            return Breach("daily_loss", loss, limits.daily_loss)
+    if limits.max_drawdown is not None and equity <= peak * (1.0 - limits.max_drawdown):
+        return Breach("max_drawdown", 1.0 - equity / peak, limits.max_drawdown)
+    if limits.daily_loss is not None and equity <= day_start * (1.0 - limits.daily_loss):
+        return Breach("daily_loss", 1.0 - equity / day_start, limits.daily_loss)
     return None
 
 

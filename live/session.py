@@ -65,6 +65,9 @@ class Tick:
     data: MarketArrays
     errors: int = 0
     """Consecutive exchange errors the feed met before this bar."""
+    received: float = field(default_factory=time.perf_counter)
+    """When the feed learned the bar closed (perf_counter), before it built the arrays:
+    decision latencies count from here."""
 
 
 @dataclass
@@ -114,17 +117,19 @@ class PaperSession:
                 tick = first()
                 state = self.start_state(tick.data, int(np.searchsorted(tick.data.timestamps,
                                                                          tick.bar_time)))
-                self.journal.clear_stop()
                 book = self._book(state)
                 lines = self._decide(book, tick, state)
                 self._commit(state, book, lines)
             book = self._book(state)
+            if state["status"] == STOPPED:
+                state["status"] = RUNNING  # started again after a stop: trade on
             if state["status"] != RUNNING:
                 return state
             for tick in ticks(state["last_bar"]):
                 if self.journal.stop_requested():
                     state["status"] = STOPPED
                     self._commit(state, book, {})
+                    self.journal.clear_stop()
                     break
                 lines = self._bar(book, tick, state, max_steps)
                 self._commit(state, book, lines)
@@ -145,7 +150,6 @@ class PaperSession:
 
     def _bar(self, book: PaperBook, tick: Tick, state: dict[str, Any],
              max_steps: int | None) -> dict[str, list[dict]]:
-        arrived = time.perf_counter()
         result = book.on_bar(tick.data, tick.bar_time, None)
         lines = _result_lines(result, tick.data)
         state["last_bar"] = tick.bar_time
@@ -172,7 +176,7 @@ class PaperSession:
             state["status"] = FINISHED if self.settings.replay else STOPPED
             return lines
         decision = self._decide(book, tick, state)
-        self.latencies.append(time.perf_counter() - arrived)
+        self.latencies.append(time.perf_counter() - tick.received)
         for name, rows in decision.items():
             lines.setdefault(name, []).extend(rows)
         return lines
