@@ -112,6 +112,22 @@ class Account:
         return cls.from_state(state["acct"][0], state["book"][0], state["hist"][0], data, bar)
 
     @classmethod
+    def with_positions(cls, data: MarketArrays, config, bar: int, equity: float,
+                       notionals: np.ndarray) -> Account:
+        """An account holding ``notionals`` (signed USDC per asset, at bar ``bar``'s marks)
+        with ``equity`` and no history (envs.core.incremental.reset_into_book)."""
+        from envs.core.accounting import bracket_arrays
+        from envs.core.incremental import reset_into_book
+
+        state = new_state(1, data.n_assets, config.risk_window, N_RISK)
+        qty = np.asarray(notionals, dtype=np.float64) / data.mkt[bar, :, L.M_MARK]
+        margin = config.margin
+        reset_into_book(state["acct"][0], state["book"][0], state["hist"][0], data.mkt,
+                        pack_params(config), *bracket_arrays(margin.brackets, margin.allowances()),
+                        bar, float(data.days[bar]), float(equity), qty)
+        return cls.from_state(state["acct"][0], state["book"][0], state["hist"][0], data, bar)
+
+    @classmethod
     def from_state(cls, acct: np.ndarray, book: np.ndarray, hist: np.ndarray,
                    data: MarketArrays, bar: int, pending: Mapping[str, float] | None = None,
                    ) -> Account:

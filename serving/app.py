@@ -6,7 +6,10 @@ deployment through a DeploymentHandle.
 
 Routes (every one but the health checks needs the ``X-API-Key`` header):
 
-- ``POST /v1/signals``            bars or an observation in, per-asset signals out (batched)
+- ``POST /v1/signals``            bars or an observation in, per-asset signals out (batched);
+                                  with bars, the account: a full one (``account``), a live
+                                  session's (``account_id``) or positions (``portfolio``)
+- ``GET  /v1/live/{session_id}``  a `quantum live` session's status (with ``live_dir``)
 - ``POST /v1/backtests``          start a backtest job (a Ray task), returns its id at once
 - ``GET  /v1/backtests/{job_id}`` status, metrics and the report's path
 - ``GET  /v1/models``             the loaded checkpoint, assets, observation spec
@@ -21,6 +24,8 @@ failure is a 500 with code ``internal`` and no traceback or input echoed back.
 # no `from __future__ import annotations`: Serve rebuilds the ingress class's routes in the
 # replica, where FastAPI must resolve the request and response models from real annotations
 import logging
+import re
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -33,6 +38,7 @@ from ray.serve.handle import DeploymentHandle
 from serving.auth import API_KEY_HEADER, digest, key_matches
 from serving.deployments import PolicyServer
 from serving.schemas import (
+    SESSION_ID,
     BacktestJob,
     BacktestRequest,
     ChatRequest,
@@ -178,8 +184,9 @@ class Gateway(PolicyServer):
     def __init__(self, backtests: DeploymentHandle, key_digests: tuple[str, ...],
                  max_batch_size: int = 32, batch_wait_s: float = 0.0005,
                  chat: DeploymentHandle | None = None, chat_per_minute: float = 30.0,
-                 chat_burst: int = 5) -> None:
+                 chat_burst: int = 5, live_dir: str | None = None) -> None:
         self._setup_policy(max_batch_size, batch_wait_s)
+        self.live_dir = Path(live_dir) if live_dir else None
         self.backtests = backtests
         self.chat = chat
         self.chat_limit = RateLimiter(chat_per_minute, chat_burst)
@@ -211,11 +218,46 @@ class Gateway(PolicyServer):
         self._auth(key)
         if (body.bars is None) == (body.observation is None):
             raise ApiError(422, "invalid_request", "send either bars or an observation")
+        held = [k for k in ("portfolio", "account", "account_id") if getattr(body, k) is not None]
+        if len(held) > 1:
+            raise ApiError(422, "invalid_request", f"send one of {held}, not several")
+        if held and body.bars is None:
+            raise ApiError(422, "invalid_request", f"{held[0]} goes with bars (a ready "
+                           "observation already holds the account)")
+        if body.account_id is not None:
+            account = self._live_state(body.account_id)["account"]
+            body = body.model_copy(update={"account": account, "account_id": None})
         self._check_model(body.model)
         try:
             return await self.signal(body)
         except Exception as err:
             raise _input_error(err) from err
+
+    @api.get("/v1/live/{session_id}")
+    async def live_status(self, session_id: str, key: str | None = Depends(_key_header)) -> dict:
+        """A live session's status, as `quantum live status --json` shows it."""
+        from live.session import status_of
+
+        self._auth(key)
+        return status_of(self._live_state(session_id))
+
+    def _live_state(self, session_id: str) -> dict:
+        """The committed state of a session folder under live_dir; the id is a plain name
+        (no path), and errors never show server paths."""
+        from live.journal import JournalError, read_state
+
+        if self.live_dir is None:
+            raise ApiError(404, "live_disabled", "this service has no live_dir")
+        if not re.fullmatch(SESSION_ID, session_id):
+            raise ApiError(422, "invalid_request", "a session id is a plain folder name")
+        try:
+            state = read_state(self.live_dir / session_id)
+        except JournalError as err:
+            raise ApiError(503, "session_unreadable", f"session {session_id!r} has no "
+                           "readable state") from err
+        if state is None:
+            raise ApiError(404, "unknown_session", f"no live session {session_id!r}")
+        return state
 
     @api.post("/v1/backtests", response_model=BacktestJob, status_code=202)
     async def start_backtest(self, body: BacktestRequest,
@@ -308,4 +350,4 @@ def build_app(args: dict) -> serve.Application:
     return gateway.bind(backtests, digests, int(args.get("max_batch_size", 32)),
                         float(args.get("batch_wait_s", 0.0005)), chat,
                         float(args.get("chat_per_minute", 30.0)),
-                        int(args.get("chat_burst", 5)))
+                        int(args.get("chat_burst", 5)), args.get("live_dir"))

@@ -78,6 +78,10 @@ def serve_command(
         Path | None, typer.Option(help="Market store that keeps the chatbot's facts live.")
     ] = None,
     exchange: Annotated[str | None, typer.Option(help=EXCHANGE_HELP)] = None,
+    live_dir: Annotated[
+        Path | None, typer.Option(help="Folder of `quantum live` session folders: their status "
+                                  "at /v1/live/{id}, their accounts as account_id in signals.")
+    ] = None,
 ) -> None:
     """Serve trading signals and backtests (and the chatbot) over HTTP until interrupted."""
     from rl.cli_input import user_errors
@@ -123,8 +127,9 @@ def serve_command(
 
     init_ray()
     serve.start(http_options={"host": host, "port": port})
+    extra = {"live_dir": str(live_dir.resolve())} if live_dir is not None else {}
     app = build_app({"model_path": str(model_path), "replicas": replicas, "key_digests": digests,
-                     **chat})
+                     **chat, **extra})
     serve.run(app, name="quantum", route_prefix="/")
     console.print(f"serving {model_path} on http://{host}:{port} (OpenAPI: /openapi.json)")
     if ingress is not None:

@@ -72,7 +72,8 @@ class PolicyServer:
         stamp = None
         if request.bars is not None:
             obs, last = await asyncio.to_thread(
-                observation_from_bars, request.bars, policy.spec, request.portfolio
+                observation_from_bars, request.bars, policy.spec, request.portfolio,
+                request.account,
             )
             stamp = last.isoformat()
         else:

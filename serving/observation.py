@@ -18,9 +18,11 @@ long-history env by up to ~1e-3; from ``settled_bars`` (transient < 1e-8) every 
 agrees to float32 rounding (bb_wband_z may drift ~1e-7: pandas' online rolling std
 depends on where the series starts).
 
-Risk and portfolio parts are the env's right after a reset into the given book:
-exposure, leverage and margin ratio by its formulas; what needs history the request
-lacks (entry, bars held, orders, stops, returns, drawdown, day PnL, volatility) is 0.
+Risk and portfolio parts are the env's own (envs.account.Account.observe runs the env's
+observe_batch): of the full account when the request sends one (as ``quantum live``
+keeps it: entries, bars held, working orders, stops, risk history), else of the env's
+state right after a reset into the given positions (envs.core.incremental.reset_into_book:
+no history, so entry = mark, nothing held yet), else of a flat account.
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ import math
 import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from gymnasium import spaces
 
 from envs import spaces as env_spaces
+from envs.account import Account, AccountError
 from envs.config import EnvConfig, MarginConfig
 from envs.core.accounting import bracket_arrays, maintenance_margin
 from envs.core.observe import PORTFOLIO_FEATURES, RISK_FEATURES
@@ -88,6 +92,8 @@ class ObservationSpec:
     """Bars from which every feature matches a long-history env to float32 rounding."""
     timeframe_ms: int = 60_000
     margin: MarginConfig = field(default_factory=MarginConfig)
+    env_config: EnvConfig = field(default_factory=EnvConfig)
+    """The run's env config: the account part is observed with it."""
 
     @classmethod
     def from_spaces(
@@ -118,6 +124,7 @@ class ObservationSpec:
             settled_bars=min_bars + _settle_bars(FeatureConfig()),
             timeframe_ms=timeframe_ms,
             margin=margin,
+            env_config=env_config,
         )
 
     @property
@@ -187,11 +194,15 @@ def observation_from_bars(
     bars: Mapping[str, Sequence[Bar | Mapping]],
     spec: ObservationSpec,
     portfolio: PortfolioState | None = None,
+    account: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, np.ndarray], pd.Timestamp]:
     """The observation after the last bar (batch axis 1) and that bar's open time (UTC).
 
-    Bars may be schema models or their dicts (``model_dump``), oldest first.
+    Bars may be schema models or their dicts (``model_dump``), oldest first. ``account``
+    (an envs.account.Account dict at the last bar) or ``portfolio``, not both.
     """
+    if portfolio is not None and account is not None:
+        raise InputError("invalid_request", "send an account or a portfolio, not both")
     if spec.n_features != len(OBS_FEATURES):
         detail = {"model_features": spec.n_features, "bar_features": len(OBS_FEATURES)}
         _raise("bars_unsupported", "model observes other features: send observations", [detail])
@@ -203,8 +214,9 @@ def observation_from_bars(
     undefined = _undefined(features, spec, names)
     _raise("undefined_features", "features undefined in the window (flat prices?)", undefined)
     last = slice(len(frame) - spec.window, None)  # the env's stacking; only the window is read
-    market = MarketArrays.from_frames(frame[last], features[last]).feats[None]
-    return {"market": market, **_account(portfolio, spec)}, frame.index[-1]
+    data = MarketArrays.from_frames(frame[last], features[last])
+    held = _account(account, portfolio, data, spec)
+    return held.observe(data, spec.env_config), frame.index[-1]
 
 
 def observation_from_arrays(obs: Observation, spec: ObservationSpec) -> dict[str, np.ndarray]:
@@ -337,20 +349,35 @@ def _undefined(features: pd.DataFrame, spec: ObservationSpec, names: dict[str, s
     return out
 
 
-def _account(portfolio: PortfolioState | None, spec: ObservationSpec) -> dict[str, np.ndarray]:
-    """Risk and portfolio parts for the given book (see module docstring); flat by default."""
-    risk = np.zeros((1, spec.risk_window, spec.n_risk), np.float32)
-    book = np.zeros((1, len(spec.assets), spec.n_portfolio), np.float32)
-    if portfolio is None or not portfolio.positions:
-        return {"risk": risk, "portfolio": book}
-    notional = np.zeros(len(spec.assets))
-    for name, asset in resolve_assets(portfolio.positions, spec, require_all=False).items():
-        notional[spec.assets.index(asset)] = portfolio.positions[name]
-    equity = portfolio.equity
-    brackets = bracket_arrays(spec.margin.brackets, spec.margin.allowances())
-    maint = sum(maintenance_margin(abs(x), *brackets) for x in notional if x != 0.0)
-    book[0, :, PORTFOLIO_FEATURES.index("exposure")] = notional / equity
-    leverage = np.abs(notional).sum() / equity / spec.max_leverage
-    risk[0, -1, RISK_FEATURES.index("leverage_used")] = leverage  # the newest row, as observe()
-    risk[0, -1, RISK_FEATURES.index("margin_ratio")] = maint / equity
-    return {"risk": risk, "portfolio": book}
+def _account(account: Mapping[str, Any] | None, portfolio: PortfolioState | None,
+             data: MarketArrays, spec: ObservationSpec) -> Account:
+    """The request's account at the data's last bar (see module docstring)."""
+    bar = data.n_bars - 1
+    cfg = spec.env_config
+    if account is not None:
+        try:
+            held = Account.from_dict(account)
+        except AccountError as err:
+            raise InputError("bad_account", str(err)) from err
+        names = resolve_assets(held.assets, spec)
+        held.assets = tuple(names[a] for a in held.assets)
+        held.book = {names[a]: row for a, row in held.book.items()}
+        if held.assets != spec.assets:
+            raise InputError("bad_account", f"the account lists the assets {list(held.assets)}; "
+                             f"the model's order is {list(spec.assets)}")
+        if held.bar_time != int(data.timestamps[bar]):
+            at = pd.Timestamp(held.bar_time, tz="UTC")
+            raise InputError("bad_account", f"the account is at {at.isoformat()}, the last "
+                             f"bar at {pd.Timestamp(data.timestamps[bar], tz='UTC').isoformat()}"
+                             "; send bars up to the account's bar")
+        if len(held.risk_history) != cfg.risk_window:
+            raise InputError("bad_account", f"the account keeps {len(held.risk_history)} risk "
+                             f"vectors, the model observes {cfg.risk_window}")
+        return held
+    notionals = np.zeros(len(spec.assets))
+    equity = cfg.initial_balance
+    if portfolio is not None:
+        for name, asset in resolve_assets(portfolio.positions, spec, require_all=False).items():
+            notionals[spec.assets.index(asset)] = portfolio.positions[name]
+        equity = portfolio.equity
+    return Account.with_positions(data, cfg, bar, equity, notionals)

@@ -6,13 +6,15 @@ a 422 with the offending field named, never a 500 deeper in the model.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 MAX_BARS = 20_000
+SESSION_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""A live session's id: its folder's name (no separators, no leading dot)."""
 """Most bars accepted per asset in one request (about two weeks of minute bars)."""
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
@@ -62,6 +64,14 @@ class SignalRequest(BaseModel):
     )
     observation: Observation | None = None
     portfolio: PortfolioState | None = None
+    account: dict[str, Any] | None = Field(
+        None, description="The full account at the last bar, as `quantum live` keeps it "
+        "(session.json's account: envs.account.Account); with bars only.",
+    )
+    account_id: str | None = Field(
+        None, pattern=SESSION_ID, description="A live session of this service whose account "
+        "to use (its `quantum live` session folder under the service's live_dir).",
+    )
     model: str | None = Field(None, description="Model id (default: the served one).")
 
 

@@ -17,7 +17,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from envs.core.step import begin_step, finish_step, run_bar
+from envs.core.accounting import mark_to_market
+from envs.core.layout import ENTRY, M_MARK, OPENED_AT, QTY
+from envs.core.observe import record_risk
+from envs.core.step import begin_step, finish_step, reset_account, run_bar
 
 
 @njit(cache=True)
@@ -38,3 +41,22 @@ def advance_bar(acct, book, mkt, days, params, floors, rates, allowances, b, eve
 def close_step(acct, book, hist, mkt, params, b, before, drawdown_before, terms):
     """The step's accounting after its last bar b; returns the reward (see step.finish_step)."""
     return finish_step(acct, book, hist, mkt, params, b, before, drawdown_before, terms)
+
+
+@njit(cache=True)
+def reset_into_book(acct, book, hist, mkt, params, floors, rates, allowances, b, day, equity,
+                    qty):
+    """An episode's first state, but holding ``qty`` (base units per asset) entered at bar
+    b's marks with ``equity``: what a client that knows only its positions and equity
+    stands for (nothing held long enough to have a history). The risk vector is recorded
+    as reset_batch records it, on this book."""
+    reset_account(acct, book, hist, b, day, equity)
+    gross = 0.0
+    for a in range(book.shape[0]):
+        if qty[a] != 0.0:
+            book[a, QTY] = qty[a]
+            book[a, ENTRY] = mkt[b, a, M_MARK]
+            book[a, OPENED_AT] = b
+            gross += abs(qty[a]) * mkt[b, a, M_MARK]
+    mark_to_market(acct, book, mkt, b, floors, rates, allowances)
+    record_risk(acct, hist, params, 0.0, gross)

@@ -27,6 +27,8 @@ class Served:
     results: Path
     runs: tuple[Path, Path]
     """Two trained runs (different seeds): the served one and a swap target."""
+    live: Path
+    """The service's live_dir (paper sessions it reports on)."""
 
     def client(self, key: str | None = API_KEY, timeout: float = 30.0) -> httpx.Client:
         headers = {API_KEY_HEADER: key} if key else {}
@@ -54,10 +56,12 @@ def start(runs: tuple[Path, Path], results: Path) -> Served:
 
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
+    live = results.parent / "live"
+    live.mkdir(parents=True, exist_ok=True)
     app = build_app({"model_path": str(runs[0]), "key_digests": [digest(API_KEY)],
-                     "results_dir": str(results)})
+                     "results_dir": str(results), "live_dir": str(live)})
     serve.run(app, name="quantum", route_prefix="/")
-    return Served(f"http://127.0.0.1:{port}", results, runs)
+    return Served(f"http://127.0.0.1:{port}", results, runs, live)
 
 
 def observation_json(seed: int = 0, n: int = 1) -> list[dict]:

@@ -69,6 +69,64 @@ def test_signal_from_an_observation_is_the_module_decision(served):
     assert math.isfinite(body["value"]) and body["data_timestamp"] is None
 
 
+def test_a_live_sessions_account_is_served_and_its_status_reported(served):
+    """A paper session of the served run: /v1/live/{id} shows its status, and a signal
+    for its account (by account_id) is the module's action on the env's observation of
+    that account (the session's own observation code)."""
+    from envs.account import Account
+    from envs.registry import aligned_for
+    from live.feed import arrays_upto
+    from live.run import replay_session
+    from live.session import status_of
+    from rl.checkpoint import TrainedRun
+
+    trained = TrainedRun.open(served.runs[0])
+    replay = replay_session(served.live / "paper-1", served.runs[0], trained.market)
+    state = replay.run()
+    frame = aligned_for(trained.market.keys())
+    account = Account.from_dict(state["account"])
+    bar = int(np.searchsorted(frame.index.asi8, account.bar_time))
+    data = arrays_upto(frame, bar)
+    obs = account.observe(data, trained.env)
+    with torch.no_grad():
+        expected = trained.module.act({k: torch.from_numpy(v) for k, v in obs.items()}, True)
+    ms = frame.index.as_unit("ms").asi8
+    bars = {
+        asset: [
+            {"timestamp": int(ms[i]), **{f: float(frame[(asset, f)].iloc[i])
+                                         for f in ("open", "high", "low", "close", "volume",
+                                                   "mark")},
+             "funding_rate": float(frame[(asset, "funding_rate")].iloc[i])
+             if frame[(asset, "funding_event")].iloc[i] else None}
+            for i in range(bar + 1)
+        ]
+        for asset in data.assets
+    }
+
+    with served.client() as client:
+        status = client.get("/v1/live/paper-1").json()
+        by_id = client.post("/v1/signals", json={"bars": bars, "account_id": "paper-1"})
+        by_value = client.post("/v1/signals", json={"bars": bars, "account": state["account"]})
+        escape = client.get("/v1/live/..%2F..%2Fetc")
+        hidden = client.get("/v1/live/..")
+        unknown = client.post("/v1/signals", json={"bars": bars, "account_id": "nope"})
+        both = client.post("/v1/signals", json={"bars": bars, "account_id": "paper-1",
+                                                "portfolio": {"positions": {}}})
+
+    assert status == json.loads(json.dumps(status_of(state)))
+    assert by_id.status_code == 200, by_id.text
+    assert by_id.json()["signals"] == by_value.json()["signals"]
+    got = by_id.json()["signals"]
+    np.testing.assert_array_equal([s["decision"] for s in got],
+                                  [("short", "flat", "long")[d]
+                                   for d in expected.actions["trade"][0].tolist()])
+    np.testing.assert_allclose([s["size"] for s in got], expected.actions["size"][0].numpy())
+    assert escape.status_code in (404, 422) and "etc" not in escape.text
+    assert hidden.status_code in (404, 422) and str(served.live) not in hidden.text
+    assert unknown.status_code == 404 and unknown.json()["code"] == "unknown_session"
+    assert both.status_code == 422
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [

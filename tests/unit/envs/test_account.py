@@ -54,6 +54,8 @@ def test_an_env_account_round_trips_through_json_and_observes_as_the_env(data):
     np.testing.assert_array_equal(acct[keep], s["acct"][0][keep])
     held = book[:, L.QTY] != 0
     np.testing.assert_array_equal(book[held], s["book"][0][held])
+    head = int(s["acct"][0][L.HIST_HEAD])  # the env's ring, oldest first
+    np.testing.assert_array_equal(hist, np.roll(s["hist"][0], -head, axis=0))
 
 
 def test_an_account_on_data_without_its_bar_or_assets_is_refused(data):

@@ -365,3 +365,69 @@ def test_a_space_that_the_env_config_would_not_make_is_refused():
 
     with pytest.raises(ValueError, match="does not match"):
         ObservationSpec.from_spaces(space, SYMBOLS, config)
+
+
+def test_a_served_account_observes_as_the_backtest_bit_for_bit_over_a_whole_backtest(
+    aligned, all_bars, env_data
+):
+    """Every decision of a backtest: the bars up to it and the account a paper book kept
+    (as `quantum live` serialises it) give the backtest's observation exactly."""
+    from backtest.engine import backtest_config, run_policy, span_steps
+    from envs.account import Account
+    from envs.spaces import action_space
+    from live.book import PaperBook
+
+    config = EnvConfig(bars_per_step=15)
+    spec = ObservationSpec.from_spaces(
+        observation_space(config, 3, len(OBS_FEATURES)), SYMBOLS, config
+    )
+    start, end = 1600, 2800
+    n_steps = span_steps(env_data, config, start, end)
+
+    def policy(seen, accounts=None):
+        space = action_space(config, 3)
+        space.seed(4)
+
+        def act(obs):
+            seen.append({k: v.copy() for k, v in obs.items()})  # the backtest reuses buffers
+            if accounts is not None:
+                accounts.append(json.loads(book.account.to_json()))
+            action = {k: np.asarray(v)[None] for k, v in space.sample().items()}
+            action["trade"][:] = (len(seen) // 7) % 3  # hold for a while, then turn
+            action["size"][:] = 0.1  # 2x per asset: losses stay under the daily limit
+            action["risk"][:] = 1.0  # wide stops: positions are held
+            return action
+
+        return act
+
+    expected, seen, accounts = [], [], []
+    run_policy(policy(expected), env_data, config, start, end, "p")
+    book = PaperBook(backtest_config(config, n_steps),
+                     Account.fresh(env_data, config.initial_balance, config.risk_window, start))
+    act = policy(seen, accounts)
+    book.decide(env_data, act)
+    for b in range(start + 1, start + n_steps * config.bars_per_step + 1):
+        more = book.steps_done + 1 < n_steps
+        book.on_bar(env_data, int(env_data.timestamps[b]), act if more else None)
+    assert len(accounts) == len(expected) == n_steps
+    assert sum(any(r["quantity"] for r in a["book"].values()) for a in accounts) > n_steps // 2
+    for account, want in zip(accounts, expected, strict=True):
+        b = int(np.searchsorted(env_data.timestamps, account["bar_time"]))
+        served, _ = observation_from_bars({a: bars[: b + 1] for a, bars in all_bars.items()},
+                                          spec, account=account)
+        for part in ("market", "risk", "portfolio"):
+            np.testing.assert_array_equal(served[part], want[part], err_msg=f"{part} at {b}")
+
+
+def test_a_bad_account_is_refused_with_its_code(all_bars, env_data, spec):
+    from envs.account import Account
+
+    account = Account.fresh(env_data, 1e6, spec.risk_window, 2000).to_dict()
+    bars = {a: b[:2001] for a, b in all_bars.items()}
+    with pytest.raises(InputError, match="bad_account") as err:
+        observation_from_bars({a: b[:2002] for a, b in all_bars.items()}, spec, account=account)
+    assert "send bars up to the account's bar" in err.value.message
+    with pytest.raises(InputError, match="not both"):
+        observation_from_bars(bars, spec, PortfolioState(), account)
+    with pytest.raises(InputError, match="bad_account"):
+        observation_from_bars(bars, spec, account={**account, "format": 0})
