@@ -1,6 +1,7 @@
 """`quantum live`: run, inspect and stop paper-trading sessions.
 
     quantum live start --replay --model-path RUN [--data-path STORE] [--start T --end T]
+    quantum live start --model-path RUN --data-path STORE --exchange binanceusdm
     quantum live status --session-dir DIR [--json]
     quantum live stop --session-dir DIR
 
@@ -14,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.console import Console
 
@@ -28,7 +30,8 @@ def start_command(
     session_dir: Annotated[Path, typer.Option(help="Session folder (created or resumed).")],
     model_path: Annotated[Path | None, typer.Option(help="Run folder or checkpoint.")] = None,
     replay: Annotated[
-        bool, typer.Option(help="Replay stored bars as if they arrived live (paper on history).")
+        bool, typer.Option(help="Replay stored bars as if they arrived live (paper on history); "
+                           "without it, live bars from --exchange.")
     ] = False,
     data_path: Annotated[Path | None, typer.Option(help="Market store.")] = None,
     symbols: Annotated[str | None, typer.Option(help="Symbols of the store to trade.")] = None,
@@ -45,6 +48,13 @@ def start_command(
         float | None, typer.Option(help="Kill switch: feature drift (PSI) vs training data.")
     ] = None,
     psi_bars: Annotated[int, typer.Option(help="Recent bars the drift test reads.")] = 1440,
+    stale_bars: Annotated[
+        float, typer.Option(help="Kill switch: no closed bar for this many bar lengths.")
+    ] = 3.0,
+    history_days: Annotated[
+        float, typer.Option(help="Live: days of bars before now the features start from.")
+    ] = 3.0,
+    poll_s: Annotated[float, typer.Option(help="Live: seconds between exchange polls.")] = 5.0,
     serve_url: Annotated[
         str | None, typer.Option(help="Decide through a running `quantum serve` (key in "
                                  "$QUANTUM_API_KEY) instead of in process.")
@@ -63,15 +73,16 @@ def start_command(
 ) -> None:
     """Start (or resume) a paper-trading session; a progress line per bar."""
     from backtest.run import BacktestOptions
-    from live.monitors import KillSwitch
     from live.run import replay_session
-    from live.session import status_of
 
     if not replay:
-        raise typer.BadParameter(
-            "only --replay sessions are built so far: live bars from an exchange come next "
-            "(see README, Paper trading)"
-        )
+        with user_errors():
+            live = _live(session_dir, model_path, data_path, exchange, symbols, history_days,
+                         initial_capital, kill_switch(max_drawdown, daily_loss, max_psi, psi_bars,
+                                                      stale_bars),
+                         serve_url, alert_webhook, poll_s)
+        _finish(live.session, live.run, session_dir, wandb, as_json)
+        return
     with user_errors():
         market = None
         if model_path is not None:
@@ -82,14 +93,57 @@ def start_command(
                                        synthetic_days, symbols, exchange)
         options = BacktestOptions(start=start, end=end, last_days=last_days,
                                   initial_capital=initial_capital)
-        kill = KillSwitch(max_drawdown=max_drawdown, daily_loss=daily_loss, max_psi=max_psi,
-                          psi_bars=psi_bars)
-        session = replay_session(session_dir, model_path, market, options, kill, serve_url,
-                                 alert_webhook, allow_in_sample)
-        tracker = _tracker(session_dir, session.session) if wandb else None
-        session.session.on_bar = lambda status: _progress(status, tracker)
+        kill = kill_switch(max_drawdown, daily_loss, max_psi, psi_bars, stale_bars)
+        replayed = replay_session(session_dir, model_path, market, options, kill, serve_url,
+                                  alert_webhook, allow_in_sample)
+    _finish(replayed.session, replayed.run, session_dir, wandb, as_json)
+
+
+def kill_switch(max_drawdown, daily_loss, max_psi, psi_bars, stale_bars):
+    from live.monitors import KillSwitch
+
+    return KillSwitch(max_drawdown=max_drawdown, daily_loss=daily_loss, max_psi=max_psi,
+                      psi_bars=psi_bars, stale_bars=stale_bars)
+
+
+def _live(session_dir, model_path, data_path, exchange, symbols, history_days, initial_capital,
+          kill, serve_url, alert_webhook, poll_s):
+    """A live paper session: the model's assets on ``exchange``'s perpetuals, the store kept
+    current under ``data_path``, features from ``history_days`` back."""
+    from envs.market_spec import MarketSpec
+    from live.journal import read_state
+    from live.run import live_session
+    from market.schema import asset_of
+    from rl.checkpoint import TrainedRun
+
+    market = None
+    if read_state(session_dir) is None:
+        if model_path is None or data_path is None:
+            raise ValueError("a new live session needs --model-path and --data-path (the store "
+                             "the feed keeps current)")
+        trained = TrainedRun.open(model_path)
+        venue = exchange or (trained.market.exchange if trained.market.stored else None)
+        if venue is None or venue == "synthetic":
+            raise ValueError("give --exchange, the ccxt id of the perpetuals to trade "
+                             "(e.g. binanceusdm)")
+        chosen = [s.strip() for s in (symbols or "").split(",") if s.strip()]
+        chosen = chosen or [f"{asset_of(a)}/USDT:USDT" for a in trained.assets()]
+        start = pd.Timestamp.now(tz="UTC").floor("D") - pd.Timedelta(days=history_days)
+        market = MarketSpec(data_dir=str(data_path), exchange=venue, symbols=tuple(chosen),
+                            timeframe=trained.market.bar_timeframe, start=start.isoformat())
+    return live_session(session_dir, model_path, market, kill, serve_url, alert_webhook,
+                        initial_capital, poll_s=poll_s)
+
+
+def _finish(session, run, session_dir: Path, wandb: bool, as_json: bool) -> None:
+    """Run the session with progress lines (and W&B), then show its final status."""
+    from live.session import status_of
+
+    with user_errors():
+        tracker = _tracker(session_dir, session) if wandb else None
+        session.on_bar = lambda status: _progress(status, tracker)
         try:
-            state = session.run()
+            state = run()
         finally:
             if tracker is not None:
                 tracker.finish()
@@ -98,7 +152,7 @@ def start_command(
         typer.echo(json.dumps(status))
     else:
         _show(status)
-    lat = session.session.latencies
+    lat = session.latencies
     if lat:
         console.print(f"bar close -> decision: p50 {_q(lat, 50):.1f} ms, p99 {_q(lat, 99):.1f} ms "
                       f"over {len(lat)} decisions")

@@ -50,3 +50,144 @@ class ReplayFeed:
         b = int(np.searchsorted(stamps, last_bar, side="right"))
         for bar in range(max(b, self.first + 1), self.last + 1):
             yield self._tick(bar)
+
+
+@dataclass
+class ExchangeFeed:
+    """Closed bars from a ccxt exchange, kept in the store as `quantum data collect` keeps it.
+
+    Every poll runs the collector (market.collector: resumable from the store, only bars
+    closed by the exchange's clock, network errors and 429s retried with backoff, the
+    store's validation and atomic writes), then reads the aligned frame back (the
+    loader's gap policy) and yields each bar not yet traded. A bar is held back until
+    it is complete: its mark-price bar stored for every symbol and, when it closes at a
+    funding time (the last interval each symbol's funding has kept), that funding rate;
+    past ``complete_wait_s`` it goes out as it is and an alert says what was missing.
+
+    With no new bar for ``stale_bars`` bar lengths, or with consecutive failed polls, it
+    yields a tick without data (``Tick.data is None``) so the session can trip its kill
+    switch; the exchange's clock (``exchange.milliseconds``) measures staleness.
+    """
+
+    exchange: object
+    store: object
+    symbols: tuple[str, ...]
+    timeframe: str
+    since: pd.Timestamp
+    """First bar the features read (the market's start); the collector starts there."""
+    poll_s: float = 5.0
+    stale_bars: float = 3.0
+    complete_wait_s: float = 120.0
+    compact_every: int = 120
+    """Compact the store's series every this many polls (each poll appends small files)."""
+    sleep: object = time.sleep
+    max_polls: int | None = None
+    """Stop after this many polls (tests; None: run until the session stops)."""
+    on_incomplete: object = None
+    """Called with a message when a bar goes out incomplete."""
+
+    def __post_init__(self) -> None:
+        from market.schema import timeframe_ms
+
+        self.tf_ns = timeframe_ms(self.timeframe) * 1_000_000
+        self.errors = 0
+        self.polls = 0
+        self.last_error: str | None = None
+
+    def _now_ns(self) -> int:
+        return int(self.exchange.milliseconds()) * 1_000_000
+
+    def poll(self) -> pd.DataFrame | None:
+        """Collect what is new, then the aligned frame (None when nothing is stored yet)."""
+        from market.collect_types import CollectConfig
+        from market.collector import collect
+        from market.exchanges import CollectorError
+        from market.loader import load_aligned
+        from market.validate import DataValidationError
+
+        self.polls += 1
+        config = CollectConfig(exchange=self.exchange.id, symbols=self.symbols,
+                               since=self.since, timeframe=self.timeframe)
+        try:
+            collect(self.exchange, self.store, config, sleep=self.sleep)
+            self.errors = 0
+        except CollectorError as err:
+            self.errors += 1
+            self.last_error = str(err)
+        if self.polls % self.compact_every == 0:
+            for key in self.store.series():
+                if key.exchange == self.exchange.id:
+                    self.store.compact(key)
+        try:
+            return load_aligned(self.store, self.exchange.id, list(self.symbols), self.timeframe,
+                                self.since)
+        except DataValidationError:
+            return None
+
+    def start(self) -> Tick:
+        """The last closed bar once the store holds enough (the session's first decision)."""
+        while True:
+            frame = self.poll()
+            if frame is not None and len(frame):
+                received = time.perf_counter()
+                bar = len(frame) - 1
+                return Tick(int(frame.index.asi8[bar]), arrays_upto(frame, bar), self.errors,
+                            received)
+            if self.max_polls is not None and self.polls >= self.max_polls:
+                raise TimeoutError(f"no bars for {list(self.symbols)} after {self.polls} polls: "
+                                   f"{self.last_error or 'the exchange returned none'}")
+            self.sleep(self.poll_s)
+
+    def ticks(self, last_bar: int) -> Iterator[Tick]:
+        """Bars after ``last_bar`` as they close; data-less ticks for stale data and errors."""
+        while self.max_polls is None or self.polls < self.max_polls:
+            frame = self.poll()
+            received = time.perf_counter()
+            sent = False
+            if frame is not None:
+                stamps = frame.index.asi8
+                ready = self._complete_until(frame)
+                for bar in np.flatnonzero(stamps > last_bar):
+                    if stamps[bar] > ready:
+                        break
+                    yield Tick(int(stamps[bar]), arrays_upto(frame, int(bar)), self.errors,
+                               received)
+                    last_bar, sent = int(stamps[bar]), True
+            stale = not sent and self._stale(last_bar)
+            if not sent and (self.errors or stale):
+                yield Tick(last_bar, None, self.errors, received, stale=stale)
+            self.sleep(self.poll_s)
+
+    def _stale(self, last_bar: int) -> bool:
+        closed_by = last_bar + 2 * self.tf_ns  # the next bar's close
+        return self._now_ns() - closed_by > self.stale_bars * self.tf_ns
+
+    def _complete_until(self, frame: pd.DataFrame) -> int:
+        """The last bar time whose marks and due funding are stored (or waited for enough)."""
+        from market.schema import Kind
+        from market.store import SeriesKey
+
+        stamps = frame.index.asi8
+        limit = int(stamps[-1])
+        missing = []
+        for symbol in self.symbols:
+            key = SeriesKey.bars(self.exchange.id, symbol, self.timeframe, Kind.MARK)
+            mark = self.store.last_timestamp(key)
+            if mark is not None and mark.value < limit:
+                limit, missing = mark.value, [*missing, f"{symbol} mark price"]
+        asset_events = frame.xs("funding_event", axis=1, level=1).to_numpy()
+        for j, symbol in enumerate(self.symbols):
+            events = np.flatnonzero(asset_events[:, j] > 0)
+            if len(events) < 2:
+                continue
+            interval = stamps[events[-1]] - stamps[events[-2]]
+            due = int(stamps[events[-1]] + interval)  # the next bar to carry its rate
+            if due <= limit:  # stored but unflagged: its rate is not in yet
+                limit, missing = due - self.tf_ns, [*missing, f"{symbol} funding"]
+        held_closed = limit + 2 * self.tf_ns  # when the first held-back bar closed
+        if missing and self._now_ns() - held_closed > self.complete_wait_s * 1e9:
+            if self.on_incomplete is not None:
+                self.on_incomplete(f"bar {pd.Timestamp(limit, tz='UTC')} went out without "
+                                   f"{', '.join(missing)}")
+            return int(stamps[-1])
+        return limit

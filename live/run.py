@@ -8,26 +8,30 @@ span overlapping training is refused unless allowed), so the two can be compared
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from backtest.engine import backtest_config, span_steps
 from backtest.run import BacktestOptions, model_span
 from envs.config import EnvConfig
 from envs.market_spec import MarketSpec
 from envs.registry import aligned_for
-from live.feed import ReplayFeed
+from live.feed import ExchangeFeed, ReplayFeed
 from live.journal import read_state
 from live.monitors import DriftReference, KillSwitch
 from live.policy import RemotePolicy, in_process
 from live.session import PaperSession, SessionSettings
+from market.schema import asset_of
 from rl.checkpoint import TrainedRun
 
 API_KEY_ENV = "QUANTUM_API_KEY"
+log = logging.getLogger("quantum.live")
 
 
 @dataclass
@@ -104,8 +108,6 @@ def _drift(trained: TrainedRun, kill: KillSwitch) -> DriftReference | None:
     one, the run's whole market)."""
     if kill.max_psi is None:
         return None
-    import pandas as pd
-
     data = trained.market.arrays()
     part = ((trained.manifest or {}).get("splits") or {}).get("train")
     lo, hi = data.first_valid, data.n_bars - 1
@@ -114,3 +116,75 @@ def _drift(trained: TrainedRun, kill: KillSwitch) -> DriftReference | None:
         lo = max(lo, int(np.searchsorted(stamps, pd.Timestamp(part["first"]).value)))
         hi = int(np.searchsorted(stamps, pd.Timestamp(part["last"]).value, side="right")) - 1
     return DriftReference.of(data.feats[lo : hi + 1], tuple(data.features))
+
+
+@dataclass
+class Live:
+    session: PaperSession
+    feed: ExchangeFeed
+
+    def run(self) -> dict:
+        return self.session.run(self.feed.ticks, self.feed.start)
+
+
+def live_session(
+    folder: Path,
+    model_path: Path | None = None,
+    market: MarketSpec | None = None,
+    kill: KillSwitch | None = None,
+    serve_url: str | None = None,
+    alert_webhook: str | None = None,
+    initial_capital: float | None = None,
+    exchange=None,
+    poll_s: float = 5.0,
+) -> Live:
+    """A paper session on live bars: ``market`` names the store the feed keeps current and
+    the exchange (ccxt id) it polls, its symbols in the model's order and the first bar
+    the features read (``start``). Resumed from ``folder`` when it holds a session.
+    ``exchange``: a ready ccxt exchange (tests); default: make_exchange without keys."""
+    folder = Path(folder)
+    state = read_state(folder)
+    if state is not None:
+        settings = SessionSettings.model_validate(state["settings"])
+        if settings.replay:
+            raise ValueError(f"{folder} holds a replay; start it with --replay")
+        trained = TrainedRun.open(settings.model_path)
+        market = MarketSpec.model_validate(settings.market)
+        config = EnvConfig.model_validate(settings.env)
+    else:
+        if model_path is None or market is None or not market.stored or not market.start:
+            raise ValueError("a live session needs a model, a store, an exchange and a start")
+        trained = TrainedRun.open(model_path)
+        config = BacktestOptions(initial_capital=initial_capital).env_config(trained.env)
+        config = config.model_copy(update={"record_ledger": True, "episode_steps": 10**12})
+        settings = SessionSettings(
+            session_id=folder.name, model_path=str(model_path),
+            market=market.model_dump(mode="json"), env=config.model_dump(mode="json"),
+            kill=kill or KillSwitch(), serve_url=serve_url, alert_webhook=alert_webhook,
+        )
+    assets = tuple(asset_of(s) for s in market.symbols)
+    trained_assets = tuple(asset_of(a) for a in trained.assets())
+    if assets != trained_assets:
+        raise ValueError(f"the model trades {list(trained_assets)} in that order; the session "
+                         f"names {list(assets)}: live trading uses the assets it trained on")
+    if exchange is None:
+        from market.exchanges import make_exchange
+
+        exchange = make_exchange(market.venue, credentials=False)
+    lacking = [m for m in ("fetchOHLCV", "fetchMarkOHLCV", "fetchFundingRateHistory")
+               if not exchange.has.get(m)]
+    if "fetchOHLCV" in lacking:
+        raise ValueError(f"{exchange.id} has no OHLCV endpoint (ccxt has[fetchOHLCV]); pick "
+                         "another exchange")
+    if lacking:
+        log.warning("%s lacks %s: marks fall back to closes, funding is not paid", exchange.id,
+                    lacking)
+    from market.store import ParquetStore
+
+    feed = ExchangeFeed(exchange, ParquetStore(market.data_dir), tuple(market.symbols),
+                        market.bar_timeframe, pd.Timestamp(market.start, tz="UTC"),
+                        poll_s=poll_s, stale_bars=settings.kill.stale_bars or float("inf"))
+    policy = _policy(settings, trained, config, assets)
+    session = PaperSession(folder, settings, policy, _drift(trained, settings.kill))
+    feed.on_incomplete = lambda message: session.alerts.send("incomplete_bar", message)
+    return Live(session, feed)

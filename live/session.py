@@ -62,12 +62,15 @@ class Tick:
     """One closed bar from a feed: its open time (ns) and the market arrays up to it."""
 
     bar_time: int
-    data: MarketArrays
+    data: MarketArrays | None
+    """None: no new bar (a feed reporting stale data or exchange errors)."""
     errors: int = 0
     """Consecutive exchange errors the feed met before this bar."""
     received: float = field(default_factory=time.perf_counter)
     """When the feed learned the bar closed (perf_counter), before it built the arrays:
     decision latencies count from here."""
+    stale: bool = False
+    """No closed bar for the feed's stale_bars bar lengths."""
 
 
 @dataclass
@@ -131,6 +134,10 @@ class PaperSession:
                     self._commit(state, book, {})
                     self.journal.clear_stop()
                     break
+                if tick.data is None:
+                    self._no_bar(book, tick, state)
+                    self._commit(state, book, {})
+                    continue
                 lines = self._bar(book, tick, state, max_steps)
                 self._commit(state, book, lines)
                 if self.on_bar is not None:
@@ -204,10 +211,16 @@ class PaperSession:
                 breach = drift_breach(kill, state["psi"])
         return breach
 
-    def trip(self, rule: str, value: float, limit: float, tick: Tick, book: PaperBook,
-             state: dict[str, Any]) -> None:
-        """Trip the kill switch from outside the bar checks (stale data)."""
-        self._trip(book, Breach(rule, value, limit), tick, state)
+    def _no_bar(self, book: PaperBook, tick: Tick, state: dict[str, Any]) -> None:
+        """A feed event without a bar: stale data or repeated exchange errors trip the kill
+        switch (the book flattens at the next bar that arrives)."""
+        kill = self.settings.kill
+        if state["kill"] is not None:
+            return
+        if kill.max_errors is not None and tick.errors >= kill.max_errors:
+            self._trip(book, Breach("exchange_errors", tick.errors, kill.max_errors), tick, state)
+        elif tick.stale and kill.stale_bars is not None:
+            self._trip(book, Breach("stale_data", kill.stale_bars, kill.stale_bars), tick, state)
 
     def _trip(self, book: PaperBook, breach: Breach, tick: Tick, state: dict[str, Any]) -> None:
         state["kill"] = {"rule": breach.rule, "value": breach.value, "limit": breach.limit,

@@ -263,7 +263,7 @@ def test_bad_input_ends_with_one_line_and_exit_code_2(runs, tmp_path):
         (("start", "--replay", "--session-dir", str(broken)), "unreadable session state"),
         (("status", "--session-dir", str(tmp_path / "none")), "no session here"),
         (("start", "--model-path", str(trader), "--session-dir", str(tmp_path / "x")),
-         "only --replay"),
+         "--data-path"),
         (("start", "--replay", "--model-path", str(trader), "--session-dir",
           str(tmp_path / "y"), "--data-path", str(two)), "SOL/USDT:USDT"),
         (("start", "--replay", "--model-path", str(trader), "--session-dir",
