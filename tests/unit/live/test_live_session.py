@@ -66,3 +66,33 @@ def test_a_live_session_trades_trips_on_stale_data_and_flattens_when_bars_return
     times = [r["bar_time"] for r in session.journal.rows("steps.jsonl")]
     assert times == sorted(set(times))  # every bar once, across the restart and the outage
     assert np.all(np.diff(times) == MINUTE * 1_000_000)
+
+
+def test_features_drifting_from_the_training_data_trip_the_kill_switch(tmp_path):
+    from live.feed import ReplayFeed, arrays_upto
+    from live.monitors import DriftReference
+    from market.synthetic import SyntheticConfig, generate_market
+
+    frame = generate_market(SyntheticConfig(days=2, seed=5)).aligned()
+    data = arrays_upto(frame, len(frame) - 1)
+    config = EnvConfig(record_ledger=True, episode_steps=10**9)
+    # minute features cluster (volatility regimes), so short windows read as drift at the
+    # textbook 0.25; a day-long window and a limit of 1 separate regimes from a real shift
+    kill = KillSwitch(max_psi=1.0, psi_bars=600, max_drawdown=None, daily_loss=None)
+    settings = SessionSettings(session_id="drift", model_path="-", market={},
+                               env=config.model_dump(mode="json"), kill=kill, replay=True)
+    space = action_space(config, data.n_assets)
+    space.seed(0)
+
+    def policy(obs):
+        return {k: np.asarray(v)[None] for k, v in space.sample().items()}
+
+    same = DriftReference.of(data.feats[data.first_valid :], tuple(data.features))
+    shifted = DriftReference.of(data.feats[data.first_valid :] + 3.0, tuple(data.features))
+    feed = ReplayFeed(frame, 2400, 2500)
+    calm = PaperSession(tmp_path / "calm", settings, policy, same).run(feed.ticks, feed.start)
+    drifted = PaperSession(tmp_path / "drifted", settings, policy, shifted).run(feed.ticks,
+                                                                              feed.start)
+    assert calm["kill"] is None and max(calm["psi"].values()) < 1.0
+    assert drifted["kill"]["rule"].startswith("feature_drift:")
+    assert drifted["kill"]["value"] > 3.0 and drifted["status"] == KILLED
