@@ -10,6 +10,8 @@ Routes (every one but the health checks needs the ``X-API-Key`` header):
                                   with bars, the account: a full one (``account``), a live
                                   session's (``account_id``) or positions (``portfolio``)
 - ``GET  /v1/live/{session_id}``  a `quantum live` session's status (with ``live_dir``)
+- ``POST /v1/live``               start a paper session of the served model as a Ray task;
+  ``POST /v1/live/{id}/stop``      stop it after its current bar
 - ``POST /v1/backtests``          start a backtest job (a Ray task), returns its id at once
 - ``GET  /v1/backtests/{job_id}`` status, metrics and the report's path
 - ``GET  /v1/models``             the loaded checkpoint, assets, observation spec
@@ -44,6 +46,7 @@ from serving.schemas import (
     ChatRequest,
     ChatResponse,
     ErrorBody,
+    LiveStartRequest,
     ModelInfo,
     SignalRequest,
     SignalResponse,
@@ -184,9 +187,11 @@ class Gateway(PolicyServer):
     def __init__(self, backtests: DeploymentHandle, key_digests: tuple[str, ...],
                  max_batch_size: int = 32, batch_wait_s: float = 0.0005,
                  chat: DeploymentHandle | None = None, chat_per_minute: float = 30.0,
-                 chat_burst: int = 5, live_dir: str | None = None) -> None:
+                 chat_burst: int = 5, live_dir: str | None = None,
+                 live_host: DeploymentHandle | None = None) -> None:
         self._setup_policy(max_batch_size, batch_wait_s)
         self.live_dir = Path(live_dir) if live_dir else None
+        self.live_host = live_host
         self.backtests = backtests
         self.chat = chat
         self.chat_limit = RateLimiter(chat_per_minute, chat_burst)
@@ -235,11 +240,44 @@ class Gateway(PolicyServer):
 
     @api.get("/v1/live/{session_id}")
     async def live_status(self, session_id: str, key: str | None = Depends(_key_header)) -> dict:
-        """A live session's status, as `quantum live status --json` shows it."""
+        """A live session's status, as `quantum live status --json` shows it; for a session
+        this service runs, ``task`` holds how its task ended (once it has)."""
         from live.session import status_of
 
         self._auth(key)
-        return status_of(self._live_state(session_id))
+        status = status_of(self._live_state(session_id))
+        if self.live_host is not None:
+            outcome = await self.live_host.outcome.remote(session_id)
+            status["task"] = None if outcome is None else (
+                {"error": outcome["error"]} if "error" in outcome else {"ended": True})
+        return status
+
+    @api.post("/v1/live", status_code=202)
+    async def live_start(self, body: LiveStartRequest,
+                         key: str | None = Depends(_key_header)) -> dict:
+        """Start (or resume) a paper session of the served model, run by the cluster."""
+        self._auth(key)
+        self._check_model(None)
+        if self.live_host is None:
+            raise ApiError(404, "live_disabled", "this service has no live_dir")
+        started = await self.live_host.start.remote(str(self.policy.checkpoint),
+                                                    body.model_dump())
+        if started["status"] == "already_running":
+            raise ApiError(409, "already_running", f"session {body.session_id!r} is running")
+        return started
+
+    @api.post("/v1/live/{session_id}/stop", status_code=202)
+    async def live_stop(self, session_id: str, key: str | None = Depends(_key_header)) -> dict:
+        """Ask a session to stop after its current bar (it keeps its book)."""
+        self._auth(key)
+        self._live_state(session_id)  # 404/422 as for status
+        if self.live_host is not None:
+            await self.live_host.stop.remote(session_id)
+        else:
+            from live.journal import Journal
+
+            Journal(self.live_dir / session_id).request_stop()
+        return {"id": session_id, "status": "stop_requested"}
 
     def _live_state(self, session_id: str) -> dict:
         """The committed state of a session folder under live_dir; the id is a plain name
@@ -329,7 +367,7 @@ def build_app(args: dict) -> serve.Application:
     its facts live. Chat limits: ``chat_per_minute``/``chat_burst`` per API key,
     ``chat_max_history`` turns per conversation, ``chat_max_conversations`` kept."""
     from serving.auth import load_key_digests
-    from serving.deployments import BacktestRunner
+    from serving.deployments import BacktestRunner, LiveHost
 
     model_path = str(args["model_path"])
     backtests = BacktestRunner.bind(str(args.get("results_dir", "results/serve")))
@@ -350,4 +388,6 @@ def build_app(args: dict) -> serve.Application:
     return gateway.bind(backtests, digests, int(args.get("max_batch_size", 32)),
                         float(args.get("batch_wait_s", 0.0005)), chat,
                         float(args.get("chat_per_minute", 30.0)),
-                        int(args.get("chat_burst", 5)), args.get("live_dir"))
+                        int(args.get("chat_burst", 5)), args.get("live_dir"),
+                        LiveHost.bind(str(args["live_dir"]), args.get("live_market"))
+                        if args.get("live_dir") else None)

@@ -163,3 +163,73 @@ class BacktestRunner:
                     cause = getattr(err, "cause", None) or err  # a task's own error, no trace
                     job.update(status="failed", error=f"{type(cause).__name__}: {cause}"[:2000])
         return dict(job)
+
+
+@ray.remote(num_cpus=0)
+def _run_session(folder: str, model_path: str, request: dict, live: dict | None) -> dict:
+    """One paper session to its end (a Ray task: the cluster runs the loop)."""
+    from backtest.run import BacktestOptions
+    from live.monitors import KillSwitch
+    from live.run import live_session, replay_session
+    from live.session import status_of
+    from rl.checkpoint import TrainedRun
+
+    kill = KillSwitch(max_drawdown=request["max_drawdown"], daily_loss=request["daily_loss"],
+                      max_psi=request["max_psi"], stale_bars=request["stale_bars"])
+    trained = TrainedRun.open(model_path)
+    if request["replay"]:
+        options = BacktestOptions(start=request["start"], end=request["end"],
+                                  last_days=request["last_days"],
+                                  initial_capital=request["initial_capital"])
+        session = replay_session(Path(folder), model_path, trained.market, options, kill,
+                                 allow_in_sample=request["allow_in_sample"])
+    else:
+        if live is None:
+            raise ValueError("this service has no live market configured (live_market)")
+        from envs.market_spec import MarketSpec
+
+        session = live_session(Path(folder), model_path, MarketSpec.model_validate(live), kill,
+                               initial_capital=request["initial_capital"])
+    return status_of(session.run())
+
+
+@serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0})
+class LiveHost:
+    """Runs paper sessions as Ray tasks and stops them through their journals' stop files.
+    Status is read from the session folders (GET /v1/live/{id}), so it survives a replica
+    restart; a session whose task died resumes where it stopped when started again."""
+
+    def __init__(self, live_dir: str, live_market: dict | None = None) -> None:
+        self.live_dir = Path(live_dir)
+        self.live_market = live_market
+        self.refs: dict[str, ray.ObjectRef] = {}
+
+    def start(self, model_path: str, request: dict) -> dict:
+        session_id = request["session_id"]
+        ref = self.refs.get(session_id)
+        if ref is not None and not ray.wait([ref], timeout=0)[0]:
+            return {"id": session_id, "status": "already_running"}
+        self.refs[session_id] = _run_session.remote(
+            str(self.live_dir / session_id), model_path, request, self.live_market
+        )
+        return {"id": session_id, "status": "starting"}
+
+    def stop(self, session_id: str) -> bool:
+        from live.journal import Journal, read_state
+
+        folder = self.live_dir / session_id
+        if read_state(folder) is None:
+            return False
+        Journal(folder).request_stop()
+        return True
+
+    def outcome(self, session_id: str) -> dict | None:
+        """The task's end: its final status, or its error (None while it runs)."""
+        ref = self.refs.get(session_id)
+        if ref is None or not ray.wait([ref], timeout=0)[0]:
+            return None
+        try:
+            return {"result": ray.get(ref)}
+        except Exception as err:  # the session's failure is its outcome, not the service's
+            cause = getattr(err, "cause", None) or err
+            return {"error": f"{type(cause).__name__}: {cause}"[:2000]}

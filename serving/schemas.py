@@ -122,6 +122,25 @@ class BacktestRequest(BaseModel):
     )
 
 
+class LiveStartRequest(BaseModel):
+    """A paper session for the served model, run by the cluster (serving.deployments.LiveHost):
+    a replay of stored bars, or live bars from the exchange the service is configured with."""
+
+    model_config = _STRICT
+    session_id: str = Field(pattern=SESSION_ID, description="Its folder under live_dir.")
+    replay: bool = Field(True, description="Replay the model's market (its untouched test "
+                         "part unless start/end say otherwise); false: live bars.")
+    start: str | None = None
+    end: str | None = None
+    last_days: float | None = Field(None, gt=0, le=400)
+    initial_capital: float | None = Field(None, gt=0)
+    max_drawdown: float = Field(0.2, gt=0, lt=1)
+    daily_loss: float = Field(0.1, gt=0, lt=1)
+    max_psi: float | None = Field(None, gt=0)
+    stale_bars: float = Field(3.0, gt=0)
+    allow_in_sample: bool = False
+
+
 class BacktestJob(BaseModel):
     id: str
     status: Literal["queued", "running", "succeeded", "failed"]

@@ -113,7 +113,7 @@ def test_a_live_sessions_account_is_served_and_its_status_reported(served):
         both = client.post("/v1/signals", json={"bars": bars, "account_id": "paper-1",
                                                 "portfolio": {"positions": {}}})
 
-    assert status == json.loads(json.dumps(status_of(state)))
+    assert status == {**json.loads(json.dumps(status_of(state))), "task": None}
     assert by_id.status_code == 200, by_id.text
     assert by_id.json()["signals"] == by_value.json()["signals"]
     got = by_id.json()["signals"]
@@ -250,3 +250,34 @@ def test_swapping_the_checkpoint_drops_no_request(served):
     # after the swap only requests already in flight (one per client) finish on the old model
     assert sum(m.startswith(old) for m in ids[first_new:]) <= len(threads)
     assert np.mean([i.startswith(new) for i in ids]) > 0.2
+
+
+def test_the_service_runs_a_paper_session_on_the_cluster(served):
+    """POST /v1/live starts a replay of the served model as a Ray task; its status comes
+    from the session folder, and it ends as the same replay run in process ends."""
+    from live.run import replay_session
+    from rl.checkpoint import TrainedRun
+
+    with served.client() as client:
+        started = client.post("/v1/live", json={"session_id": "hosted-1"})
+        again = client.post("/v1/live", json={"session_id": "hosted-1"})
+        bad = client.post("/v1/live", json={"session_id": "../escape"})
+        deadline = time.monotonic() + 300
+        status = {}
+        while time.monotonic() < deadline:
+            response = client.get("/v1/live/hosted-1")
+            if response.status_code == 200:
+                status = response.json()
+                if status["task"] is not None:
+                    break
+            time.sleep(1.0)
+        served_model = client.get("/v1/models").json()[0]["checkpoint"]
+
+    assert started.status_code == 202 and started.json()["status"] == "starting"
+    assert again.status_code in (202, 409)
+    assert bad.status_code == 422
+    assert status["task"] == {"ended": True} and status["status"] == "finished"
+    trained = TrainedRun.open(served_model)
+    local = replay_session(served.live / "local-1", served_model, trained.market).run()
+    assert status["equity"] == local["account"]["values"]["equity"]
+    assert status["steps"] == local["steps_done"]
