@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from market.store import fsync_dir
+
 STATE = "session.json"
 LOGS = ("ledger.jsonl", "steps.jsonl", "signals.jsonl")
 STOP = "stop"
@@ -34,14 +36,6 @@ LOCK = ".lock"
 
 class JournalError(ValueError):
     """A session folder that cannot be used (unreadable state, held by another loop)."""
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
@@ -56,7 +50,7 @@ def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def read_state(folder: Path) -> dict[str, Any] | None:
@@ -125,7 +119,7 @@ class Journal:
             tmp = path.with_name(f".{path.name}.cut.tmp")
             tmp.write_text(text)
             tmp.replace(path)
-            _fsync_dir(self.folder)
+            fsync_dir(self.folder)
 
     def commit(self, state: Mapping[str, Any], lines: Mapping[str, list[dict]]) -> None:
         """Append this bar's log lines (fsynced), then replace the state."""

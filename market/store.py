@@ -271,7 +271,7 @@ class ParquetStore:
             tmp.replace(final)
         finally:
             tmp.unlink(missing_ok=True)
-        _fsync_dir(directory)
+        fsync_dir(directory)
         return final
 
     def _delete_superseded(self, key: SeriesKey) -> int:
@@ -280,7 +280,7 @@ class ParquetStore:
         stale = [f for f in files if f.gen < floor]
         for f in stale:
             f.path.unlink(missing_ok=True)
-        _fsync_dir(self.root / key.partition)
+        fsync_dir(self.root / key.partition)
         return len(stale)
 
     @contextmanager
@@ -298,7 +298,7 @@ class ParquetStore:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Persist a rename: without it a power loss can forget the new directory entry."""
     fd = os.open(directory, os.O_RDONLY)
     try:

@@ -6,9 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ import pytest
 import torch
 
 from tests.e2e.cli import quantum
+from tests.http_receiver import start_receiver
 from tests.unit.market.realdata import SAMPLE, needs_sample
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -178,29 +177,12 @@ def test_stop_then_start_carries_on_with_the_same_book(runs, reference):
         assert (folder / name).read_text() == (reference[0] / name).read_text(), name
 
 
-def _receiver():
-    got = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, got
-
-
 def test_the_kill_switch_flattens_stops_alerts_and_reports(runs):
     from tests.integration.wandb_offline import history
 
     root, trader = runs
     folder = root / "sessions" / "tripped"
-    server, got = _receiver()
+    server, got = start_receiver()
     try:
         done = _live("start", "--replay", "--model-path", str(trader), "--session-dir",
                      str(folder), "--max-drawdown", "0.003", "--alert-webhook",
@@ -212,7 +194,7 @@ def test_the_kill_switch_flattens_stops_alerts_and_reports(runs):
     assert status["status"] == "killed" and status["positions"] == {}
     assert status["kill_switch"]["rule"] == "max_drawdown"
     assert status["kill_switch"]["value"] >= 0.003
-    (alert,) = got
+    ((_, alert),) = got
     assert alert["kind"] == "kill_switch" and alert["rule"] == "max_drawdown"
     _, ledger = _session(folder)
     tripped = status["kill_switch"]["bar_time"]

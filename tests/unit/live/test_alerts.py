@@ -1,32 +1,11 @@
 """Alerts reach a real local HTTP receiver as JSON; a dead webhook never raises."""
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
 from live.alerts import Alerts
-
-
-def _receiver():
-    got = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            got.append((self.headers["Content-Type"], json.loads(body)))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, got
+from tests.http_receiver import start_receiver
 
 
 def test_an_alert_is_posted_as_json_and_logged(caplog):
-    server, got = _receiver()
+    server, got = start_receiver()
     try:
         sunk = []
         alerts = Alerts("s1", f"http://127.0.0.1:{server.server_port}/hook/secret-token",
@@ -42,7 +21,7 @@ def test_an_alert_is_posted_as_json_and_logged(caplog):
 
 
 def test_a_dead_webhook_is_logged_without_its_token_and_does_not_raise(caplog):
-    server, _ = _receiver()
+    server, _ = start_receiver()
     port = server.server_port
     server.shutdown()
     server.server_close()
