@@ -27,8 +27,8 @@ class Served:
     results: Path
     runs: tuple[Path, Path]
     """Two trained runs (different seeds): the served one and a swap target."""
-    live: Path
-    """The service's live_dir (paper sessions it reports on)."""
+    live: Path | None = None
+    """The service's live_dir (paper sessions it reports on), when it has one."""
 
     def client(self, key: str | None = API_KEY, timeout: float = 30.0) -> httpx.Client:
         headers = {API_KEY_HEADER: key} if key else {}
@@ -49,6 +49,15 @@ def train_runs(root: Path) -> tuple[Path, Path]:
     return runs[0], runs[1]
 
 
+def app_args(model_path: Path, results: Path) -> dict:
+    """The build_app arguments of the test service; a redeploy (model swap) reuses them so
+    the swapped app keeps every route (live sessions included)."""
+    live = results.parent / "live"
+    live.mkdir(parents=True, exist_ok=True)
+    return {"model_path": str(model_path), "key_digests": [digest(API_KEY)],
+            "results_dir": str(results), "live_dir": str(live)}
+
+
 def start(runs: tuple[Path, Path], results: Path) -> Served:
     from ray import serve
 
@@ -56,12 +65,13 @@ def start(runs: tuple[Path, Path], results: Path) -> Served:
 
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    live = results.parent / "live"
-    live.mkdir(parents=True, exist_ok=True)
-    app = build_app({"model_path": str(runs[0]), "key_digests": [digest(API_KEY)],
-                     "results_dir": str(results), "live_dir": str(live)})
-    serve.run(app, name="quantum", route_prefix="/")
-    return Served(f"http://127.0.0.1:{port}", results, runs, live)
+    args = app_args(runs[0], results)
+    try:
+        serve.run(build_app(args), name="quantum", route_prefix="/")
+    except BaseException:  # never leave Serve up on this port for the next module
+        serve.shutdown()
+        raise
+    return Served(f"http://127.0.0.1:{port}", results, runs, Path(args["live_dir"]))
 
 
 def observation_json(seed: int = 0, n: int = 1) -> list[dict]:

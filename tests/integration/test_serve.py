@@ -235,8 +235,7 @@ def test_swapping_the_checkpoint_drops_no_request(served):
     for t in threads:
         t.start()
     time.sleep(1.0)
-    app = build_app({"model_path": str(served.runs[1]), "key_digests": [sf.digest(sf.API_KEY)],
-                     "results_dir": str(served.results)})
+    app = build_app(sf.app_args(served.runs[1], served.results))
     serve.run(app, name="quantum", route_prefix="/")
     time.sleep(2.0)
     stop.set()

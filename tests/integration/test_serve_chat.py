@@ -46,15 +46,16 @@ def chat_app(ray_local, tmp_path_factory):
     policy = sf.train_runs(root)[0]
     port = sf.free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    app = build_app({
-        "model_path": str(policy), "key_digests": [digest(sf.API_KEY), digest(RATE_KEY)],
-        "results_dir": str(root / "results"), "chat_model_path": str(chatbot),
-        "data_path": str(root / "data"), "chat_per_minute": 0.6, "chat_burst": BURST,
-    })
-    serve.run(app, name="quantum", route_prefix="/")
-    served = sf.Served(f"http://127.0.0.1:{port}", root / "results", (policy, policy))
-    yield served, root
-    serve.shutdown()
+    try:  # a failed start must not leave Serve up on this port for the next module
+        app = build_app({
+            "model_path": str(policy), "key_digests": [digest(sf.API_KEY), digest(RATE_KEY)],
+            "results_dir": str(root / "results"), "chat_model_path": str(chatbot),
+            "data_path": str(root / "data"), "chat_per_minute": 0.6, "chat_burst": BURST,
+        })
+        serve.run(app, name="quantum", route_prefix="/")
+        yield sf.Served(f"http://127.0.0.1:{port}", root / "results", (policy, policy)), root
+    finally:
+        serve.shutdown()
 
 
 def _chat(client: httpx.Client, message: str, **extra) -> httpx.Response:
