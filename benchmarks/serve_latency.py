@@ -156,7 +156,8 @@ def main() -> None:
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     options = {"max_batch_size": args.max_batch_size, "batch_wait_s": args.batch_wait_s,
-               "replicas": args.replicas}
+               "replicas": args.replicas,
+               "signals_per_minute": 0}  # one key, full speed: the quota is not measured
     app = build_app({"model_path": model_path, "key_digests": [digest(KEY)], **options})
     serve.run(app, name="quantum", route_prefix="/")
     serve_url = f"http://127.0.0.1:{port}"

@@ -192,6 +192,21 @@ def stop_command(
     console.print(f"stop requested: {session_dir}")
 
 
+@app.command("flatten")
+def flatten_command(
+    session_dir: Annotated[Path, typer.Option(help="Session folder.")],
+) -> None:
+    """Trip the session's kill switch at its next bar: flatten the book with the normal
+    execution model, then stop trading (the reason, manual_flatten, is kept)."""
+    from live.journal import Journal, read_state
+
+    with user_errors():
+        if read_state(session_dir) is None:
+            raise FileNotFoundError(f"{session_dir}: no session here")
+        Journal(session_dir).request_flatten()
+    console.print(f"flatten requested: {session_dir}")
+
+
 def _tracker(session_dir: Path, session):
     """The session's W&B run (rl.tracking: offline unless a key is configured); alerts are
     logged to it as they are sent."""

@@ -7,6 +7,7 @@ Layout of a session folder::
     steps.jsonl    one line per finished step (equity, exposure, costs, positions)
     signals.jsonl  one line per decision (the action taken at a bar's close)
     stop           present: `quantum live stop` asked the loop to stop
+    flatten        present: `quantum live flatten` asked the loop to trip its kill switch
 
 The write discipline is the store's: ``session.json`` is replaced atomically (temporary
 file, fsync, rename, fsync of the folder) after a bar's log lines are written and
@@ -31,6 +32,7 @@ from market.store import fsync_dir
 STATE = "session.json"
 LOGS = ("ledger.jsonl", "steps.jsonl", "signals.jsonl")
 STOP = "stop"
+FLATTEN = "flatten"
 LOCK = ".lock"
 
 
@@ -51,6 +53,14 @@ def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A file written by write_json_atomic; JournalError when it cannot be read."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise JournalError(f"{path}: unreadable ({err})") from err
 
 
 def read_state(folder: Path) -> dict[str, Any] | None:
@@ -146,3 +156,14 @@ class Journal:
 
     def clear_stop(self) -> None:
         (self.folder / STOP).unlink(missing_ok=True)
+
+    def flatten_requested(self) -> bool:
+        return (self.folder / FLATTEN).exists()
+
+    def request_flatten(self) -> None:
+        """Ask the loop to trip its kill switch at its next bar: flatten the book with the
+        normal execution model and stop trading (`quantum live flatten`)."""
+        (self.folder / FLATTEN).write_text("flatten\n")
+
+    def clear_flatten(self) -> None:
+        (self.folder / FLATTEN).unlink(missing_ok=True)

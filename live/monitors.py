@@ -43,6 +43,8 @@ class Breach:
     limit: float
 
     def message(self) -> str:
+        if self.rule == "manual_flatten":
+            return "an operator asked to flatten"
         return f"{self.rule} {self.value:.4g} breached the limit {self.limit:.4g}"
 
 

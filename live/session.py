@@ -197,6 +197,9 @@ class PaperSession:
         return {"signals.jsonl": [signal]}
 
     def _breach(self, book: PaperBook, tick: Tick, state: dict[str, Any]) -> Breach | None:
+        if self.journal.flatten_requested():
+            self.journal.clear_flatten()
+            return Breach("manual_flatten", 1.0, 1.0)
         kill = self.settings.kill
         values = book.account.values
         breach = account_breach(kill, values["equity"], state["session_peak"],

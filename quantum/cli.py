@@ -15,7 +15,7 @@ from llm.cli import app as llm_app
 from llm.cli import chat_command
 from market.cli import app as data_app
 from rl.cli import train_command, tune_command
-from serving.cli import serve_command, signal_command
+from serving.cli import keys_app, serve_command, signal_command
 
 app = typer.Typer(
     help="Quantum: RL agents for crypto perpetual futures, on Ray.",
@@ -29,6 +29,7 @@ app.command("backtest")(backtest_command)
 app.command("analyze-bias")(analyze_bias_command)
 app.command("serve")(serve_command)
 app.command("signal")(signal_command)
+app.add_typer(keys_app, name="keys", no_args_is_help=True)
 app.command("submit", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
     submit_command
 )

@@ -4,20 +4,29 @@ deployment through a DeploymentHandle.
 
     app = build_app({"model_path": "runs/first"})   # also `serve run serving.app:build_app`
 
-Routes (every one but the health checks needs the ``X-API-Key`` header):
+Routes, with the key scope each needs (serving.guard.ROUTES; audited: a line in the
+audit log for every request, served or refused):
 
-- ``POST /v1/signals``            bars or an observation in, per-asset signals out (batched);
-                                  with bars, the account: a full one (``account``), a live
-                                  session's (``account_id``) or positions (``portfolio``)
-- ``GET  /v1/live/{session_id}``  a `quantum live` session's status (with ``live_dir``)
-- ``POST /v1/live``               start a paper session of the served model as a Ray task;
-  ``POST /v1/live/{id}/stop``      stop it after its current bar
-- ``POST /v1/backtests``          start a backtest job (a Ray task), returns its id at once
-- ``GET  /v1/backtests/{job_id}`` status, metrics and the report's path
-- ``GET  /v1/models``             the loaded checkpoint, assets, observation spec
-- ``POST /v1/chat``               the trading chatbot (serving.chat), JSON or server-sent
-                                  events; only when the app is built with ``chat_model_path``
-- ``GET  /healthz`` (process up), ``GET /readyz`` (the policy answers)
+- ``GET  /healthz``, ``GET /readyz``        none: process up, policy answers
+- ``GET  /v1/models``             read      the served model, assets, observation spec
+- ``PUT  /v1/models``             admin     swap to a run under the model root (audited)
+- ``POST /v1/signals``            read      bars or an observation in, signals out (batched);
+                                            with bars, the account: a full one
+                                            (``account``), a live session's
+                                            (``account_id``) or positions (``portfolio``)
+- ``POST /v1/chat``               read      the trading chatbot (with ``chat_model_path``)
+- ``GET  /v1/live/{id}``          read      a `quantum live` session's status
+- ``POST /v1/live``               trade     start a paper session as a Ray task (audited)
+- ``POST /v1/live/{id}/stop``     trade     stop it after its current bar (audited)
+- ``POST /v1/live/{id}/flatten``  trade     trip its kill switch: flatten, stop (audited)
+- ``POST /v1/backtests``          backtest  queue a backtest job (audited; per-key quota)
+- ``GET  /v1/backtests/{id}``     backtest  a job of this key: status, metrics, report name
+- ``GET  /v1/admin/keys``         admin     the key file's keys (never secrets)
+- ``POST /v1/admin/keys``         admin     a new key, its secret shown once (audited)
+- ``DELETE /v1/admin/keys/{id}``  admin     revoke a key (audited)
+
+Requests name stores and models by relative names under the service's roots
+(``data_root``, ``model_root``); no answer echoes a server path.
 
 Errors are JSON bodies ``{code, message, details}`` with a 4xx status; an unexpected
 failure is a 500 with code ``internal`` and no traceback or input echoed back.
@@ -25,10 +34,12 @@ failure is a 500 with code ``internal`` and no traceback or input echoed back.
 
 # no `from __future__ import annotations`: Serve rebuilds the ingress class's routes in the
 # replica, where FastAPI must resolve the request and response models from real annotations
+import asyncio
 import logging
 import re
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -37,8 +48,9 @@ from fastapi.security import APIKeyHeader
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from serving.auth import API_KEY_HEADER, digest, key_matches
+from serving.auth import API_KEY_HEADER, LEGACY_SCOPES, KeyFile, KeyFileError, Principal
 from serving.deployments import PolicyServer
+from serving.guard import AuditLog, Guard, KeySource, RateLimiter, confine, error_body
 from serving.schemas import (
     SESSION_ID,
     BacktestJob,
@@ -46,89 +58,64 @@ from serving.schemas import (
     ChatRequest,
     ChatResponse,
     ErrorBody,
+    KeyCreated,
+    KeyInfo,
+    KeyRequest,
     LiveStartRequest,
     ModelInfo,
+    ModelSwap,
     SignalRequest,
     SignalResponse,
 )
 
 log = logging.getLogger(__name__)
-MAX_BODY_BYTES = 8 * 1024 * 1024
-"""Largest request body accepted (a 20,000-bar, 3-asset request is about 6 MB)."""
 
 api = FastAPI(
     title="Quantum",
     version="1",
-    description="Trading signals and backtests from trained perpetual-futures policies.",
-    responses={status: {"model": ErrorBody} for status in (400, 401, 413, 422, 429)},
+    description="Trading signals, backtests and paper trading from trained perpetual-futures "
+    "policies. Every /v1 route needs an X-API-Key whose scopes include the route's.",
+    responses={status: {"model": ErrorBody} for status in (400, 401, 403, 413, 422, 429)},
 )
 _key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: list | None = None):
+    def __init__(self, status: int, code: str, message: str, details: list | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.details = status, code, message, details or []
-
-
-def _error(status: int, code: str, message: str, details: list | None = None) -> JSONResponse:
-    body = ErrorBody(code=code, message=message, details=details or [])
-    return JSONResponse(status_code=status, content=body.model_dump())
+        self.headers = headers
 
 
 @api.exception_handler(ApiError)
 async def _api_error(request: Request, err: ApiError) -> JSONResponse:
-    return _error(err.status, err.code, err.message, err.details)
+    return error_body(err.status, err.code, err.message, err.details, err.headers)
 
 
 @api.exception_handler(RequestValidationError)
 async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
     details = [{"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg")}
                for e in err.errors()[:20]]
-    return _error(422, "invalid_request", "the request does not match the schema", details)
+    return error_body(422, "invalid_request", "the request does not match the schema", details)
 
 
 @api.exception_handler(Exception)
 async def _unexpected(request: Request, err: Exception) -> JSONResponse:
     log.exception("unhandled error on %s", request.url.path)
-    return _error(500, "internal", "internal error; see the service log")
+    return error_body(500, "internal", "internal error; see the service log")
 
 
-class _Guard:
-    """Pure ASGI middleware (Starlette's BaseHTTPMiddleware costs a task and a copy per
-    request): every /v1 route needs a valid key, checked before the body is read, so an
-    anonymous caller learns nothing about the schema; bodies over MAX_BODY_BYTES are
-    refused from their Content-Length."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http":
-            headers = dict(scope["headers"])
-            refusal = None
-            if scope["path"].startswith("/v1/"):
-                digests = getattr(scope["app"].state, "key_digests", ())
-                key = headers.get(API_KEY_HEADER.lower().encode(), b"").decode("latin-1")
-                if not key_matches(key, digests):
-                    refusal = _error(
-                        401, "unauthorized", f"a valid {API_KEY_HEADER} header is required"
-                    )
-            length = headers.get(b"content-length")
-            if (
-                refusal is None
-                and length is not None
-                and (not length.isdigit() or int(length) > MAX_BODY_BYTES)
-            ):
-                limit = f"request bodies are limited to {MAX_BODY_BYTES} bytes"
-                refusal = _error(413, "payload_too_large", limit)
-            if refusal is not None:
-                await refusal(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+api.add_middleware(Guard)
 
 
-api.add_middleware(_Guard)
+def _principal(request: Request, _key: str | None = Depends(_key_header)) -> Principal:
+    """The caller, as the Guard authenticated it (the header dependency documents the key
+    in the OpenAPI schema)."""
+    return request.state.principal
+
+
+Caller = Annotated[Principal, Depends(_principal)]
 
 
 def _input_error(err: Exception) -> ApiError | Exception:
@@ -143,26 +130,22 @@ def _input_error(err: Exception) -> ApiError | Exception:
     return err
 
 
-class RateLimiter:
-    """A token bucket per API key (its digest): ``per_minute`` requests on average, up to
-    ``burst`` at once. Per replica: N Gateway replicas allow N times the rate."""
+def _limited(wait: float, what: str) -> ApiError:
+    return ApiError(429, "rate_limited", f"too many {what}; retry after Retry-After seconds",
+                    [{"retry_after_s": round(wait, 1)}], {"Retry-After": str(int(wait) + 1)})
 
-    def __init__(self, per_minute: float, burst: int) -> None:
-        self.rate, self.burst = per_minute / 60.0, float(burst)
-        self.buckets: dict[str, tuple[float, float]] = {}
 
-    def wait_s(self, key: str) -> float:
-        """0 when the request may go now (and takes a token), else seconds to wait."""
-        import time
-
-        now = time.monotonic()
-        tokens, then = self.buckets.get(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - then) * self.rate)
-        if tokens >= 1.0:
-            self.buckets[key] = (tokens - 1.0, now)
-            return 0.0
-        self.buckets[key] = (tokens, now)
-        return (1.0 - tokens) / self.rate
+def _confined(root: str | None, name: str, what: str) -> Path:
+    """A request's relative name under one of the service's roots, as an ApiError that
+    repeats only the name the client sent."""
+    try:
+        return confine(Path(root) if root else None, name, what)
+    except PermissionError as err:
+        raise ApiError(404, f"{what}s_disabled", str(err)) from err
+    except FileNotFoundError as err:
+        raise ApiError(404, f"unknown_{what}", str(err)) from err
+    except ValueError as err:
+        raise ApiError(422, "invalid_request", str(err)) from err
 
 
 async def _events(stream) -> Any:
@@ -170,6 +153,27 @@ async def _events(stream) -> Any:
 
     async for event in stream:
         yield f"data: {json.dumps(event)}\n\n"
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """How the ingress authenticates, confines, limits and records requests (from
+    build_app's arguments, i.e. the Serve config)."""
+
+    key_file: str | None = None
+    key_digests: tuple[str, ...] = ()
+    legacy_scopes: tuple[str, ...] = LEGACY_SCOPES
+    audit_log: str | None = None
+    data_root: str | None = None
+    model_root: str | None = None
+    state_dir: str | None = None
+    live_dir: str | None = None
+    max_batch_size: int = 32
+    batch_wait_s: float = 0.0005
+    chat_per_minute: float = 30.0
+    chat_burst: int = 5
+    signals_per_minute: float = 6000.0
+    signals_burst: int = 200
 
 
 # Serve serialises the class when it is decorated: everything its methods use is above.
@@ -180,27 +184,26 @@ async def _events(stream) -> Any:
 )
 @serve.ingress(api)
 class Gateway(PolicyServer):
-    """The HTTP ingress: authentication, validation, batched signals from the policy it
-    holds (PolicyServer; ``user_config = {"model_path": ...}``), backtests through the
-    BacktestRunner's handle."""
+    """The HTTP ingress: authentication and scopes (serving.guard), validation, batched
+    signals from the policy it holds (PolicyServer; ``user_config = {"model_path": ...}``),
+    backtests through the BacktestRunner's handle, paper sessions through LiveHost's."""
 
-    def __init__(self, backtests: DeploymentHandle, key_digests: tuple[str, ...],
-                 max_batch_size: int = 32, batch_wait_s: float = 0.0005,
-                 chat: DeploymentHandle | None = None, chat_per_minute: float = 30.0,
-                 chat_burst: int = 5, live_dir: str | None = None,
+    def __init__(self, backtests: DeploymentHandle, settings: GatewaySettings,
+                 chat: DeploymentHandle | None = None,
                  live_host: DeploymentHandle | None = None) -> None:
-        self._setup_policy(max_batch_size, batch_wait_s)
-        self.live_dir = Path(live_dir) if live_dir else None
+        swap = Path(settings.state_dir) / "served_model.json" if settings.state_dir else None
+        self._setup_policy(settings.max_batch_size, settings.batch_wait_s, swap)
+        self.settings = settings
+        self.live_dir = Path(settings.live_dir) if settings.live_dir else None
         self.live_host = live_host
         self.backtests = backtests
         self.chat = chat
-        self.chat_limit = RateLimiter(chat_per_minute, chat_burst)
-        self.key_digests = tuple(key_digests)
-        api.state.key_digests = self.key_digests
-
-    def _auth(self, key: str | None) -> None:
-        if not key_matches(key, self.key_digests):
-            raise ApiError(401, "unauthorized", f"a valid {API_KEY_HEADER} header is required")
+        self.chat_limit = RateLimiter(settings.chat_per_minute, settings.chat_burst)
+        self.signal_limit = RateLimiter(settings.signals_per_minute, settings.signals_burst)
+        self.key_file = KeyFile(settings.key_file) if settings.key_file else None
+        api.state.keys = KeySource(settings.key_file, settings.key_digests,
+                                   settings.legacy_scopes)
+        api.state.audit = AuditLog(settings.audit_log) if settings.audit_log else None
 
     @api.get("/healthz")
     async def healthz(self) -> dict:
@@ -209,18 +212,45 @@ class Gateway(PolicyServer):
     @api.get("/readyz", responses={503: {"model": ErrorBody}})
     async def readyz(self) -> Any:
         if self.policy is None:
-            return _error(503, "not_ready", "no policy is loaded yet")
+            return error_body(503, "not_ready", "no policy is loaded yet")
         return {"status": "ready", "model": self.policy.model_id}
 
     @api.get("/v1/models", response_model=list[ModelInfo])
-    async def models(self, key: str | None = Depends(_key_header)) -> list[dict]:
-        self._auth(key)
+    async def models(self, who: Caller) -> list[dict]:
         self._check_model(None)
-        return [self.info()]
+        return [self._public_info()]
+
+    @api.put("/v1/models", response_model=ModelInfo)
+    async def swap_model(self, body: ModelSwap, who: Caller) -> dict:
+        """Serve another trained run from under the model root (every replica follows
+        within a second; the choice survives a replica restart)."""
+        if self.swap_file is None:
+            raise ApiError(404, "models_disabled", "this service swaps no models by request "
+                           "(no state_dir)")
+        path = _confined(self.settings.model_root, body.model, "model")
+        try:
+            await asyncio.to_thread(self.swap, str(path), body.model)
+        except (OSError, ValueError) as err:
+            raise ApiError(422, "unusable_model", f"model {body.model!r} cannot be served: "
+                           f"{type(err).__name__}") from err
+        return self._public_info()
+
+    def _public_info(self) -> dict:
+        """The model's description, naming its folder as the model root does (or by its
+        own name), never by its server path."""
+        info = self.info()
+        source = Path(self.source)
+        root = Path(self.settings.model_root).resolve() if self.settings.model_root else None
+        resolved = source.resolve()
+        inside = root is not None and resolved.is_relative_to(root)
+        info["checkpoint"] = str(resolved.relative_to(root)) if inside else source.name
+        return info
 
     @api.post("/v1/signals", response_model=SignalResponse)
-    async def signals(self, body: SignalRequest, key: str | None = Depends(_key_header)) -> dict:
-        self._auth(key)
+    async def signals(self, body: SignalRequest, who: Caller) -> dict:
+        wait = self.signal_limit.wait_s(who.key_id)
+        if wait > 0:
+            raise _limited(wait, "signal requests")
         if (body.bars is None) == (body.observation is None):
             raise ApiError(422, "invalid_request", "send either bars or an observation")
         held = [k for k in ("portfolio", "account", "account_id") if getattr(body, k) is not None]
@@ -239,12 +269,11 @@ class Gateway(PolicyServer):
             raise _input_error(err) from err
 
     @api.get("/v1/live/{session_id}")
-    async def live_status(self, session_id: str, key: str | None = Depends(_key_header)) -> dict:
+    async def live_status(self, session_id: str, who: Caller) -> dict:
         """A live session's status, as `quantum live status --json` shows it; for a session
         this service runs, ``task`` holds how its task ended (once it has)."""
         from live.session import status_of
 
-        self._auth(key)
         status = status_of(self._live_state(session_id))
         if self.live_host is not None:
             outcome = await self.live_host.outcome.remote(session_id)
@@ -254,9 +283,8 @@ class Gateway(PolicyServer):
 
     @api.post("/v1/live", status_code=202)
     async def live_start(self, body: LiveStartRequest,
-                         key: str | None = Depends(_key_header)) -> dict:
+                         who: Caller) -> dict:
         """Start (or resume) a paper session of the served model, run by the cluster."""
-        self._auth(key)
         self._check_model(None)
         if self.live_host is None:
             raise ApiError(404, "live_disabled", "this service has no live_dir")
@@ -267,17 +295,24 @@ class Gateway(PolicyServer):
         return started
 
     @api.post("/v1/live/{session_id}/stop", status_code=202)
-    async def live_stop(self, session_id: str, key: str | None = Depends(_key_header)) -> dict:
+    async def live_stop(self, session_id: str, who: Caller) -> dict:
         """Ask a session to stop after its current bar (it keeps its book)."""
-        self._auth(key)
-        self._live_state(session_id)  # 404/422 as for status
-        if self.live_host is not None:
-            await self.live_host.stop.remote(session_id)
-        else:
-            from live.journal import Journal
+        from live.journal import Journal
 
-            Journal(self.live_dir / session_id).request_stop()
+        self._live_state(session_id)  # 404/422 as for status
+        Journal(self.live_dir / session_id).request_stop()
         return {"id": session_id, "status": "stop_requested"}
+
+    @api.post("/v1/live/{session_id}/flatten", status_code=202)
+    async def live_flatten(self, session_id: str,
+                           who: Caller) -> dict:
+        """Trip the session's kill switch at its next bar: it flattens its book with the
+        normal execution model and stops trading."""
+        from live.journal import Journal
+
+        self._live_state(session_id)
+        Journal(self.live_dir / session_id).request_flatten()
+        return {"id": session_id, "status": "flatten_requested"}
 
     def _live_state(self, session_id: str) -> dict:
         """The committed state of a session folder under live_dir; the id is a plain name
@@ -299,43 +334,66 @@ class Gateway(PolicyServer):
 
     @api.post("/v1/backtests", response_model=BacktestJob, status_code=202)
     async def start_backtest(self, body: BacktestRequest,
-                             key: str | None = Depends(_key_header)) -> dict:
-        self._auth(key)
-        if body.data_path is not None and body.synthetic_seed is not None:
-            raise ApiError(422, "invalid_request", "give data_path or synthetic_seed, not both")
+                             who: Caller) -> dict:
+        if body.data is not None and body.synthetic_seed is not None:
+            raise ApiError(422, "invalid_request", "give data or synthetic_seed, not both")
         self._check_model(body.model)
-        return await self.backtests.start.remote(
-            str(self.policy.checkpoint), self.policy.model_id, body.model_dump(exclude={"model"})
+        request = body.model_dump(exclude={"model", "data"})
+        if body.data is not None:
+            request["data_path"] = str(_confined(self.settings.data_root, body.data, "store"))
+        job = await self.backtests.start.remote(
+            str(self.policy.checkpoint), self.policy.model_id, request, who.key_id
         )
+        if "refused" in job:
+            raise ApiError(429, "quota_exceeded", job["refused"], [], {"Retry-After": "30"})
+        return job
 
     @api.get("/v1/backtests/{job_id}", response_model=BacktestJob)
-    async def backtest_status(self, job_id: str, key: str | None = Depends(_key_header)) -> dict:
-        self._auth(key)
-        job = await self.backtests.status.remote(job_id)
+    async def backtest_status(self, job_id: str, who: Caller) -> dict:
+        job = await self.backtests.status.remote(job_id, who.key_id)
         if job is None:
-            raise ApiError(404, "unknown_job", f"no backtest job {job_id!r}")
+            raise ApiError(404, "unknown_job", f"no backtest job {job_id!r} of this key")
         return job
 
     @api.post("/v1/chat", response_model=ChatResponse,
               responses={404: {"model": ErrorBody}, 503: {"model": ErrorBody}})
-    async def chat_message(self, body: ChatRequest,
-                           key: str | None = Depends(_key_header)) -> Any:
-        self._auth(key)
+    async def chat_message(self, body: ChatRequest, who: Caller) -> Any:
         if self.chat is None:
             raise ApiError(404, "chat_disabled", "this service runs without the chatbot")
-        wait = self.chat_limit.wait_s(digest(key or ""))
+        wait = self.chat_limit.wait_s(who.key_id)
         if wait > 0:
-            return JSONResponse(
-                status_code=429, headers={"Retry-After": str(int(wait) + 1)},
-                content={"code": "rate_limited", "details": [{"retry_after_s": round(wait, 1)}],
-                         "message": "too many chat messages; retry after Retry-After seconds"},
-            )
+            raise _limited(wait, "chat messages")
         if body.stream:
             stream = self.chat.options(stream=True).stream.remote(
                 body.conversation_id, body.message
             )
             return StreamingResponse(_events(stream), media_type="text/event-stream")
         return await self.chat.reply.remote(body.conversation_id, body.message)
+
+    @api.get("/v1/admin/keys", response_model=list[KeyInfo])
+    async def list_keys(self, who: Caller) -> list[dict]:
+        return [r.public() for r in self._keys().records().values()]
+
+    @api.post("/v1/admin/keys", response_model=KeyCreated, status_code=201)
+    async def add_key(self, body: KeyRequest, who: Caller) -> dict:
+        """A new key; its secret is in this response only."""
+        try:
+            record, secret = self._keys().add(body.name, body.scopes)
+        except KeyFileError as err:
+            raise ApiError(422, "invalid_request", str(err)) from err
+        return {**record.public(), "secret": secret}
+
+    @api.delete("/v1/admin/keys/{key_id}", response_model=KeyInfo)
+    async def revoke_key(self, key_id: str, who: Caller) -> dict:
+        try:
+            return self._keys().revoke(key_id).public()
+        except KeyFileError as err:
+            raise ApiError(404, "unknown_key", f"no key {key_id!r}") from err
+
+    def _keys(self) -> KeyFile:
+        if self.key_file is None:
+            raise ApiError(404, "keys_disabled", "this service has no key file")
+        return self.key_file
 
     async def live_info(self) -> dict:
         """The served policy's assets, bars needed and timeframe (for the chatbot)."""
@@ -350,6 +408,7 @@ class Gateway(PolicyServer):
     def _check_model(self, model: str | None) -> None:
         """503 until a checkpoint is loaded (direct ingress can take requests before
         reconfigure has run), 404 for a model id other than the served one."""
+        self.follow_swap()
         if self.policy is None:
             raise ApiError(503, "not_ready", "the policy is still loading; retry shortly")
         served = self.policy.model_id
@@ -358,20 +417,53 @@ class Gateway(PolicyServer):
                            [{"served": served}])
 
 
+def settings_from(args: dict) -> GatewaySettings:
+    """The Gateway's settings from build_app's arguments (unknown ones are ignored here:
+    they belong to other deployments)."""
+    names = {f.name for f in fields(GatewaySettings)}
+    given = {k: v for k, v in args.items() if k in names and v is not None}
+    for name in ("key_digests", "legacy_scopes"):
+        if name in given:
+            given[name] = tuple(given[name])
+    return GatewaySettings(**given)
+
+
 def build_app(args: dict) -> serve.Application:
     """The application (Serve's builder signature: ``serve run serving.app:build_app
-    model_path=runs/first``). Keys come from this process's environment (serving.auth).
+    model_path=runs/first``).
+
+    Keys: ``key_file`` (scoped keys, serving.auth) and/or plain keys from this process's
+    environment (QUANTUM_API_KEYS, with QUANTUM_API_KEY_SCOPES) or ``key_digests``; the
+    app refuses to start with none. Paths: ``data_root`` and ``model_root`` bound what
+    requests may name; ``state_dir`` holds the job queue, the audit log (``audit_log``
+    overrides) and the swapped-model choice. Quotas: ``signals_per_minute``/
+    ``signals_burst`` and ``chat_per_minute``/``chat_burst`` per key,
+    ``backtests_running_per_key``/``backtests_queued_per_key``.
 
     With ``chat_model_path`` (a chatbot model or LoRA adapter folder) the ChatServer
     deployment joins it behind ``POST /v1/chat``; ``data_path`` (the market store) keeps
-    its facts live. Chat limits: ``chat_per_minute``/``chat_burst`` per API key,
-    ``chat_max_history`` turns per conversation, ``chat_max_conversations`` kept."""
-    from serving.auth import load_key_digests
-    from serving.deployments import BacktestRunner, LiveHost
+    its facts live. Chat limits: ``chat_max_history`` turns per conversation,
+    ``chat_max_conversations`` kept."""
+    from serving.auth import legacy_digests, legacy_scopes
+    from serving.deployments import LiveHost
+    from serving.jobs import BacktestRunner
 
+    args = dict(args)
+    if "key_digests" not in args:
+        args["key_digests"] = legacy_digests()
+    args.setdefault("legacy_scopes", legacy_scopes())
+    state_dir = args.get("state_dir")
+    if state_dir and not args.get("audit_log"):
+        args["audit_log"] = str(Path(state_dir) / "audit.jsonl")
+    settings = settings_from(args)
+    if not KeySource(settings.key_file, settings.key_digests).current():
+        raise ValueError("no API keys: make one with `quantum keys add` (key_file) or set "
+                         "QUANTUM_API_KEYS before starting the service")
     model_path = str(args["model_path"])
-    backtests = BacktestRunner.bind(str(args.get("results_dir", "results/serve")))
-    digests = tuple(args["key_digests"]) if "key_digests" in args else load_key_digests()
+    results = str(args.get("results_dir", "results/serve"))
+    backtests = BacktestRunner.bind(results, state_dir,
+                                    int(args.get("backtests_running_per_key", 2)),
+                                    int(args.get("backtests_queued_per_key", 8)))
     gateway = Gateway.options(
         num_replicas=int(args.get("replicas", 1)), user_config={"model_path": model_path}
     )
@@ -385,9 +477,6 @@ def build_app(args: dict) -> serve.Application:
             int(args.get("chat_max_history", 5)), int(args.get("chat_max_conversations", 1000)),
             float(args.get("chat_refresh_s", 60.0)), str(args.get("chat_device", "cpu")),
         )
-    return gateway.bind(backtests, digests, int(args.get("max_batch_size", 32)),
-                        float(args.get("batch_wait_s", 0.0005)), chat,
-                        float(args.get("chat_per_minute", 30.0)),
-                        int(args.get("chat_burst", 5)), args.get("live_dir"),
-                        LiveHost.bind(str(args["live_dir"]), args.get("live_market"))
-                        if args.get("live_dir") else None)
+    live = LiveHost.bind(str(args["live_dir"]), args.get("live_market")) \
+        if args.get("live_dir") else None
+    return gateway.bind(backtests, settings, chat, live)

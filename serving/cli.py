@@ -82,14 +82,39 @@ def serve_command(
         Path | None, typer.Option(help="Folder of `quantum live` session folders: their status "
                                   "at /v1/live/{id}, their accounts as account_id in signals.")
     ] = None,
+    state_dir: Annotated[
+        Path, typer.Option(help="The service's state: key file (keys.json), audit log "
+                           "(audit.jsonl), backtest job queue, swapped-model choice. Shared "
+                           "storage on a multi-node cluster.")
+    ] = Path("serve-state"),
+    key_file: Annotated[
+        Path | None, typer.Option(help="Scoped key file (default: STATE_DIR/keys.json; "
+                                  "`quantum keys add` makes keys).")
+    ] = None,
+    data_root: Annotated[
+        Path | None, typer.Option(help="Stores that backtest requests may name (by relative "
+                                  "name); none: only synthetic markets and the model's own.")
+    ] = None,
+    model_root: Annotated[
+        Path | None, typer.Option(help="Trained runs that PUT /v1/models may swap to.")
+    ] = None,
+    signals_per_minute: Annotated[
+        float, typer.Option(help="Signal requests per minute per key (0: no limit).")
+    ] = 6000.0,
+    backtests_per_key: Annotated[
+        int, typer.Option(help="Backtests one key may run at once (more wait in its queue).")
+    ] = 2,
 ) -> None:
-    """Serve trading signals and backtests (and the chatbot) over HTTP until interrupted."""
+    """Serve trading signals, backtests and paper sessions (and the chatbot) over HTTP
+    until interrupted."""
     from rl.cli_input import user_errors
+    from serving.auth import KeyFile, KeyFileError, legacy_digests, legacy_scopes
 
     with user_errors():
         venue = store_exchange(data_path, exchange)
         if write_config is None and not model_path.exists():
             raise FileNotFoundError(f"no checkpoint at {model_path}")
+    key_file = key_file or state_dir / "keys.json"
     chat = {}
     if chat_model_path is not None:
         chat["chat_model_path"] = str(chat_model_path.resolve())
@@ -97,18 +122,29 @@ def serve_command(
         chat["data_path"] = str(data_path.resolve()) if data_path else None
         if venue is not None:
             chat["exchange"] = venue
+    service = {
+        "state_dir": str(state_dir.resolve()), "key_file": str(key_file.resolve()),
+        "signals_per_minute": signals_per_minute, "backtests_running_per_key": backtests_per_key,
+        **{name: str(path.resolve()) for name, path in
+           (("data_root", data_root), ("model_root", model_root), ("live_dir", live_dir))
+           if path is not None},
+    }
     if write_config is not None:
-        config = serve_config(str(model_path), host, port, replicas, chat)
+        config = serve_config(str(model_path), host, port, replicas, {**chat, **service})
         write_config.write_text(yaml.safe_dump(config, sort_keys=False))
         console.print(f"Serve config: {write_config}")
         return
-    from serving.auth import load_key_digests
-
     try:
-        digests = load_key_digests()
-    except ValueError as err:
+        digests = legacy_digests()
+        keys = KeyFile(key_file).ring(digests, legacy_scopes())
+    except KeyFileError as err:
         console.print(f"[red]error:[/] {err}")
         raise typer.Exit(2) from err
+    if not keys:
+        where = "" if is_loopback(host) else f" (and refuses to bind {host} without them)"
+        console.print(f"[red]error:[/] no API keys: make one with `quantum keys add --state-dir "
+                      f"{state_dir}` or set QUANTUM_API_KEYS; the service needs keys{where}")
+        raise typer.Exit(2)
     ingress = None
     if direct_ingress:
         from serving.ingress import DirectIngress
@@ -127,9 +163,8 @@ def serve_command(
 
     init_ray()
     serve.start(http_options={"host": host, "port": port})
-    extra = {"live_dir": str(live_dir.resolve())} if live_dir is not None else {}
     app = build_app({"model_path": str(model_path), "replicas": replicas, "key_digests": digests,
-                     **chat, **extra})
+                     **chat, **service})
     serve.run(app, name="quantum", route_prefix="/")
     console.print(f"serving {model_path} on http://{host}:{port} (OpenAPI: /openapi.json)")
     if ingress is not None:
@@ -143,6 +178,17 @@ def serve_command(
     stop.wait()
     console.print("shutting down")
     serve.shutdown()
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def signal_command(
@@ -183,3 +229,94 @@ def signal_command(
         console.print(f"[red]error:[/] the service at {url}: {err}", soft_wrap=True)
         raise typer.Exit(1) from err
     console.print_json(json.dumps(answer))
+
+
+keys_app = typer.Typer(help="Scoped API keys of the service (a key file of salted digests).")
+STATE_HELP = "The service's state folder (as `quantum serve --state-dir`)."
+
+
+def _key_file(state_dir: Path, key_file: Path | None):
+    from serving.auth import KeyFile
+
+    return KeyFile(key_file or state_dir / "keys.json")
+
+
+def _audit_cli(state_dir: Path, action: str, params: dict, outcome: str, key_id: str | None
+               ) -> None:
+    """Key changes made on the server's shell are audited beside the HTTP ones."""
+    import getpass
+    from datetime import UTC, datetime
+
+    from serving.guard import AuditLog
+
+    AuditLog(state_dir / "audit.jsonl").write({
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"), "key_id": None,
+        "route": f"cli keys {action}", "actor": getpass.getuser(), "params": params,
+        "status": None, "outcome": outcome, "id": key_id,
+    })
+
+
+@keys_app.command("add")
+def keys_add(
+    name: Annotated[str, typer.Option(help="Who or what the key is for.")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated: read, backtest, trade, admin.")],
+    state_dir: Annotated[Path, typer.Option(help=STATE_HELP)] = Path("serve-state"),
+    key_file: Annotated[Path | None, typer.Option(help="Key file (default: STATE_DIR/keys.json).")
+                        ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="As JSON.")] = False,
+) -> None:
+    """Make a key. Its secret is printed once: it is stored nowhere."""
+    import json
+
+    from rl.cli_input import user_errors
+
+    with user_errors():
+        record, secret = _key_file(state_dir, key_file).add(name, scopes)
+    _audit_cli(state_dir, "add", {"name": name, "scopes": list(record.scopes)}, "ok", record.id)
+    if as_json:
+        typer.echo(json.dumps({**record.public(), "secret": secret}))
+        return
+    console.print(f"key {record.id} ({', '.join(record.scopes)}) for {name}:")
+    typer.echo(secret)
+    console.print("[yellow]shown once: store it now (a secrets manager, not a repository)[/]")
+
+
+@keys_app.command("list")
+def keys_list(
+    state_dir: Annotated[Path, typer.Option(help=STATE_HELP)] = Path("serve-state"),
+    key_file: Annotated[Path | None, typer.Option(help="Key file (default: STATE_DIR/keys.json).")
+                        ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="As JSON.")] = False,
+) -> None:
+    """The keys: id, name, scopes, when made and revoked (never a secret)."""
+    import json
+
+    from rich.table import Table
+
+    from rl.cli_input import user_errors
+
+    with user_errors():
+        records = [r.public() for r in _key_file(state_dir, key_file).records().values()]
+    if as_json:
+        typer.echo(json.dumps(records))
+        return
+    table = Table("id", "name", "scopes", "created", "revoked")
+    for r in records:
+        table.add_row(r["id"], r["name"], ",".join(r["scopes"]), r["created"], r["revoked"] or "")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (from `quantum keys list`).")],
+    state_dir: Annotated[Path, typer.Option(help=STATE_HELP)] = Path("serve-state"),
+    key_file: Annotated[Path | None, typer.Option(help="Key file (default: STATE_DIR/keys.json).")
+                        ] = None,
+) -> None:
+    """Revoke a key: a running service refuses it from its next request on."""
+    from rl.cli_input import user_errors
+
+    with user_errors():
+        record = _key_file(state_dir, key_file).revoke(key_id)
+    _audit_cli(state_dir, "revoke", {"key_id": key_id}, "ok", record.id)
+    console.print(f"revoked {record.id} ({record.name})")

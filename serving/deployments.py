@@ -1,5 +1,5 @@
-"""The policy replica logic (batched signals, hot checkpoint swap) and the backtest
-runner deployment (jobs off the request path, reached through a DeploymentHandle).
+"""The policy replica logic (batched signals, hot checkpoint swap) and the deployment that
+hosts paper sessions (serving.jobs has the backtest runner).
 
 ``PolicyServer`` is mixed into the HTTP ingress rather than deployed behind it: on this
 2-core machine every DeploymentHandle hop cost about 8 ms per request (measured: GET
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,7 +33,8 @@ class PolicyServer:
     with and no request is dropped.
     """
 
-    def _setup_policy(self, max_batch_size: int, wait_s: float) -> None:
+    def _setup_policy(self, max_batch_size: int, wait_s: float,
+                      swap_file: Path | None = None) -> None:
         import torch
 
         # small batches: one intra-op thread beats two that synchronise on every layer,
@@ -41,6 +42,9 @@ class PolicyServer:
         torch.set_num_threads(1)
         self.policy = None
         self.source = None
+        self.base = None
+        self.swap_file = swap_file
+        self.swap_checked = 0.0
         self.predict_batch.set_max_batch_size(max_batch_size)
         self.predict_batch.set_batch_wait_timeout_s(wait_s)
 
@@ -53,9 +57,45 @@ class PolicyServer:
         log.info("serving %s", policy.model_id)
 
     def reconfigure(self, config: dict) -> None:
-        path = config.get("model_path")
-        if path and str(path) != self.source:
-            self._load(str(path))
+        """The deployment's model (user_config), unless a swap made over HTTP on top of
+        this same base model says otherwise."""
+        if config.get("model_path"):
+            self.base = str(config["model_path"])
+        self.follow_swap(force=True)
+
+    def _target(self) -> str | None:
+        if self.swap_file is not None and self.swap_file.exists():
+            from live.journal import JournalError, read_json
+
+            try:
+                swap = read_json(self.swap_file)
+            except JournalError as err:
+                log.error("ignoring the swapped-model file: %s", err)
+                return self.base
+            if swap.get("base") == self.base:
+                return swap["model"]
+        return self.base
+
+    def follow_swap(self, force: bool = False) -> None:
+        """Load the model another replica swapped to (checked at most once a second)."""
+        now = time.monotonic()
+        if not force and now - self.swap_checked < 1.0:
+            return
+        self.swap_checked = now
+        target = self._target()
+        if target and target != self.source:
+            self._load(target)
+
+    def swap(self, model_path: str, name: str) -> None:
+        """Serve ``model_path`` from now on (this replica at once, the others within a
+        second) and record it, so that a restarted replica serves it too. A model that
+        does not load changes nothing."""
+        from live.journal import write_json_atomic
+
+        self._load(model_path)
+        write_json_atomic(self.swap_file, {"base": self.base, "model": model_path,
+                                           "name": name,
+                                           "time": datetime.now(UTC).isoformat()})
 
     def info(self) -> dict:
         return self.policy.info()
@@ -97,74 +137,6 @@ class PolicyServer:
         return out
 
 
-@ray.remote(num_cpus=1, max_retries=0)
-def _run_backtest(model_path: str, request: dict, output_dir: str) -> dict:
-    """A backtest as a Ray task: its own process and CPU, never the request path."""
-    from backtest.run import BacktestOptions, backtest_trained
-    from rl.checkpoint import TrainedRun
-
-    trained = TrainedRun.open(model_path)
-    data_path = request.get("data_path")
-    market = trained.market.elsewhere(
-        Path(data_path) if data_path else None, request.get("synthetic_seed"),
-        request.get("synthetic_days"), model_symbols=trained.recorded_assets,
-    )
-    options = BacktestOptions(start=request.get("start"), end=request.get("end"),
-                              last_days=request.get("last_days"),
-                              baselines=tuple(request.get("baselines", ())))
-    run = backtest_trained(trained, market, options, Path(output_dir),
-                           allow_in_sample=bool(request.get("allow_in_sample")))
-    return {
-        "metrics": run.metrics, "baselines": run.baseline_metrics, "report": str(run.report),
-        "sample": run.sample.note,
-    }
-
-
-def _finite(value):
-    """NaN/inf (undefined ratios) as None: JSON has no NaN."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
-
-
-@serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0})
-class BacktestRunner:
-    """Starts backtests as Ray tasks and keeps their status (in memory, per replica: one
-    replica, so ids stay valid; a restarted replica forgets jobs and says so: 404)."""
-
-    def __init__(self, results_dir: str) -> None:
-        self.results_dir = Path(results_dir)
-        self.jobs: dict[str, dict] = {}
-        self.refs: dict[str, ray.ObjectRef] = {}
-
-    def start(self, model_path: str, model_id: str, request: dict) -> dict:
-        job_id = uuid.uuid4().hex[:12]
-        out = self.results_dir / job_id
-        self.refs[job_id] = _run_backtest.remote(model_path, request, str(out))
-        self.jobs[job_id] = {"id": job_id, "status": "running", "model_id": model_id,
-                             "submitted": datetime.now(UTC).isoformat()}
-        return dict(self.jobs[job_id])
-
-    def status(self, job_id: str) -> dict | None:
-        job = self.jobs.get(job_id)
-        if job is None:
-            return None
-        ref = self.refs.get(job_id)
-        if ref is not None:
-            done, _ = ray.wait([ref], timeout=0)
-            if done:
-                del self.refs[job_id]
-                job["finished"] = datetime.now(UTC).isoformat()
-                try:
-                    job.update(_finite(ray.get(ref)), status="succeeded")
-                except Exception as err:  # the job's failure is its status, not the service's
-                    cause = getattr(err, "cause", None) or err  # a task's own error, no trace
-                    job.update(status="failed", error=f"{type(cause).__name__}: {cause}"[:2000])
-        return dict(job)
-
-
 @ray.remote(num_cpus=0)
 def _run_session(folder: str, model_path: str, request: dict, live: dict | None) -> dict:
     """One paper session to its end (a Ray task: the cluster runs the loop)."""
@@ -195,7 +167,8 @@ def _run_session(folder: str, model_path: str, request: dict, live: dict | None)
 
 @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0})
 class LiveHost:
-    """Runs paper sessions as Ray tasks and stops them through their journals' stop files.
+    """Runs paper sessions as Ray tasks (the Gateway stops and flattens them through their
+    journals' request files).
     Status is read from the session folders (GET /v1/live/{id}), so it survives a replica
     restart; a session whose task died resumes where it stopped when started again."""
 
@@ -213,15 +186,6 @@ class LiveHost:
             str(self.live_dir / session_id), model_path, request, self.live_market
         )
         return {"id": session_id, "status": "starting"}
-
-    def stop(self, session_id: str) -> bool:
-        from live.journal import Journal, read_state
-
-        folder = self.live_dir / session_id
-        if read_state(folder) is None:
-            return False
-        Journal(folder).request_stop()
-        return True
 
     def outcome(self, session_id: str) -> dict | None:
         """The task's end: its final status, or its error (None while it runs)."""

@@ -105,7 +105,9 @@ class SignalResponse(BaseModel):
 class BacktestRequest(BaseModel):
     model_config = _STRICT
     model: str | None = Field(None, description="Model id (default: the served one).")
-    data_path: str | None = Field(None, description="Market store folder on the server.")
+    data: str | None = Field(None, max_length=256, description="A market store under the "
+                             "service's data root, by its relative name (`quantum serve "
+                             "--data-root`).")
     synthetic_seed: int | None = Field(None, ge=0, description="Or a fresh synthetic market.")
     synthetic_days: float | None = Field(None, gt=2, le=400)
     start: str | None = None
@@ -146,17 +148,43 @@ class BacktestJob(BaseModel):
     status: Literal["queued", "running", "succeeded", "failed"]
     model_id: str
     submitted: str
+    started: str | None = None
     finished: str | None = None
+    position: int | None = Field(None, description="Queued jobs ahead of this one.")
     metrics: dict[str, float | None] | None = None
     baselines: dict[str, dict[str, float | None]] | None = None
-    report: str | None = Field(None, description="Path of report.html on the server.")
+    report: str | None = Field(None, description="The report's name in the service's results.")
     sample: str | None = Field(None, description="In or out of sample, and why.")
     error: str | None = None
 
 
+class ModelSwap(BaseModel):
+    model_config = _STRICT
+    model: str = Field(min_length=1, max_length=256, description="A trained run under the "
+                       "service's model root, by its relative name.")
+
+
+class KeyRequest(BaseModel):
+    model_config = _STRICT
+    name: str = Field(min_length=1, max_length=64, description="Who or what the key is for.")
+    scopes: list[Literal["read", "backtest", "trade", "admin"]] = Field(min_length=1)
+
+
+class KeyInfo(BaseModel):
+    id: str
+    name: str
+    scopes: list[str]
+    created: str
+    revoked: str | None = None
+
+
+class KeyCreated(KeyInfo):
+    secret: str = Field(description="The key itself: shown in this response only.")
+
+
 class ModelInfo(BaseModel):
     id: str
-    checkpoint: str
+    checkpoint: str = Field(description="The run's name (relative to the model root).")
     kind: str
     assets: list[str]
     observation: dict[str, list[int]]

@@ -62,10 +62,12 @@ def taker_fill(acct, book, mkt, params, a, b, qty, price, kind, events, count):
 
 @njit(cache=True, inline="always")
 def _defer_for_funding(book, mkt, params, a, b):
-    """True if an order adds exposure on the side that pays the next, imminent funding."""
+    """True if the order leaves exposure on its own side that pays the next, imminent
+    funding: an open, an add, or a flip through zero (short -> long ends long, and the long
+    would pay). A pure reduction never waits."""
     remain = book[a, REMAIN]
     pos = book[a, QTY]
-    adds = pos == 0.0 or (pos > 0.0) == (remain > 0.0)
+    adds = (pos + remain) * remain > 0.0
     rate = mkt[b - 1, a, M_FUNDING_LAST]
     pays = (remain > 0.0 and rate > 0.0) or (remain < 0.0 and rate < 0.0)
     return adds and pays and mkt[b - 1, a, M_NEXT_EVENT] <= params[P_FUNDING_WINDOW]

@@ -48,7 +48,8 @@ def test_serve_answers_a_signal_on_the_latest_bars_and_stops_cleanly(tmp_path):
                 "NO_COLOR": "1", "WANDB_MODE": "offline"})
     server = subprocess.Popen(
         [sys.executable, "-m", "quantum", "serve", "--model-path", str(run), "--port", str(port),
-         "--direct-ingress", "--direct-ports", f"{direct}-{direct}"],
+         "--direct-ingress", "--direct-ports", f"{direct}-{direct}",
+         "--state-dir", str(tmp_path / "state")],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines: list[str] = []
@@ -77,3 +78,45 @@ def test_serve_answers_a_signal_on_the_latest_bars_and_stops_cleanly(tmp_path):
     assert server.returncode == 0, log[-3000:]
     assert "shutting down" in log
     assert "e2e-key" not in log  # the key never reaches the service's output
+
+
+def test_keys_are_made_listed_and_revoked_and_the_secret_is_shown_once(tmp_path):
+    state = tmp_path / "state"
+    made = quantum("keys", "add", "--name", "bot", "--scopes", "trade,read", "--state-dir",
+                   str(state), "--json")
+    assert made.returncode == 0, made.stdout + made.stderr
+    key = json.loads(made.stdout)
+    listed = quantum("keys", "list", "--state-dir", str(state), "--json")
+    revoked = quantum("keys", "revoke", key["id"], "--state-dir", str(state))
+    after = json.loads(quantum("keys", "list", "--state-dir", str(state), "--json").stdout)
+    bad_scope = quantum("keys", "add", "--name", "x", "--scopes", "root", "--state-dir", str(state))
+    unknown = quantum("keys", "revoke", "nope", "--state-dir", str(state))
+
+    assert key["scopes"] == ["read", "trade"] and key["secret"].startswith(f"qk_{key['id']}_")
+    assert listed.returncode == 0 and key["secret"] not in listed.stdout
+    assert json.loads(listed.stdout) == [{k: v for k, v in key.items() if k != "secret"}]
+    assert key["secret"] not in (state / "keys.json").read_text()
+    assert revoked.returncode == 0 and after[0]["revoked"] is not None
+    assert bad_scope.returncode == 2 and "unknown scope" in bad_scope.stdout + bad_scope.stderr
+    assert unknown.returncode == 2 and "no key 'nope'" in unknown.stdout + unknown.stderr
+    audit = [json.loads(line) for line in (state / "audit.jsonl").read_text().splitlines()]
+    assert [a["route"] for a in audit] == ["cli keys add", "cli keys revoke"]
+    assert all(a["id"] == key["id"] for a in audit)
+    assert key["secret"] not in (state / "audit.jsonl").read_text()
+
+
+def test_serve_refuses_to_start_without_keys_and_names_a_public_bind(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("QUANTUM_API_KEYS", "QUANTUM_API_KEYS_FILE", "RAY_ADDRESS")}
+    public = subprocess.run(
+        [sys.executable, "-m", "quantum", "serve", "--model-path", str(run), "--host", "0.0.0.0",
+         "--state-dir", str(tmp_path / "state")],
+        env={**env, "COLUMNS": "250", "NO_COLOR": "1"}, capture_output=True, text=True,
+        timeout=120,
+    )
+
+    out = public.stdout + public.stderr
+    assert public.returncode == 2, out
+    assert "no API keys" in out and "refuses to bind 0.0.0.0" in out

@@ -15,3 +15,12 @@ def ray_local():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def policy_runs(ray_local, tmp_path_factory):
+    """Two briefly trained policies (seeds 11 and 12) shared by the Serve test modules:
+    the served one and a swap target. Read-only to the tests."""
+    from tests.integration import serving_fixtures as sf
+
+    return sf.train_runs(tmp_path_factory.mktemp("policies"))

@@ -15,10 +15,11 @@ import numpy as np
 
 from envs.registry import make_env
 from rl.train import train
-from serving.auth import API_KEY_HEADER, digest
+from serving.auth import API_KEY_HEADER, SCOPES, digest
 from tests.integration.configs import TINY_ENV, tiny
 
 API_KEY = "test-key-0123456789abcdef"
+"""A plain key with every scope (the security tests use scoped keys from a key file)."""
 
 
 @dataclass
@@ -55,17 +56,19 @@ def app_args(model_path: Path, results: Path) -> dict:
     live = results.parent / "live"
     live.mkdir(parents=True, exist_ok=True)
     return {"model_path": str(model_path), "key_digests": [digest(API_KEY)],
-            "results_dir": str(results), "live_dir": str(live)}
+            "legacy_scopes": list(SCOPES), "results_dir": str(results), "live_dir": str(live),
+            "state_dir": str(results.parent / "state"),
+            "signals_per_minute": 0}  # no signal quota: the load tests measure serving
 
 
-def start(runs: tuple[Path, Path], results: Path) -> Served:
+def start(runs: tuple[Path, Path], results: Path, **extra) -> Served:
     from ray import serve
 
     from serving.app import build_app
 
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    args = app_args(runs[0], results)
+    args = {**app_args(runs[0], results), **extra}
     try:
         serve.run(build_app(args), name="quantum", route_prefix="/")
     except BaseException:  # never leave Serve up on this port for the next module

@@ -14,15 +14,15 @@ from rl.checkpoint import load_module
 from tests.integration import serving_fixtures as sf
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
+PENDING = ("queued", "running")
 
 
 @pytest.fixture(scope="module")
-def served(ray_local, tmp_path_factory):
+def served(policy_runs, tmp_path_factory):
     from ray import serve
 
     root = tmp_path_factory.mktemp("serve")
-    runs = sf.train_runs(root)
-    app = sf.start(runs, root / "results")
+    app = sf.start(policy_runs, root / "results")
     yield app
     serve.shutdown()
 
@@ -175,7 +175,7 @@ def test_backtest_jobs_run_off_the_request_path(served, tmp_path):
         job = client.post("/v1/backtests", json={"synthetic_seed": 5, "synthetic_days": 3,
                                                  "last_days": 0.5}).json()
         latencies = []
-        while (status := client.get(f"/v1/backtests/{job['id']}").json())["status"] == "running":
+        while (status := client.get(f"/v1/backtests/{job['id']}").json())["status"] in PENDING:
             start = time.perf_counter()
             assert client.post("/v1/signals", json={"observation": obs}).status_code == 200
             latencies.append(time.perf_counter() - start)
@@ -192,7 +192,7 @@ def test_backtest_jobs_run_off_the_request_path(served, tmp_path):
 
 
 def _finished(client, job: dict) -> dict:
-    while (status := client.get(f"/v1/backtests/{job['id']}").json())["status"] == "running":
+    while (status := client.get(f"/v1/backtests/{job['id']}").json())["status"] in PENDING:
         time.sleep(0.2)
     return status
 
@@ -270,12 +270,13 @@ def test_the_service_runs_a_paper_session_on_the_cluster(served):
                 if status["task"] is not None:
                     break
             time.sleep(1.0)
-        served_model = client.get("/v1/models").json()[0]["checkpoint"]
+        served_name = client.get("/v1/models").json()[0]["checkpoint"]
 
     assert started.status_code == 202 and started.json()["status"] == "starting"
     assert again.status_code in (202, 409)
     assert bad.status_code == 422
     assert status["task"] == {"ended": True} and status["status"] == "finished"
+    served_model = next(run for run in served.runs if run.name == served_name)
     trained = TrainedRun.open(served_model)
     local = replay_session(served.live / "local-1", served_model, trained.market).run()
     assert status["equity"] == local["account"]["values"]["equity"]

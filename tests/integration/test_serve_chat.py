@@ -34,7 +34,7 @@ def _tiny_chatbot(root):
 
 
 @pytest.fixture(scope="module")
-def chat_app(ray_local, tmp_path_factory):
+def chat_app(policy_runs, tmp_path_factory):
     from ray import serve
 
     from market.cli import synth
@@ -43,7 +43,7 @@ def chat_app(ray_local, tmp_path_factory):
     root = tmp_path_factory.mktemp("chat")
     synth(out=root / "data", assets="BTC,ETH,SOL", days=4, seed=3)
     chatbot = _tiny_chatbot(root)
-    policy = sf.train_runs(root)[0]
+    policy = policy_runs[0]
     port = sf.free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     try:  # a failed start must not leave Serve up on this port for the next module

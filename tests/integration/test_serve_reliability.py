@@ -18,11 +18,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")
-def served(ray_local, tmp_path_factory):
+def served(policy_runs, tmp_path_factory):
     from ray import serve
 
     root = tmp_path_factory.mktemp("serve_reliability")
-    app = sf.start(sf.train_runs(root), root / "results")
+    app = sf.start(policy_runs, root / "results")
     yield app
     serve.shutdown()
 

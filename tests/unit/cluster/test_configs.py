@@ -591,3 +591,30 @@ def test_dockerfile_copies_every_package_the_project_installs():
 
     assert packages <= copied, packages - copied
     assert needed <= sources, needed - sources
+
+
+def test_the_ingress_terminates_tls_in_front_of_the_serve_service():
+    """The only way in from outside: TLS with a redirect from plain HTTP, to KubeRay's
+    serve Service of the RayService (named <RayService>-serve-svc) on the Serve port."""
+    ingress = yaml.safe_load((KUBERAY / "ingress.yaml").read_text())
+    service = manifest("rayservice.yaml")
+    (rule,) = ingress["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    backend = path["backend"]["service"]
+
+    assert ingress["kind"] == "Ingress" and ingress["apiVersion"] == "networking.k8s.io/v1"
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/ssl-redirect"] == "true"
+    assert rule["host"] in ingress["spec"]["tls"][0]["hosts"]
+    assert ingress["spec"]["tls"][0]["secretName"]
+    assert backend["name"] == f"{service['metadata']['name']}-serve-svc"
+    assert backend["port"]["number"] == serve_config()["http_options"]["port"]
+    assert "serveService" not in service["spec"]  # KubeRay's default: a ClusterIP Service
+
+
+def test_the_served_state_lives_on_the_shared_volume():
+    (app,) = serve_config()["applications"]
+    mounts = [m["mountPath"] for _, c in _containers(manifest("rayservice.yaml"))
+              for m in c["volumeMounts"]]
+    for key in ("state_dir", "key_file", "model_root"):
+        assert any(Path(app["args"][key]).is_relative_to(m) for m in mounts), key
+    assert Path(app["args"]["key_file"]).parent == Path(app["args"]["state_dir"])

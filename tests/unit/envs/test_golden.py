@@ -315,3 +315,46 @@ def test_with_stops_off_a_position_rides_through_its_stop_distance(stops):
         env.step(action(trade=2, size=0.01, sl=0.0, tp=0.0))
 
     assert ("stop_loss" in set(env.ledger()["kind"])) is stops
+
+
+def test_a_funding_aware_flip_from_short_to_long_waits_past_the_payment_the_long_would_pay():
+    """A short flipped to a long just before a positive funding rate: the new long would
+    pay (25,000 units * 100 * 1e-4 * 0.8 = 200, as above), the old short receives the same
+    200. The flip is an add on the paying side, so it waits for the payment to pass: the
+    short collects 200 at bar 18 and the one fill comes at bar 19: the short's 25,000 plus
+    a long of 0.125 * 20 * (1,000,000 - 1,250 opening costs) / 100 = 24,968.75 units."""
+    data = flat_market()
+    data.mkt[:, 0, M_FUNDING_LAST] = 0.0001  # longs currently pay
+    data = add_funding(data, bar=18, rate=0.0001)
+    env = make_env(data, bars_per_step=5)
+
+    env.step(action(trade=0, size=0.125))  # short 25,000 at bar 11 (market)
+    env.step(action(trade=2, size=0.125, style=ExecStyle.FUNDING_AWARE))
+
+    ledger = env.ledger()
+    assert list(ledger["kind"]) == ["fill", "funding", "fill"]
+    assert list(ledger["bar"]) == [11, 18, 19]
+    assert ledger["qty"].iloc[2] == pytest.approx(49_968.75)
+    assert env.account()["funding"] == pytest.approx(-200.0)
+    assert env.positions()[0] == pytest.approx(24_968.75)
+    assert_reconciles(env)
+
+
+def test_a_funding_aware_order_that_only_reduces_never_waits():
+    """Cutting a short of 60,000 units (size 0.3; opening costs 2,400 + 600) to size 0.1
+    (0.1 * 20 * 997,000 / 100 = 19,940 units; a change of 0.2, outside the 0.1 band) pays
+    nothing at the funding time, so it fills at once, at bar 16: 40,060 units. The rest of
+    the short receives 19,940 * 0.008 = 159.52 at bar 18."""
+    data = flat_market()
+    data.mkt[:, 0, M_FUNDING_LAST] = 0.0001
+    data = add_funding(data, bar=18, rate=0.0001)
+    env = make_env(data, bars_per_step=5)
+
+    env.step(action(trade=0, size=0.3))
+    env.step(action(trade=0, size=0.1, style=ExecStyle.FUNDING_AWARE))
+
+    ledger = env.ledger()
+    assert list(ledger["bar"]) == [11, 16, 18]
+    assert ledger["qty"].iloc[1] == pytest.approx(40_060.0, abs=0.01)
+    assert env.account()["funding"] == pytest.approx(-159.52, abs=1e-4)
+    assert_reconciles(env)

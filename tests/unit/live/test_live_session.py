@@ -96,3 +96,22 @@ def test_features_drifting_from_the_training_data_trip_the_kill_switch(tmp_path)
     assert calm["kill"] is None and max(calm["psi"].values()) < 1.0
     assert drifted["kill"]["rule"].startswith("feature_drift:")
     assert drifted["kill"]["value"] > 3.0 and drifted["status"] == KILLED
+
+
+def test_a_flatten_request_trips_the_kill_switch_and_closes_the_book(tmp_path):
+    venue = BinanceVenue(now_ms=START)
+    session, feed = _session(tmp_path, venue, max_polls=6)
+    state = session.run(feed.ticks, feed.start)
+    held = [a for a in ("BTC", "ETH") if state["account"]["book"][a]["quantity"]]
+    assert state["status"] == RUNNING and held
+
+    session.journal.request_flatten()  # what `quantum live flatten` and the HTTP route do
+    session, feed = _session(tmp_path, venue, max_polls=6)
+    state = session.run(feed.ticks, feed.start)
+
+    assert state["kill"]["rule"] == "manual_flatten" and state["status"] == KILLED
+    assert all(row["quantity"] == 0.0 for row in state["account"]["book"].values())
+    closing = [r for r in session.journal.rows("ledger.jsonl")
+               if r["bar_time"] > state["kill"]["bar_time"]]
+    assert {r["kind"] for r in closing} == {"fill"} and len(closing) == len(held)
+    assert not session.journal.flatten_requested()
