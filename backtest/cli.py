@@ -80,6 +80,9 @@ def backtest_command(
     commission: Annotated[float | None, typer.Option(help="Taker fee (0.0004 = 4 bp).")] = None,
     slippage: Annotated[float | None, typer.Option(help="Half-spread floor (fraction).")] = None,
     max_leverage: Annotated[float | None, typer.Option(help="Leverage cap.")] = None,
+    shield: Annotated[bool | None, typer.Option(
+        "--shield/--no-shield", help="Risk shield on or off (default: as the run trained).")
+    ] = None,
     benchmark: Annotated[str, typer.Option(help="Buy-and-hold benchmark asset.")] = "BTC",
     start: Annotated[str | None, typer.Option(help="First timestamp (UTC).")] = None,
     end: Annotated[str | None, typer.Option(help="Last timestamp (UTC).")] = None,
@@ -121,13 +124,14 @@ def backtest_command(
 
 def _backtest(
     model_path, policy, data_path, exchange, symbols, output_dir, initial_capital, risk_free_rate,
-    commission, slippage, max_leverage, benchmark, start, end, last_days, baselines, stochastic,
-    fast_path, n_trials, synthetic_seed, synthetic_days, walk_forward, train_bars, test_bars,
-    purge_bars, embargo_bars, anchored, windows, train_steps, allow_in_sample,
+    commission, slippage, max_leverage, shield, benchmark, start, end, last_days, baselines,
+    stochastic, fast_path, n_trials, synthetic_seed, synthetic_days, walk_forward, train_bars,
+    test_bars, purge_bars, embargo_bars, anchored, windows, train_steps, allow_in_sample,
 ) -> None:
     options = BacktestOptions(
         initial_capital=initial_capital, risk_free_rate=risk_free_rate, commission=commission,
-        slippage=slippage, max_leverage=max_leverage, benchmark=benchmark or None, start=start,
+        slippage=slippage, max_leverage=max_leverage, shield=shield,
+        benchmark=benchmark or None, start=start,
         end=end, last_days=last_days, baselines=tuple(b for b in baselines.split(",") if b),
         deterministic=not stochastic, n_trials=n_trials, fast_path=fast_path,
     )

@@ -38,6 +38,9 @@ from envs.core.layout import (
     M_MARK,
     N_EVENT,
     QTY,
+    SHIELD_RULE_NAMES,
+    SHIELD_RULES,
+    SHIELD_SCALE,
     SPREAD,
     TRADED,
 )
@@ -59,13 +62,16 @@ N_RECORD = 8
 
 
 @njit(cache=True)
-def record_step(acct, book, mkt, b, k, record, positions):
-    """Write the account's values after decision step k (bar b) into row k."""
+def record_step(acct, book, mkt, b, k, record, positions, shield):
+    """Write the account's values after decision step k (bar b) into row k; ``shield``
+    keeps what the risk shield did at that step's decision (scale, rules) per asset."""
     gross = 0.0
     for a in range(book.shape[0]):
         notional = book[a, QTY] * mkt[b, a, M_MARK]
         positions[k, a] = notional
         gross += abs(notional)
+        shield[k, a, 0] = book[a, SHIELD_SCALE]
+        shield[k, a, 1] = book[a, SHIELD_RULES]
     equity = acct[EQUITY]
     record[k, 0] = equity
     record[k, 1] = gross
@@ -98,6 +104,7 @@ class Account:
         }
         self.record = np.zeros((self.n_steps + 1, N_RECORD))
         self.positions = np.zeros((self.n_steps + 1, data.n_assets))
+        self.shield = np.zeros((self.n_steps + 1, data.n_assets, 2))
         self.bars = np.zeros(self.n_steps + 1, dtype=np.int64)
         capacity = (5 * data.n_assets + 1) * cfg.bars_per_step
         self.step_events = np.zeros((1, capacity, N_EVENT))
@@ -113,7 +120,7 @@ class Account:
             self.obs["market"], self.obs["risk"], self.obs["portfolio"],
         )
         record_step(s["acct"][0], s["book"][0], data.mkt, self.start_bar, 0, self.record,
-                    self.positions)
+                    self.positions, self.shield)
         self.bars[0] = self.start_bar
 
     def kernel_args(self) -> tuple:
@@ -157,8 +164,23 @@ class Account:
             periods_per_year=steps_per_year(d.timestamps, self.config.bars_per_step),
             risk_free_rate=self.config.risk_free_rate,
             ended_early=self.ended_early,
-            meta=dict(meta or {}),
+            meta={**(meta or {}), **self._shield_summary()},
         )
+
+    def _shield_summary(self) -> dict:
+        """With the risk shield on: how often it cut a target, by rule, and how much of
+        the asked exposure it left on average over the targets it cut (report provenance)."""
+        if not self.config.shield.enabled:
+            return {}
+        shield = self.shield[1 : self.done_steps + 1]
+        cut = shield[:, :, 1] != 0
+        by_rule = {name: int(((shield[:, :, 1].astype(np.int64) >> k) & 1).sum())
+                   for k, name in enumerate(SHIELD_RULE_NAMES)}
+        return {"shield": {
+            "decisions": int(shield.shape[0]), "asset_targets_cut": int(cut.sum()),
+            "by_rule": {k: v for k, v in by_rule.items() if v},
+            "mean_scale_when_cut": float(shield[:, :, 0][cut].mean()) if cut.any() else 1.0,
+        }}
 
 
 def span_steps(data: MarketArrays, config: EnvConfig, start_bar: int, end_bar: int) -> int:
@@ -207,7 +229,7 @@ def run_policy(
         account.keep_events(int(account.counts[0]))
         b = int(account.state["t"][0])
         record_step(account.state["acct"][0], account.state["book"][0], data.mkt, b, k,
-                    account.record, account.positions)
+                    account.record, account.positions, account.shield)
         account.bars[k] = b
         account.done_steps = k
         terminated = bool(out[2][0])

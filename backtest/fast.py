@@ -114,8 +114,8 @@ class _Encoder:
 @njit(cache=True, nogil=True)
 def _drive(mkt, feats, days, params, floors, rates, allowances, acct, book, hist, t, steps,
            active, encoded, weights, step_events, counts, rewards, terms, terminated,
-           truncated, obs_market, obs_risk, obs_portfolio, record, positions, bars, events,
-           n_events, k_from, k_to):
+           truncated, obs_market, obs_risk, obs_portfolio, record, positions, shield, bars,
+           events, n_events, k_from, k_to):
     """Steps k_from..k_to-1 (1-based step numbers k_from..); stops early when the event
     buffer could overflow. Returns (next step, events kept, terminated). ``weights`` is
     rl.modules.twin.TwinWeights."""
@@ -142,7 +142,7 @@ def _drive(mkt, feats, days, params, floors, rates, allowances, acct, book, hist
         for i in range(counts[0]):
             events[n_events + i] = step_events[0, i]
         n_events += counts[0]
-        record_step(acct[0], book[0], mkt, t[0], k, record, positions)
+        record_step(acct[0], book[0], mkt, t[0], k, record, positions, shield)
         bars[k] = t[0]
         k += 1
         if terminated[0] or truncated[0]:
@@ -191,7 +191,7 @@ def _loop(account: Account, encoder: _Encoder, weights, n_steps: int) -> bool:
         k, account.n_events, terminated = _drive(
             *account.kernel_args(), encoder.encoded, weights, account.step_events,
             account.counts, *out, obs["market"], obs["risk"], obs["portfolio"], account.record,
-            account.positions, account.bars, account.events, account.n_events, k,
+            account.positions, account.shield, account.bars, account.events, account.n_events, k,
             min(n_steps, ready) + 1,
         )
         account.done_steps = k - 1

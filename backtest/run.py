@@ -52,6 +52,10 @@ class BacktestOptions(BaseModel):
         "(on top of square-root impact, which the simulator always charges).",
     )
     max_leverage: float | None = Field(None, gt=0, le=125, description="Leverage cap.")
+    shield: bool | None = Field(
+        None, description="Risk shield on or off (envs.config.ShieldConfig; None: as the run "
+        "was trained). Its settings are the run's, or the defaults if it trained without."
+    )
     benchmark: str | None = Field(
         "BTC", description="Asset of the buy-and-hold benchmark line (None: no benchmark)."
     )
@@ -91,6 +95,8 @@ class BacktestOptions(BaseModel):
             update["costs"] = base.costs.model_copy(update=costs)
         if self.max_leverage is not None:
             update["limits"] = base.limits.model_copy(update={"max_leverage": self.max_leverage})
+        if self.shield is not None:
+            update["shield"] = base.shield.model_copy(update={"enabled": self.shield})
         return EnvConfig.model_validate({**base.model_dump(), **_dumped(update)})
 
 

@@ -7,8 +7,9 @@ gym-anytrading, on the same synthetic market, interleaved A/B, median of rounds.
 (gym-trading-env pins ccxt 3.0.59 and flask 2.2.5 for its downloader and renderer;
 its environment needs neither, so it is installed without its dependencies.)
 
-Every env gets pre-sampled random actions (sampling is not timed) and runs on one
-core (numba is single-threaded here; BLAS threads are pinned to 1). Quantum's
+The batched env also runs with the risk shield on (envs/core/shield.py; the issue's
+bound: at most 25% slower). Every env gets pre-sampled random actions (sampling is not
+timed) and runs on one core (numba is single-threaded here; BLAS threads are pinned to 1). Quantum's
 batched env runs N=256 accounts on 3 assets with every mechanic on and full
 observations built; the single env is the gymnasium.Env. Peers trade one asset
 (that is all they support), which favours them. Prints one JSON object.
@@ -30,7 +31,7 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 import numpy as np
 import pandas as pd
 
-from envs.config import EnvConfig
+from envs.config import EnvConfig, ShieldConfig
 from envs.data import MarketArrays
 from envs.single import PerpetualEnv
 from envs.vector import PerpetualVectorEnv
@@ -44,8 +45,9 @@ def build_market(days: float, seed: int) -> tuple[MarketArrays, pd.DataFrame]:
     return MarketArrays.from_aligned(market.aligned()), market.ohlcv[perp_symbol("BTC")]
 
 
-def runner_batched(data: MarketArrays, n_envs: int):
-    env = PerpetualVectorEnv(data, EnvConfig(record_ledger=False), num_envs=n_envs)
+def runner_batched(data: MarketArrays, n_envs: int, shield: bool = False):
+    config = EnvConfig(record_ledger=False, shield=ShieldConfig(enabled=shield))
+    env = PerpetualVectorEnv(data, config, num_envs=n_envs)
     env.reset(seed=0)
     env.action_space.seed(0)
     actions = [env.action_space.sample() for _ in range(64)]
@@ -113,28 +115,33 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--days", type=float, default=60.0)
     parser.add_argument("--envs", type=int, default=256)
+    parser.add_argument("--no-peers", action="store_true",
+                        help="Only Quantum's envs (the peers need the [bench] extra).")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     data, btc = build_market(args.days, seed=7)
     runners = {
         "batched_steps_per_s": runner_batched(data, args.envs),
+        "batched_shield_steps_per_s": runner_batched(data, args.envs, shield=True),
         "single_steps_per_s": runner_single(data),
-        "gym_trading_env_steps_per_s": runner_gym_trading_env(btc),
-        "gym_anytrading_steps_per_s": runner_gym_anytrading(btc),
     }
+    if not args.no_peers:
+        runners["gym_trading_env_steps_per_s"] = runner_gym_trading_env(btc)
+        runners["gym_anytrading_steps_per_s"] = runner_gym_anytrading(btc)
     samples: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(args.rounds):
         for name, run in runners.items():
             samples[name].append(measure(run, args.seconds))
     result = {name: round(statistics.median(values), 1) for name, values in samples.items()}
     cfg = EnvConfig()
+    result["shield_vs_no_shield"] = round(
+        result["batched_shield_steps_per_s"] / result["batched_steps_per_s"], 3
+    )
+    if not args.no_peers:
+        peer = result["gym_trading_env_steps_per_s"]
+        result.update(batched_vs_gym_trading_env=round(result["batched_steps_per_s"] / peer, 1),
+                      single_vs_gym_trading_env=round(result["single_steps_per_s"] / peer, 2))
     result.update(
-        batched_vs_gym_trading_env=round(
-            result["batched_steps_per_s"] / result["gym_trading_env_steps_per_s"], 1
-        ),
-        single_vs_gym_trading_env=round(
-            result["single_steps_per_s"] / result["gym_trading_env_steps_per_s"], 2
-        ),
         n_envs=args.envs,
         assets=data.n_assets,
         observation={"window": cfg.window, "features": len(data.features)},

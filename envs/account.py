@@ -68,8 +68,12 @@ BOOK_FIELDS: dict[str, int] = {
     "clip": L.CLIP,
     "stop_loss_price": L.SL_PX,
     "take_profit_price": L.TP_PX,
+    "shield_scale": L.SHIELD_SCALE,
+    "shield_rules": L.SHIELD_RULES,
 }
 """Name -> book offset: every offset but OPENED_AT (serialised as ``bars_held``)."""
+BOOK_DEFAULTS: dict[str, float] = {"shield_scale": 1.0, "shield_rules": 0.0}
+"""Book fields an account may leave out (what the risk shield last did: nothing)."""
 
 
 class AccountError(ValueError):
@@ -209,14 +213,16 @@ class Account:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Account:
-        """The inverse of to_dict, checked: every field present and numeric."""
+        """The inverse of to_dict, checked: every field present (but BOOK_DEFAULTS') and
+        numeric."""
         try:
             if raw.get("format") != FORMAT:
                 raise AccountError(f"account format {raw.get('format')!r}, expected {FORMAT}")
             assets = tuple(str(a) for a in raw["assets"])
             values = {name: float(raw["values"][name]) for name in ACCOUNT_FIELDS}
             book = {
-                asset: {name: float(raw["book"][asset][name])
+                asset: {name: float(raw["book"][asset][name] if name not in BOOK_DEFAULTS
+                                    else raw["book"][asset].get(name, BOOK_DEFAULTS[name]))
                         for name in (*BOOK_FIELDS, "bars_held")}
                 for asset in assets
             }

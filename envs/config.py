@@ -12,6 +12,7 @@ from enum import IntEnum
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from risk.limits import DEFAULT_BRACKETS, RiskLimits
+from risk.sizing import SizingConfig
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -151,6 +152,41 @@ class RewardConfig(BaseModel):
     )
 
 
+class ShieldConfig(BaseModel):
+    """The risk shield between the policy's targets and the book (envs/core/shield.py):
+    the same kernel in training, backtests, paper trading and serving. Every rule only
+    shrinks targets toward zero (never flips or grows one), in this order: volatility
+    targeting (per-asset cap on |notional| / equity), each asset's own regime multiplier,
+    the drawdown schedule, correlation-group caps and the gross cap (risk.sizing's
+    settings), then the post-trade book's one-day VaR and expected shortfall (normal,
+    from the trailing day's covariance of returns) and its maintenance margin / equity,
+    each by one common scale. What it cut is in the book (SHIELD_SCALE, SHIELD_RULES)."""
+
+    model_config = _FROZEN
+    enabled: bool = Field(False, description="Apply the shield.")
+    sizing: SizingConfig = SizingConfig()
+    var_confidence: float = Field(0.99, gt=0.5, lt=1, description="VaR / ES confidence.")
+    max_var: float | None = Field(
+        0.10, gt=0, description="Cap on the post-trade book's one-day VaR, fraction of equity."
+    )
+    max_es: float | None = Field(
+        0.12, gt=0, description="Cap on its one-day expected shortfall, fraction of equity."
+    )
+    max_margin_ratio: float | None = Field(
+        0.5, gt=0, le=1, description="Cap on maintenance margin / equity after the trade."
+    )
+
+    @field_validator("sizing")
+    @classmethod
+    def _few_steps(cls, value: SizingConfig) -> SizingConfig:
+        if len(value.drawdown.steps) > MAX_DRAWDOWN_STEPS:
+            raise ValueError(f"the shield takes at most {MAX_DRAWDOWN_STEPS} drawdown steps")
+        return value
+
+
+MAX_DRAWDOWN_STEPS = 4
+
+
 class EnvConfig(BaseModel):
     """Everything that defines an environment instance except the market data."""
 
@@ -177,6 +213,7 @@ class EnvConfig(BaseModel):
     execution: ExecutionConfig = ExecutionConfig()
     limits: RiskLimits = RiskLimits()
     reward: RewardConfig = RewardConfig()
+    shield: ShieldConfig = ShieldConfig()
     record_ledger: bool = Field(
         True,
         description="Keep every fill/fee/funding/liquidation event (slower; off for training).",

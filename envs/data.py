@@ -3,10 +3,13 @@
 `MarketArrays.from_frames` takes the aligned frame (market.loader) and its
 features (market.features) and stacks what the kernels need:
 
-- ``mkt``   (bars, assets, N_MKT) float64: prices, volume, funding, and the cost
+- ``mkt``   (bars, assets, N_MKT + assets) float64: prices, volume, funding, the cost
   inputs (ATR, half-spread, daily volatility and notional, trailing volume, last
-  known funding rate, bars to the next funding event); all computed from the
-  past only (funding event times come from the public funding schedule).
+  known funding rate, bars to the next funding event) and the risk shield's inputs
+  (each asset's volatility and trend regime, its row of the one-day covariance matrix
+  of log returns over the trailing day); all computed from the past only (funding
+  event times come from the public funding schedule), so the arrays of a prefix of the
+  bars equal the first rows of the whole history's.
 - ``feats`` (bars, assets, features) float32: the observed features.
 - ``days``  (bars,) int64: UTC day number of each bar (daily loss limit).
 
@@ -25,6 +28,7 @@ from envs.core.layout import (
     M_ATR,
     M_AVG_VOLUME,
     M_CLOSE,
+    M_COV,
     M_DAILY_NOTIONAL,
     M_DAILY_VOL,
     M_EVENT,
@@ -36,6 +40,8 @@ from envs.core.layout import (
     M_MARK,
     M_NEXT_EVENT,
     M_OPEN,
+    M_TREND_CODE,
+    M_VOL_CODE,
     M_VOLUME,
     N_MKT,
 )
@@ -119,7 +125,7 @@ class MarketArrays:
         if missing:
             raise ValueError(f"features frame lacks {missing}; compute them with market.features")
         n, n_assets = len(aligned), len(assets)
-        mkt = np.zeros((n, n_assets, N_MKT))
+        mkt = np.zeros((n, n_assets, N_MKT + n_assets))
         fields = {
             "open": M_OPEN, "high": M_HIGH, "low": M_LOW, "close": M_CLOSE, "mark": M_MARK,
             "volume": M_VOLUME, "funding_rate": M_FUNDING, "funding_event": M_EVENT,
@@ -132,6 +138,11 @@ class MarketArrays:
             volume = aligned[(asset, "volume")]
             mkt[:, j, M_AVG_VOLUME] = volume.rolling(volume_window, min_periods=1).mean().to_numpy()
             mkt[:, j, M_NEXT_EVENT] = _bars_to_next_event(mkt[:, j, M_EVENT])
+        closes = np.stack([mkt[:, j, M_CLOSE] for j in range(n_assets)], axis=1)
+        stamps = aligned.index.as_unit("ns").asi8
+        mkt[:, :, M_COV:] = daily_covariance(closes, bars_per_day(stamps))
+        for j in range(n_assets):
+            mkt[:, j, M_VOL_CODE], mkt[:, j, M_TREND_CODE] = regime_codes(closes[:, j])
         # the raw estimate (undefined or negative high-low estimates read as 0); the kernels
         # bound it by the env's CostConfig, so one dataset serves envs with other cost settings
         spread = mkt[:, :, M_HALF_SPREAD]
@@ -145,9 +156,56 @@ class MarketArrays:
         )
         first_valid = _first_valid(mkt, feats)
         feats = np.nan_to_num(feats, nan=0.0, posinf=0.0, neginf=0.0)
-        stamps = aligned.index.as_unit("ns").asi8
         days = stamps // (86_400 * 10**9)
         return cls(assets, tuple(obs_features), stamps, mkt, feats, days, first_valid)
+
+
+def bars_per_day(stamps: np.ndarray) -> int:
+    """Bars in a day at the data's bar interval (its most common one)."""
+    if len(stamps) < 2:
+        return 1440
+    step = int(np.median(np.diff(stamps)))
+    return max(1, round(86_400 * 10**9 / step)) if step > 0 else 1440
+
+
+def daily_covariance(close: np.ndarray, window: int) -> np.ndarray:
+    """(bars, assets, assets): at each bar the covariance of the assets' log returns over
+    the trailing ``window`` bars (fewer at the start), times ``window``: a one-day
+    covariance when ``window`` is a day of bars. Running sums accumulate in bar order, so
+    each bar's value depends on earlier bars only and a prefix gives the same numbers;
+    under two returns (or a non-positive price) it is 0."""
+    n, k = close.shape
+    returns = np.zeros((n, k))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        returns[1:] = np.diff(np.log(close), axis=0)
+    returns = np.nan_to_num(returns, nan=0.0, posinf=0.0, neginf=0.0)
+    first = np.cumsum(returns, axis=0)
+    second = np.cumsum(returns[:, :, None] * returns[:, None, :], axis=0)
+    bars = np.arange(n)
+    count = np.minimum(bars, window).astype(np.float64)
+    back = bars - window
+    s1 = first - np.where(back[:, None] >= 0, first[np.maximum(back, 0)], 0.0)
+    s2 = second - np.where(back[:, None, None] >= 0, second[np.maximum(back, 0)], 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = s1 / count[:, None]
+        cov = (s2 - count[:, None, None] * mean[:, :, None] * mean[:, None, :]) / (
+            count[:, None, None] - 1.0)
+    cov[count < 2] = 0.0
+    return np.nan_to_num(cov, nan=0.0) * window
+
+
+def regime_codes(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The asset's volatility and trend regime codes per bar (risk.regimes, past only);
+    0 (unknown) where its prices are not all positive and finite."""
+    from risk.regimes import RegimeConfig, trend_codes, vol_codes
+
+    if not (np.isfinite(close).all() and (close > 0).all()):
+        zero = np.zeros(len(close))
+        return zero, zero.copy()
+    lp = pd.Series(np.log(close))
+    config = RegimeConfig()
+    return (vol_codes(lp, config).astype(np.float64),
+            trend_codes(lp, config).astype(np.float64))
 
 
 def _bars_to_next_event(events: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from envs.config import EnvConfig
 from envs.core.layout import EQUITY, LIQUIDATED
+from envs.core.shield import shield_report
 from envs.core.step import REWARD_TERMS
 from envs.data import MarketArrays
 from envs.spaces import check_actions
@@ -114,6 +115,8 @@ class PerpetualEnv(gym.Env):
         }
         for k, name in enumerate(REWARD_TERMS):
             info[f"reward_{name}"] = float(terms[0, k])
+        if self.config.shield.enabled:
+            info["shield"] = shield_report(self._vec._state["book"][0], self._vec.data.assets)
         if self._done:
             stats = self._vec.episode_stats()
             info["trading"] = {key: float(value[0]) for key, value in stats.items()}

@@ -13,7 +13,16 @@ from gymnasium.vector.utils import batch_space
 
 from envs.config import EnvConfig
 from envs.core.accounting import bracket_arrays
-from envs.core.layout import ENTRY, EQUITY, LIQUIDATED, M_MARK, N_EVENT, QTY
+from envs.core.layout import (
+    ENTRY,
+    EQUITY,
+    LIQUIDATED,
+    M_MARK,
+    N_EVENT,
+    QTY,
+    SHIELD_RULES,
+    SHIELD_SCALE,
+)
 from envs.core.observe import N_PORTFOLIO, N_RISK
 from envs.core.params import pack_params
 from envs.core.step import N_TERMS, REWARD_TERMS, new_state, reset_batch, step_batch
@@ -203,6 +212,10 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
         }
         for k, key in enumerate(_TERM_KEYS):
             infos[key] = terms[:, k]  # a view of this step's fresh array
+        if self.config.shield.enabled:  # what the risk shield cut at this step's decision
+            book = self._state["book"]
+            infos["shield_scale"] = book[:, :, SHIELD_SCALE].copy()
+            infos["shield_rules"] = book[:, :, SHIELD_RULES].astype(np.int64)
         return infos
 
     def _finish_ledger(self, n: int) -> None:

@@ -115,7 +115,8 @@ class PaperBook:
         acct, book, hist, b = self.account.to_state(data)
         before = float(acct[EQUITY])
         drawdown_before = 1.0 - before / acct[PEAK]
-        open_step(acct, book, data.mkt, self._params, b, trade[0], size[0], risk[0], execution[0])
+        open_step(acct, book, data.mkt, self._params, *self._brackets, b, trade[0], size[0],
+                  risk[0], execution[0])
         pending = {"decided_at": float(data.timestamps[b]), "equity_before": before,
                    "drawdown_before": drawdown_before, "bars_run": 0.0}
         self.account = Account.from_state(acct, book, hist, data, b, pending)
@@ -139,6 +140,6 @@ def flat_action(n_assets: int) -> dict[str, np.ndarray]:
 def _record(acct: np.ndarray, book: np.ndarray, data: MarketArrays, b: int) -> np.ndarray:
     record = np.zeros((1, N_RECORD))
     positions = np.zeros((1, data.n_assets))
-    record_step(acct, book, data.mkt, b, 0, record, positions)
+    record_step(acct, book, data.mkt, b, 0, record, positions, np.zeros((1, data.n_assets, 2)))
     return np.concatenate([record[0], positions[0]])
 

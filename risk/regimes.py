@@ -75,7 +75,9 @@ def _labels(codes: np.ndarray, names: tuple[str, ...], index: pd.Index) -> pd.Se
     return pd.Series(pd.Categorical.from_codes(codes, categories=list(names)), index=index)
 
 
-def _vol_codes(lp: pd.Series, cfg: RegimeConfig) -> np.ndarray:
+def vol_codes(lp: pd.Series, cfg: RegimeConfig) -> np.ndarray:
+    """Volatility regime code per bar of a log-price series (index into VOL_LABELS), from
+    past bars only (the env's risk shield reads them per asset)."""
     vol = lp.diff().rolling(cfg.vol_window, min_periods=cfg.vol_window).std().to_numpy()
     stride = cfg.stride or cfg.vol_window
     samples = pd.Series(vol[::stride]).expanding(min_periods=math.ceil(cfg.min_history / stride))
@@ -89,7 +91,8 @@ def _vol_codes(lp: pd.Series, cfg: RegimeConfig) -> np.ndarray:
     return np.where(known, codes, 0).astype(np.int8)
 
 
-def _trend_codes(lp: pd.Series, cfg: RegimeConfig) -> np.ndarray:
+def trend_codes(lp: pd.Series, cfg: RegimeConfig) -> np.ndarray:
+    """Trend regime code per bar (index into TREND_LABELS), from past bars only."""
     gap = (lp.rolling(cfg.fast).mean() - lp.rolling(cfg.slow).mean()).to_numpy()
     sigma = lp.diff().rolling(cfg.slow).std().to_numpy() * math.sqrt(cfg.slow)
     strength = np.divide(gap, sigma, out=np.zeros_like(gap), where=sigma > 0)
@@ -105,14 +108,14 @@ def volatility_regime(
     """'low_vol' / 'normal_vol' / 'high_vol' against quantiles of past realised volatility."""
     cfg = config or RegimeConfig()
     lp = log_price(close)
-    return _labels(_vol_codes(lp, cfg), VOL_LABELS, lp.index)
+    return _labels(vol_codes(lp, cfg), VOL_LABELS, lp.index)
 
 
 def trend_regime(close: pd.Series | pd.DataFrame, config: RegimeConfig | None = None) -> pd.Series:
     """'uptrend' / 'downtrend' / 'sideways' from a volatility-scaled moving-average gap."""
     cfg = config or RegimeConfig()
     lp = log_price(close)
-    return _labels(_trend_codes(lp, cfg), TREND_LABELS, lp.index)
+    return _labels(trend_codes(lp, cfg), TREND_LABELS, lp.index)
 
 
 def market_regimes(
@@ -125,7 +128,7 @@ def market_regimes(
     """
     cfg = config or RegimeConfig()
     lp = log_price(close)
-    codes = _vol_codes(lp, cfg) * len(TREND_LABELS) + _trend_codes(lp, cfg)
+    codes = vol_codes(lp, cfg) * len(TREND_LABELS) + trend_codes(lp, cfg)
     names = tuple(f"{v}/{t}" for v in VOL_LABELS for t in TREND_LABELS)
     return _labels(codes, names, lp.index)
 

@@ -5,6 +5,9 @@ The mapping, per asset a, using only data up to the decision bar t:
 - direction = trade[a] - 1 (0 short, 1 flat, 2 long -> -1, 0, +1)
 - target notional = direction * size[a] * max_concentration * max_leverage * equity;
   if the targets' gross exceeds max_leverage * equity they are scaled down together
+- with the risk shield on, the target notionals then pass through it (envs.core.shield:
+  volatility targeting, regimes, drawdown schedule, correlation and gross caps, VaR/ES
+  and margin of the post-trade book), which only shrinks them
 - after a daily loss beyond the limit, orders may only reduce a position
 - target quantity = target notional / close[t]; the order is target - position
 - orders under rebalance_threshold * equity are not sent (fees for nothing), nor are
@@ -43,17 +46,21 @@ from envs.core.params import (
     P_MAX_LEVERAGE,
     P_REBALANCE,
     P_REBALANCE_BAND,
+    P_SHIELD,
     P_SL_HI,
     P_SL_LO,
     P_STOPS,
     P_TP_HI,
     P_TP_LO,
 )
+from envs.core.shield import shield_notional
 
 
 @njit(cache=True, inline="always")
-def target_quantities(acct, book, mkt, params, t, trade, size, out):
-    """Capped target quantity per asset (written to `out`) for a decision at bar t."""
+def target_quantities(acct, book, mkt, params, floors, rates, allowances, t, trade, size, out,
+                      scratch):
+    """Capped target quantity per asset (written to `out`) for a decision at bar t; with
+    the risk shield on, the targets pass through it first (``scratch``: 2 x assets)."""
     equity = acct[EQUITY]
     budget = params[P_MAX_LEVERAGE] * equity
     cap = params[P_MAX_CONCENTRATION] * budget
@@ -62,9 +69,13 @@ def target_quantities(acct, book, mkt, params, t, trade, size, out):
         out[a] = (trade[a] - 1) * size[a] * cap
         gross += abs(out[a])
     scale = budget / gross if gross > budget else 1.0
+    for a in range(out.shape[0]):
+        out[a] *= scale
+    if params[P_SHIELD] != 0.0:
+        shield_notional(acct, book, mkt, params, floors, rates, allowances, t, out, scratch)
     reduce_only = equity < acct[DAY_START] * (1.0 - params[P_DAILY_LOSS])
     for a in range(out.shape[0]):
-        target = out[a] * scale / mkt[t, a, M_CLOSE]
+        target = out[a] / mkt[t, a, M_CLOSE]
         pos = book[a, QTY]
         if reduce_only:
             if pos == 0.0 or (pos > 0.0) != (target > 0.0):
@@ -99,9 +110,13 @@ def _skip_small(book, mkt, params, t, equity, targets, skip):
 
 
 @njit(cache=True, inline="always")
-def place_orders(acct, book, mkt, params, t, trade, size, risk, execution, targets, skip):
-    """Turn one env's action at bar t into working orders and stops (replacing earlier ones)."""
-    target_quantities(acct, book, mkt, params, t, trade, size, targets)
+def place_orders(acct, book, mkt, params, floors, rates, allowances, t, trade, size, risk,
+                 execution, scratch, skip):
+    """Turn one env's action at bar t into working orders and stops (replacing earlier
+    ones). ``scratch`` is 3 x assets: the targets, then the shield's two rows."""
+    targets = scratch[0]
+    target_quantities(acct, book, mkt, params, floors, rates, allowances, t, trade, size,
+                      targets, scratch[1:])
     _skip_small(book, mkt, params, t, acct[EQUITY], targets, skip)
     for a in range(targets.shape[0]):
         close = mkt[t, a, M_CLOSE]

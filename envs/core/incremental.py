@@ -24,11 +24,12 @@ from envs.core.step import begin_step, finish_step, reset_account, run_bar
 
 
 @njit(cache=True)
-def open_step(acct, book, mkt, params, t, trade, size, risk, execution):
+def open_step(acct, book, mkt, params, floors, rates, allowances, t, trade, size, risk,
+              execution):
     """The decision at bar t becomes working orders."""
     n = book.shape[0]
-    begin_step(acct, book, mkt, params, t, trade, size, risk, execution, np.empty(n),
-               np.empty(n, np.bool_))
+    begin_step(acct, book, mkt, params, floors, rates, allowances, t, trade, size, risk,
+               execution, np.empty((3, n)), np.empty(n, np.bool_))
 
 
 @njit(cache=True)

@@ -57,7 +57,24 @@ SL_PX = 7
 TP_PX = 8
 OPENED_AT = 9
 """Bar index at which the current position was opened (for time-in-position)."""
-N_BOOK = 10
+SHIELD_SCALE = 10
+"""|target after the risk shield| / |target the policy asked| at the last decision (1: the
+shield left it alone or there was no target)."""
+SHIELD_RULES = 11
+"""Bitmask of the shield rules that cut the last decision's target (SHIELD_RULE_NAMES)."""
+N_BOOK = 12
+
+# risk shield rules (bits of SHIELD_RULES), in the order they apply
+R_VOL_TARGET = 1
+R_REGIME = 2
+R_DRAWDOWN = 4
+R_CORRELATION = 8
+R_GROSS = 16
+R_VAR = 32
+R_ES = 64
+R_MARGIN = 128
+SHIELD_RULE_NAMES = ("vol_target", "regime", "drawdown", "correlation", "gross", "var", "es",
+                     "margin")
 
 # events: one ledger row
 EV_BAR = 0
@@ -99,4 +116,11 @@ M_AVG_VOLUME = 12
 M_FUNDING_LAST = 13
 M_NEXT_EVENT = 14
 """Bars until the next funding event (from the public schedule of event times)."""
-N_MKT = 15
+M_VOL_CODE = 15
+"""The asset's volatility regime (risk.regimes codes: 0 unknown, 1 low, 2 normal, 3 high)."""
+M_TREND_CODE = 16
+"""The asset's trend regime (0 unknown, 1 down, 2 sideways, 3 up)."""
+M_COV = 17
+"""First of n_assets slots: row a of the one-day covariance matrix of log returns (from
+the trailing day of bars), so mkt's last axis is N_MKT + n_assets wide."""
+N_MKT = 17

@@ -32,7 +32,27 @@ P_REBALANCE_BAND = 22
 P_MIN_HALF_SPREAD = 23
 P_MAX_HALF_SPREAD = 24
 P_STOPS = 25
-N_PARAMS = 26
+P_SHIELD = 26
+"""1.0 when the risk shield is on; its settings follow (envs.config.ShieldConfig)."""
+P_VT_TARGET = 27
+P_VT_MAX_LEV = 28
+P_CORR_THRESHOLD = 29
+P_CORR_MAX_GROUP = 30
+P_MAX_GROSS = 31
+P_VAR_Z = 32
+P_ES_K = 33
+P_MAX_VAR = 34
+P_MAX_ES = 35
+P_MAX_MARGIN = 36
+P_REGIME_VOL = 37
+"""4 multipliers, by volatility regime code (unknown, low, normal, high)."""
+P_REGIME_TREND = 41
+"""4 multipliers, by trend regime code (unknown, down, sideways, up)."""
+P_DD_LEVEL = 45
+"""MAX_DRAWDOWN_STEPS drawdown levels (inf past the schedule's last), then as many
+multipliers."""
+P_DD_MULT = 49
+N_PARAMS = 53
 
 
 def pack_params(config: EnvConfig) -> np.ndarray:
@@ -69,4 +89,38 @@ def pack_params(config: EnvConfig) -> np.ndarray:
     out = np.zeros(N_PARAMS, dtype=np.float64)
     for index, value in values.items():
         out[index] = value
+    _pack_shield(config, out)
     return out
+
+
+def _pack_shield(config: EnvConfig, out: np.ndarray) -> None:
+    """The shield's settings; a disabled limit (None) reads as infinite."""
+    from statistics import NormalDist
+
+    from envs.config import MAX_DRAWDOWN_STEPS
+    from risk.regimes import TREND_LABELS, VOL_LABELS
+
+    shield = config.shield
+    sizing = shield.sizing
+    z = NormalDist().inv_cdf(shield.var_confidence)
+    out[P_SHIELD] = float(shield.enabled)
+    out[P_VT_TARGET] = sizing.vol_target.target_vol
+    out[P_VT_MAX_LEV] = sizing.vol_target.max_leverage
+    out[P_CORR_THRESHOLD] = sizing.correlation.threshold
+    out[P_CORR_MAX_GROUP] = sizing.correlation.max_group_exposure
+    out[P_MAX_GROSS] = sizing.max_gross_leverage
+    out[P_VAR_Z] = z
+    out[P_ES_K] = NormalDist().pdf(z) / (1.0 - shield.var_confidence)
+    for slot, limit in ((P_MAX_VAR, shield.max_var), (P_MAX_ES, shield.max_es),
+                        (P_MAX_MARGIN, shield.max_margin_ratio)):
+        out[slot] = np.inf if limit is None else limit
+    multipliers = sizing.regime.multipliers
+    for k, label in enumerate(VOL_LABELS):
+        out[P_REGIME_VOL + k] = multipliers.get(label, 1.0)
+    for k, label in enumerate(TREND_LABELS):
+        out[P_REGIME_TREND + k] = multipliers.get(label, 1.0)
+    out[P_DD_LEVEL : P_DD_LEVEL + MAX_DRAWDOWN_STEPS] = np.inf
+    out[P_DD_MULT : P_DD_MULT + MAX_DRAWDOWN_STEPS] = 1.0
+    for k, (level, mult) in enumerate(sizing.drawdown.steps):
+        out[P_DD_LEVEL + k] = level
+        out[P_DD_MULT + k] = mult

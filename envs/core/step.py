@@ -117,10 +117,12 @@ def _gross(book, mkt, b):
 
 
 @njit(cache=True, inline="always")
-def begin_step(acc, bk, mkt, params, t, trade, size, risk, execution, targets, skip):
+def begin_step(acc, bk, mkt, params, floors, rates, allowances, t, trade, size, risk,
+               execution, scratch, skip):
     """A decision at bar t: the action becomes working orders (the step's first part)."""
     acc[TRADED] = 0.0
-    place_orders(acc, bk, mkt, params, t, trade, size, risk, execution, targets, skip)
+    place_orders(acc, bk, mkt, params, floors, rates, allowances, t, trade, size, risk,
+                 execution, scratch, skip)
 
 
 @njit(cache=True, inline="always")
@@ -177,7 +179,8 @@ def step_batch(
     _step_envs(
         mkt, feats, days, params, floors, rates, allowances, acct, book, hist, t, steps, active,
         trade, size, risk, execution, events, counts, rewards, terms, terminated, truncated,
-        obs_market, obs_risk, obs_portfolio, np.empty(n_assets), np.empty(n_assets, np.bool_),
+        obs_market, obs_risk, obs_portfolio, np.empty((3, n_assets)),
+        np.empty(n_assets, np.bool_),
     )
 
 
@@ -187,7 +190,7 @@ def _step_envs(
     acct, book, hist, t, steps, active,
     trade, size, risk, execution,
     events, counts, rewards, terms, terminated, truncated,
-    obs_market, obs_risk, obs_portfolio, targets, skip,
+    obs_market, obs_risk, obs_portfolio, scratch, skip,
 ):
     """The loop of `step_batch`, compiled without reference counting (see there)."""
     per_step = int(params[P_BARS_PER_STEP])
@@ -199,8 +202,8 @@ def _step_envs(
         bk = book[n]
         before = acc[EQUITY]
         drawdown_before = 1.0 - before / acc[PEAK]
-        begin_step(acc, bk, mkt, params, t[n], trade[n], size[n], risk[n], execution[n],
-                   targets, skip)
+        begin_step(acc, bk, mkt, params, floors, rates, allowances, t[n], trade[n], size[n],
+                   risk[n], execution[n], scratch, skip)
         count = 0
         done = False
         b = t[n]

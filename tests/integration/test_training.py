@@ -214,3 +214,33 @@ def test_value_recalibration_trains_the_value_head_alone(tiny_run, tmp_path):
     # the return statistics (rl.returns) are the value head's units: they keep learning
     assert changed and all(k.startswith("value_head.") for k in changed - {"return_stats"})
     assert any(k.startswith("value_head.") for k in changed), changed
+
+
+def test_a_run_trains_with_the_risk_shield_on_and_its_backtest_reports_what_it_cut(
+        ray_local, tmp_path):
+    """The shield is part of the run's config: training steps through it, the trained run
+    keeps it, and a backtest of that run applies it and says what it cut. (A policy this
+    briefly trained stays flat in its mode, so the backtests sample its actions.)"""
+    from backtest.run import BacktestOptions, backtest_trained
+    from rl.checkpoint import TrainedRun
+
+    config = TrainConfig.model_validate(TINY).with_overrides(**{
+        "env_config.env.shield": {"enabled": True, "max_var": 0.02}, "steps": 256})
+    result = train(config, tmp_path / "shielded")
+    trained = TrainedRun.open(result.run_dir)
+    market = trained.market.elsewhere(None, 5, 3, model_symbols=trained.recorded_assets)
+    runs = {
+        shield: backtest_trained(trained, market, BacktestOptions(
+            last_days=0.5, baselines=(), deterministic=False, fast_path=False, shield=shield),
+            tmp_path / f"bt-{shield}")
+        for shield in (True, False)
+    }
+
+    assert trained.env.shield.enabled and trained.env.shield.max_var == 0.02
+    summary = runs[True].result.meta["shield"]
+    assert summary["decisions"] == runs[True].metrics["n_steps"]
+    assert summary["asset_targets_cut"] > 0 and 0 <= summary["mean_scale_when_cut"] < 1
+    assert "var" in summary["by_rule"]
+    assert "shield" not in runs[False].result.meta
+    gross = {k: r.result.steps["gross_notional"].mean() for k, r in runs.items()}
+    assert gross[True] < gross[False]

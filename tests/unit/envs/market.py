@@ -8,6 +8,7 @@ from envs.core.layout import (
     M_ATR,
     M_AVG_VOLUME,
     M_CLOSE,
+    M_COV,
     M_DAILY_NOTIONAL,
     M_DAILY_VOL,
     M_EVENT,
@@ -19,10 +20,12 @@ from envs.core.layout import (
     M_MARK,
     M_NEXT_EVENT,
     M_OPEN,
+    M_TREND_CODE,
+    M_VOL_CODE,
     M_VOLUME,
     N_MKT,
 )
-from envs.data import MarketArrays, _bars_to_next_event
+from envs.data import MarketArrays, _bars_to_next_event, daily_covariance, regime_codes
 
 T0 = np.datetime64("2024-01-01T00:00", "ns").astype(np.int64)
 MINUTE = 60 * 10**9
@@ -42,7 +45,7 @@ def flat_market(
 
     daily_notional=inf makes impact zero; atr=100 puts default stops far away.
     """
-    mkt = np.zeros((n_bars, n_assets, N_MKT))
+    mkt = np.zeros((n_bars, n_assets, N_MKT + n_assets))
     for slot in (M_OPEN, M_CLOSE, M_MARK):
         mkt[:, :, slot] = price
     mkt[:, :, M_HIGH] = price * 1.005
@@ -106,7 +109,7 @@ def random_market(
 ) -> MarketArrays:
     """A seeded random-walk market with every mechanic exercised: funding, spread, impact."""
     rng = np.random.default_rng(seed)
-    mkt = np.zeros((n_bars, n_assets, N_MKT))
+    mkt = np.zeros((n_bars, n_assets, N_MKT + n_assets))
     log_ret = rng.standard_t(4, size=(n_bars, n_assets)) * vol / np.sqrt(2)
     close = 100.0 * np.exp(np.cumsum(log_ret, axis=0))
     open_ = np.vstack([close[:1], close[:-1]])
@@ -129,4 +132,7 @@ def random_market(
     for a in range(n_assets):
         filled = np.maximum.accumulate(np.where(np.isfinite(last[:, a]), np.arange(n_bars), -1))
         mkt[:, a, M_FUNDING_LAST] = np.where(filled >= 0, rates[np.maximum(filled, 0), a], 0.0)
+    mkt[:, :, M_COV:] = daily_covariance(close, 1440)
+    for a in range(n_assets):
+        mkt[:, a, M_VOL_CODE], mkt[:, a, M_TREND_CODE] = regime_codes(close[:, a])
     return build(mkt, n_features=3, seed=seed)

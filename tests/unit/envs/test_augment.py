@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from envs.augment import AugmentConfig, add_feature_noise, augment_aligned
-from envs.core.layout import M_CLOSE, M_FUNDING, M_VOLUME
+from envs.core.layout import M_CLOSE, M_COV, M_FUNDING, M_VOLUME, N_MKT
 from envs.data import MarketArrays
 from envs.registry import make_env
 from market.features import compute_features
@@ -32,10 +32,13 @@ def test_asset_permutation_reorders_assets_and_keeps_each_series(aligned, origin
     assert len({d.assets for d in orders.values()}) > 1  # seeds give different orders
     for data in orders.values():
         assert sorted(data.assets) == sorted(original.assets)
-        for j, asset in enumerate(data.assets):
-            i = original.assets.index(asset)
-            np.testing.assert_array_equal(data.mkt[:, j], original.mkt[:, i])
+        order = [original.assets.index(asset) for asset in data.assets]
+        for j, i in enumerate(order):
+            np.testing.assert_array_equal(data.mkt[:, j, :N_MKT], original.mkt[:, i, :N_MKT])
             np.testing.assert_array_equal(data.feats[:, j], original.feats[:, i])
+            # the covariance row follows the new order of the other assets too
+            np.testing.assert_array_equal(data.mkt[:, j, M_COV:],
+                                          original.mkt[:, i, M_COV:][:, order])
 
 
 def test_price_scaling_keeps_returns_notional_and_scale_free_features(aligned, original):
