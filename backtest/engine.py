@@ -95,7 +95,7 @@ class Account:
     def __post_init__(self) -> None:
         data, cfg = self.data, self.config
         self.params = pack_params(cfg)
-        self.brackets = bracket_arrays(cfg.margin.brackets, cfg.margin.allowances())
+        self.brackets = bracket_arrays(cfg.margin, data.assets)
         self.state = new_state(1, data.n_assets, cfg.risk_window, N_RISK)
         self.obs = {
             "market": np.empty((1, cfg.window, data.n_assets, len(data.features)), np.float32),

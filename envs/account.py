@@ -125,9 +125,8 @@ class Account:
 
         state = new_state(1, data.n_assets, config.risk_window, N_RISK)
         qty = np.asarray(notionals, dtype=np.float64) / data.mkt[bar, :, L.M_MARK]
-        margin = config.margin
         reset_into_book(state["acct"][0], state["book"][0], state["hist"][0], data.mkt,
-                        pack_params(config), *bracket_arrays(margin.brackets, margin.allowances()),
+                        pack_params(config), *bracket_arrays(config.margin, data.assets),
                         bar, float(data.days[bar]), float(equity), qty)
         return cls.from_state(state["acct"][0], state["book"][0], state["hist"][0], data, bar)
 

@@ -11,6 +11,7 @@ from enum import IntEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from risk.brackets import PUBLISHED_BRACKETS
 from risk.limits import DEFAULT_BRACKETS, RiskLimits
 from risk.sizing import SizingConfig
 
@@ -53,16 +54,46 @@ class CostConfig(BaseModel):
     )
 
 
+Brackets = tuple[tuple[float, float], ...]
+
+
+def check_brackets(value: Brackets) -> Brackets:
+    """A bracket table starts at notional 0, floors and rates strictly ascending."""
+    floors = [f for f, _ in value]
+    rates = [r for _, r in value]
+    if not value or floors[0] != 0.0:
+        raise ValueError("brackets must start at notional 0")
+    if floors != sorted(set(floors)) or rates != sorted(rates) or not all(0 < r < 1 for r in rates):
+        raise ValueError("bracket floors and rates must be strictly ascending, rates in (0, 1)")
+    return value
+
+
+def allowances_of(brackets: Brackets) -> tuple[float, ...]:
+    """Maintenance amount per bracket: cum_k = cum_{k-1} + floor_k * (rate_k - rate_{k-1}),
+    so the margin is continuous in notional (Binance's ``cum``)."""
+    out, cum = [0.0], 0.0
+    for (floor, rate), (_, prev_rate) in zip(brackets[1:], brackets[:-1], strict=True):
+        cum += floor * (rate - prev_rate)
+        out.append(cum)
+    return tuple(out)
+
+
 class MarginConfig(BaseModel):
-    """Tiered maintenance margin (a bracket table) and liquidation."""
+    """Tiered maintenance margin (a bracket table per asset) and liquidation."""
 
     model_config = _FROZEN
-    brackets: tuple[tuple[float, float], ...] = Field(
+    brackets: Brackets = Field(
         DEFAULT_BRACKETS,
         description=(
-            "(notional floor, maintenance rate) per bracket, ascending (Binance BTCUSDT). "
-            "Each bracket's allowance is derived so the margin is continuous in notional."
+            "(notional floor, maintenance rate) per bracket, ascending (Binance BTCUSDT): the "
+            "table of an asset without its own in asset_brackets."
         ),
+    )
+    asset_brackets: dict[str, Brackets] = Field(
+        default_factory=lambda: dict(PUBLISHED_BRACKETS),
+        description="Each asset's own table, by asset name (BTC, ETH, ...): Binance's published "
+        "USDT-M tiers for BTC, ETH, SOL, BNB and XRP by default; a collected store's tiers "
+        "(market.tiers) replace them for its assets.",
     )
     liquidation_fee: float = Field(
         0.005, ge=0, lt=0.1, description="Fee on the notional closed by a liquidation."
@@ -70,28 +101,21 @@ class MarginConfig(BaseModel):
 
     @field_validator("brackets")
     @classmethod
-    def _ascending(cls, value: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
-        floors = [f for f, _ in value]
-        rates = [r for _, r in value]
-        if not value or floors[0] != 0.0:
-            raise ValueError("brackets must start at notional 0")
-        if (
-            floors != sorted(set(floors))
-            or rates != sorted(rates)
-            or not all(0 < r < 1 for r in rates)
-        ):
-            raise ValueError("bracket floors and rates must be strictly ascending, rates in (0, 1)")
-        return value
+    def _ascending(cls, value: Brackets) -> Brackets:
+        return check_brackets(value)
+
+    @field_validator("asset_brackets")
+    @classmethod
+    def _each_ascending(cls, value: dict[str, Brackets]) -> dict[str, Brackets]:
+        return {asset: check_brackets(table) for asset, table in value.items()}
+
+    def table(self, asset: str) -> Brackets:
+        """The bracket table an asset is margined with."""
+        return self.asset_brackets.get(asset.upper(), self.brackets)
 
     def allowances(self) -> tuple[float, ...]:
-        """Maintenance amount per bracket: cum_k = cum_{k-1} + floor_k * (rate_k - rate_{k-1})."""
-        out, cum = [0.0], 0.0
-        for (floor, rate), (_, prev_rate) in zip(
-            self.brackets[1:], self.brackets[:-1], strict=True
-        ):
-            cum += floor * (rate - prev_rate)
-            out.append(cum)
-        return tuple(out)
+        """The default table's maintenance amounts (allowances_of)."""
+        return allowances_of(self.brackets)
 
 
 class ExecutionConfig(BaseModel):

@@ -64,8 +64,7 @@ class PaperBook:
 
     def __post_init__(self) -> None:
         self._params = pack_params(self.config)
-        margin = self.config.margin
-        self._brackets = bracket_arrays(margin.brackets, margin.allowances())
+        self._brackets = bracket_arrays(self.config.margin, self.account.assets)
         self._capacity = 5 * len(self.account.assets) + 1
 
     @property

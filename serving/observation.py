@@ -109,8 +109,8 @@ class ObservationSpec:
             raise ValueError(f"{len(assets)} assets {list(assets)} for a {n_assets}-asset space")
         if env_spaces.observation_space(env_config, n_assets, n_features) != observation_space:
             raise ValueError(f"observation space {observation_space} does not match env config")
-        margin = env_config.margin
-        maintenance_margin(1.0, *bracket_arrays(margin.brackets, margin.allowances()))  # jit now
+        floors, rates, allowances = bracket_arrays(env_config.margin, assets)
+        maintenance_margin(1.0, floors[0], rates[0], allowances[0])  # jit now
         min_bars = _first_valid_bar(n_assets, timeframe_ms) + window
         return cls(
             assets=tuple(assets),
@@ -123,7 +123,7 @@ class ObservationSpec:
             min_bars=min_bars,
             settled_bars=min_bars + _settle_bars(FeatureConfig()),
             timeframe_ms=timeframe_ms,
-            margin=margin,
+            margin=env_config.margin,
             env_config=env_config,
         )
 

@@ -135,7 +135,8 @@ def maintenance_margin(notional, floors, rates, allowances):
 
 @njit(cache=True, inline="always")
 def mark_to_market(acct, book, mkt, b, floors, rates, allowances):
-    """Equity and maintenance margin at bar b's mark prices (stored in acct)."""
+    """Equity and maintenance margin at bar b's mark prices (stored in acct); each asset
+    is margined with its own bracket table (row a of floors, rates, allowances)."""
     unrealized = 0.0
     maint = 0.0
     for a in range(book.shape[0]):
@@ -143,7 +144,7 @@ def mark_to_market(acct, book, mkt, b, floors, rates, allowances):
         if pos != 0.0:
             mark = mkt[b, a, M_MARK]
             unrealized += pos * (mark - book[a, ENTRY])
-            maint += maintenance_margin(abs(pos) * mark, floors, rates, allowances)
+            maint += maintenance_margin(abs(pos) * mark, floors[a], rates[a], allowances[a])
     acct[EQUITY] = acct[WALLET] + unrealized
     acct[MAINT] = maint
     return acct[EQUITY]
@@ -200,8 +201,21 @@ def impact_cost(notional, daily_vol, daily_notional, k):
     return notional * k * daily_vol * math.sqrt(notional / daily_notional)
 
 
-def bracket_arrays(brackets, allowances) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Bracket table as contiguous arrays for the kernels."""
-    floors = np.array([f for f, _ in brackets], dtype=np.float64)
-    rates = np.array([r for _, r in brackets], dtype=np.float64)
-    return floors, rates, np.array(allowances, dtype=np.float64)
+def bracket_arrays(margin, assets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each asset's bracket table (envs.config.MarginConfig.table) as rows of contiguous
+    (assets, brackets) arrays for the kernels; shorter tables are padded with brackets
+    that start at infinite notional (never reached)."""
+    from envs.config import allowances_of
+
+    tables = [margin.table(asset) for asset in assets]
+    width = max(len(t) for t in tables)
+    floors = np.full((len(tables), width), np.inf)
+    rates = np.zeros((len(tables), width))
+    allowances = np.zeros((len(tables), width))
+    for a, table in enumerate(tables):
+        k = len(table)
+        floors[a, :k] = [f for f, _ in table]
+        rates[a, :k] = [r for _, r in table]
+        allowances[a, :k] = allowances_of(table)
+        rates[a, k:], allowances[a, k:] = rates[a, k - 1], allowances[a, k - 1]
+    return floors, rates, allowances

@@ -109,7 +109,8 @@ def _margin(notional, factor, floors, rates, allowances):
     total = 0.0
     for a in range(notional.shape[0]):
         if notional[a] != 0.0:
-            total += maintenance_margin(abs(notional[a]) * factor, floors, rates, allowances)
+            total += maintenance_margin(abs(notional[a]) * factor, floors[a], rates[a],
+                                        allowances[a])
     return total
 
 

@@ -6,6 +6,7 @@ max leverage 20 and concentration 1 (so size 0.125 -> 2,500,000 notional ->
 (infinite daily notional), stops 50 ATR away (ATR 100 -> never hit).
 """
 
+import dataclasses
 import math
 
 import numpy as np
@@ -358,3 +359,41 @@ def test_a_funding_aware_order_that_only_reduces_never_waits():
     assert ledger["qty"].iloc[1] == pytest.approx(40_060.0, abs=0.01)
     assert env.account()["funding"] == pytest.approx(-159.52, abs=1e-4)
     assert_reconciles(env)
+
+
+def _named(data, asset):
+    return dataclasses.replace(data, assets=(asset,))
+
+
+@pytest.mark.parametrize(("asset", "p_star"), [
+    # 25,000 units long at 100 (size 0.125): wallet 1e6 - 1,000 fee - 250 spread = 998,750.
+    # SOL: near 1.55M notional the bracket is [1M, 2M): rate 5%, Binance's cum 26,900:
+    # 998,750 + 25,000 (P - 100) <= 1,250 P - 26,900  ->  P* = 1,474,350 / 23,750
+    ("SOL", 1_474_350 / 23_750),
+    # BTC: the bracket [250k, 3M): rate 1%, cum 1,300:
+    # 998,750 + 25,000 (P - 100) <= 250 P - 1,300  ->  P* = 1,500,050 / 24,750
+    ("BTC", 1_500_050 / 24_750),
+])
+def test_each_asset_is_liquidated_by_its_own_bracket_table(asset, p_star):
+    assert p_star == pytest.approx({"SOL": 62.0779, "BTC": 60.6081}[asset], abs=1e-4)
+    safe = make_env(_named(liquidation_market(p_star + 0.01), asset), bars_per_step=4)
+    hit = make_env(_named(liquidation_market(p_star - 0.01), asset), bars_per_step=4)
+
+    _, _, safe_terminated, _, safe_info = safe.step(action(trade=2, size=0.125))
+    _, _, terminated, _, info = hit.step(action(trade=2, size=0.125))
+
+    assert not safe_terminated and not safe_info["liquidated"]
+    assert terminated and info["liquidated"]
+    assert_reconciles(hit)
+
+
+def test_published_tables_reproduce_binances_maintenance_amounts():
+    from envs.config import MarginConfig, allowances_of
+    from risk.brackets import RECORDED
+
+    margin = MarginConfig()
+    for asset, rows in RECORDED.items():
+        assert margin.table(asset) == tuple((f, r) for f, r, _, _ in rows)
+        assert allowances_of(margin.table(asset)) == pytest.approx([c for *_, c in rows],
+                                                                   abs=1e-6)
+    assert margin.table("DOGE") == margin.brackets  # no table of its own: the default

@@ -75,9 +75,8 @@ def shield(notional, config, daily_vol=0.04, codes=(2, 3), corr=None, equity=EQ,
     acct[EQUITY], acct[PEAK] = equity, peak
     book = np.zeros((n, N_BOOK))
     out = np.asarray(notional, dtype=float).copy()
-    shield_notional(acct, book, mkt, params, *bracket_arrays(margin.brackets,
-                                                             margin.allowances()),
-                    5, out, np.empty((2, n)))
+    arrays = bracket_arrays(margin, [f"A{i}" for i in range(n)])
+    shield_notional(acct, book, mkt, params, *arrays, 5, out, np.empty((2, n)))
     return out, book[:, SHIELD_SCALE], [rule_names(m) for m in book[:, SHIELD_RULES]]
 
 
