@@ -94,7 +94,7 @@ class Account:
 
     def __post_init__(self) -> None:
         data, cfg = self.data, self.config
-        self.params = pack_params(cfg)
+        self.params = pack_params(cfg, data.assets)
         self.brackets = bracket_arrays(cfg.margin, data.assets)
         self.state = new_state(1, data.n_assets, cfg.risk_window, N_RISK)
         self.obs = {

@@ -102,7 +102,7 @@ METRIC_KEYS: Final = tuple(Metrics.__annotations__)
 TRADE_COLUMNS = ("asset", "side", "open_time", "close_time", "open_bar", "close_bar",
                  "entry_notional", "gross_pnl", "fees", "spread", "impact", "funding",
                  "net_pnl", "exit_kind", "closed")
-_POSITION_KINDS = frozenset({"fill", "stop_loss", "take_profit", "liquidation"})
+_POSITION_KINDS = frozenset({"fill", "stop_loss", "take_profit", "liquidation", "time_stop"})
 _QTY_TOL = 1e-9
 """Relative size below which a position left by a closing fill counts as flat."""
 _DUST_NOTIONAL = 1e-6

@@ -109,9 +109,10 @@ class Account:
         config = EnvConfig(initial_balance=initial_balance, risk_window=risk_window)
         state = new_state(1, data.n_assets, risk_window, N_RISK)
         obs = empty_observation(data, config)
-        reset_batch(data.mkt, data.feats, data.days, pack_params(config), state["acct"],
-                    state["book"], state["hist"], state["t"], state["steps"],
-                    np.ones(1, dtype=bool), np.array([bar], dtype=np.int64),
+        params = pack_params(config, data.assets)
+        reset_batch(data.mkt, data.feats, data.days, params, state["acct"], state["book"],
+                    state["hist"], state["t"], state["steps"], np.ones(1, dtype=bool),
+                    np.array([bar], dtype=np.int64),
                     obs["market"], obs["risk"], obs["portfolio"])
         return cls.from_state(state["acct"][0], state["book"][0], state["hist"][0], data, bar)
 
@@ -125,8 +126,9 @@ class Account:
 
         state = new_state(1, data.n_assets, config.risk_window, N_RISK)
         qty = np.asarray(notionals, dtype=np.float64) / data.mkt[bar, :, L.M_MARK]
-        reset_into_book(state["acct"][0], state["book"][0], state["hist"][0], data.mkt,
-                        pack_params(config), *bracket_arrays(config.margin, data.assets),
+        params = pack_params(config, data.assets)
+        reset_into_book(state["acct"][0], state["book"][0], state["hist"][0], data.mkt, params,
+                        *bracket_arrays(config.margin, data.assets),
                         bar, float(data.days[bar]), float(equity), qty)
         return cls.from_state(state["acct"][0], state["book"][0], state["hist"][0], data, bar)
 
@@ -187,7 +189,7 @@ class Account:
                                f"observes {config.risk_window}")
         obs = empty_observation(data, config)
         observe_batch(acct[None], book[None], hist[None], data.mkt, data.feats,
-                      pack_params(config), np.array([b], dtype=np.int64),
+                      pack_params(config, data.assets), np.array([b], dtype=np.int64),
                       np.ones(1, dtype=bool), obs["market"], obs["risk"], obs["portfolio"])
         return obs
 

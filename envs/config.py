@@ -11,7 +11,7 @@ from enum import IntEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from risk.brackets import PUBLISHED_BRACKETS
+from risk.brackets import PUBLISHED_BRACKETS, PUBLISHED_LEVERAGE
 from risk.limits import DEFAULT_BRACKETS, RiskLimits
 from risk.sizing import SizingConfig
 
@@ -95,9 +95,33 @@ class MarginConfig(BaseModel):
         "USDT-M tiers for BTC, ETH, SOL, BNB and XRP by default; a collected store's tiers "
         "(market.tiers) replace them for its assets.",
     )
+    asset_leverage: dict[str, tuple[float, ...]] = Field(
+        default_factory=lambda: dict(PUBLISHED_LEVERAGE),
+        description="Max initial leverage of each bracket of an asset's own table: at the "
+        "account's leverage (limits.max_leverage) a position may not reach a bracket that "
+        "allows less (the exchange's position limit per leverage). Assets without: no cap.",
+    )
     liquidation_fee: float = Field(
         0.005, ge=0, lt=0.1, description="Fee on the notional closed by a liquidation."
     )
+
+    @model_validator(mode="after")
+    def _leverage_per_bracket(self) -> MarginConfig:
+        for asset, levels in self.asset_leverage.items():
+            if len(levels) != len(self.table(asset)):
+                raise ValueError(f"asset_leverage[{asset!r}] needs one level per bracket")
+        return self
+
+    def position_cap(self, asset: str, leverage: float) -> float:
+        """Largest notional an asset's position may have at this leverage: the floor of
+        its first bracket whose max leverage is below it (inf when none is)."""
+        levels = self.asset_leverage.get(asset.upper())
+        if levels is None:
+            return float("inf")
+        for (floor, _), level in zip(self.table(asset), levels, strict=True):
+            if level < leverage:
+                return floor
+        return float("inf")
 
     @field_validator("brackets")
     @classmethod
@@ -161,6 +185,18 @@ class ExecutionConfig(BaseModel):
     )
     funding_window_bars: int = Field(
         60, ge=0, description="Funding-aware orders wait if a paying funding event is this close."
+    )
+    time_stop_bars: int | None = Field(
+        None, ge=1, description="Close a position at the open of the bar N bars after the one "
+        "it opened in (a time-based exit; the seed's time stops). None: off."
+    )
+    trailing_stop_atr: float | None = Field(
+        None, gt=0, description="After each bar, move a position's stop-loss to within this "
+        "many ATRs of the close when that tightens it (never loosens). Needs stops. None: off."
+    )
+    break_even_atr: float | None = Field(
+        None, gt=0, description="Once a position is this many ATRs in profit at a close, move "
+        "its stop-loss to the entry price (profit protection). Needs stops. None: off."
     )
 
 

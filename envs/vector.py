@@ -72,7 +72,7 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
         self.single_action_space = action_space(self.config, data.n_assets)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
-        self._params = pack_params(self.config)
+        self._params = pack_params(self.config, data.assets)
         self._brackets = bracket_arrays(self.config.margin, data.assets)
         self._starts = self._start_bounds(start_range)
         self._state = new_state(num_envs, data.n_assets, self.config.risk_window, N_RISK)

@@ -63,7 +63,7 @@ class PaperBook:
     _brackets: tuple = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._params = pack_params(self.config)
+        self._params = pack_params(self.config, self.account.assets)
         self._brackets = bracket_arrays(self.config.margin, self.account.assets)
         self._capacity = 5 * len(self.account.assets) + 1
 

@@ -77,3 +77,8 @@ PUBLISHED_BRACKETS: dict[str, tuple[tuple[float, float], ...]] = {
     asset: tuple((floor, rate) for floor, rate, _, _ in rows) for asset, rows in RECORDED.items()
 }
 """(notional floor, maintenance rate) per bracket: what envs.config.MarginConfig reads."""
+
+PUBLISHED_LEVERAGE: dict[str, tuple[float, ...]] = {
+    asset: tuple(float(level) for _, _, level, _ in rows) for asset, rows in RECORDED.items()
+}
+"""Max initial leverage per bracket (envs.config.MarginConfig.asset_leverage)."""

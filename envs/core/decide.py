@@ -5,6 +5,8 @@ The mapping, per asset a, using only data up to the decision bar t:
 - direction = trade[a] - 1 (0 short, 1 flat, 2 long -> -1, 0, +1)
 - target notional = direction * size[a] * max_concentration * max_leverage * equity;
   if the targets' gross exceeds max_leverage * equity they are scaled down together
+- each asset's target notional is capped where its margin table allows less than the
+  account's leverage (MarginConfig.position_cap: the exchange's position limit)
 - with the risk shield on, the target notionals then pass through it (envs.core.shield:
   volatility targeting, regimes, drawdown schedule, correlation and gross caps, VaR/ES
   and margin of the post-trade book), which only shrinks them
@@ -16,12 +18,15 @@ The mapping, per asset a, using only data up to the decision bar t:
   continuous size), unless skipping them would leave the book above a cap; closing to
   flat is never skipped
 - stop-loss / take-profit (unless execution.stops is off) at close[t] -/+ distance
-  (long) or +/- (short), with
+  (long) or +/- (short); with trailing or break-even stops on, a position kept on its
+  side keeps its stop-loss where that is tighter (a decision never loosens it), with
   distance = ATR[t] * (lo + risk[a, k] * (hi - lo)) for k = 0 (stop) and 1 (take-profit)
 - style = execution[a, 0], horizon = execution[a, 1] + 1 bars
 """
 
 from __future__ import annotations
+
+import math
 
 from numba import njit
 
@@ -41,6 +46,8 @@ from envs.core.layout import (
     TP_PX,
 )
 from envs.core.params import (
+    P_ASSET_CAP,
+    P_BREAK_EVEN_ATR,
     P_DAILY_LOSS,
     P_MAX_CONCENTRATION,
     P_MAX_LEVERAGE,
@@ -52,6 +59,7 @@ from envs.core.params import (
     P_STOPS,
     P_TP_HI,
     P_TP_LO,
+    P_TRAIL_ATR,
 )
 from envs.core.shield import shield_notional
 
@@ -71,6 +79,8 @@ def target_quantities(acct, book, mkt, params, floors, rates, allowances, t, tra
     scale = budget / gross if gross > budget else 1.0
     for a in range(out.shape[0]):
         out[a] *= scale
+        if P_ASSET_CAP + a < params.shape[0] and abs(out[a]) > params[P_ASSET_CAP + a]:
+            out[a] = math.copysign(params[P_ASSET_CAP + a], out[a])
     if params[P_SHIELD] != 0.0:
         shield_notional(acct, book, mkt, params, floors, rates, allowances, t, out, scratch)
     reduce_only = equity < acct[DAY_START] * (1.0 - params[P_DAILY_LOSS])
@@ -137,9 +147,12 @@ def place_orders(acct, book, mkt, params, floors, rates, allowances, t, trade, s
         sl = atr * (params[P_SL_LO] + risk[a, 0] * (params[P_SL_HI] - params[P_SL_LO]))
         tp = atr * (params[P_TP_LO] + risk[a, 1] * (params[P_TP_HI] - params[P_TP_LO]))
         floor = close * 1e-6
+        held = book[a, QTY] * direction > 0.0 and book[a, SL_PX] > 0.0
+        keep = held and (params[P_TRAIL_ATR] > 0.0 or params[P_BREAK_EVEN_ATR] > 0.0)
         if direction > 0:
-            book[a, SL_PX] = max(close - sl, floor)
+            book[a, SL_PX] = max(close - sl, floor, book[a, SL_PX] if keep else 0.0)
             book[a, TP_PX] = close + tp
         else:
-            book[a, SL_PX] = close + sl
+            new = close + sl
+            book[a, SL_PX] = min(new, book[a, SL_PX]) if keep else new
             book[a, TP_PX] = max(close - tp, floor)

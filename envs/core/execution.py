@@ -17,11 +17,14 @@ from envs.core.accounting import apply_fill, half_spread, impact_cost, record
 from envs.core.layout import (
     BARS_LEFT,
     CLIP,
+    ENTRY,
     K_CANCEL,
     K_FILL,
     K_STOP_LOSS,
     K_TAKE_PROFIT,
+    K_TIME_STOP,
     LIMIT_PX,
+    M_ATR,
     M_AVG_VOLUME,
     M_CLOSE,
     M_DAILY_NOTIONAL,
@@ -32,13 +35,22 @@ from envs.core.layout import (
     M_NEXT_EVENT,
     M_OPEN,
     M_VOLUME,
+    OPENED_AT,
     QTY,
     REMAIN,
     SL_PX,
     STYLE,
     TP_PX,
 )
-from envs.core.params import P_FUNDING_WINDOW, P_IMPACT_K, P_MAKER_FEE, P_TAKER_FEE
+from envs.core.params import (
+    P_BREAK_EVEN_ATR,
+    P_FUNDING_WINDOW,
+    P_IMPACT_K,
+    P_MAKER_FEE,
+    P_TAKER_FEE,
+    P_TIME_STOP,
+    P_TRAIL_ATR,
+)
 
 MARKET = int(ExecStyle.MARKET)
 TWAP = int(ExecStyle.TWAP)
@@ -159,9 +171,51 @@ def check_stops(acct, book, mkt, params, b, events, count):
             elif lo <= tp:
                 kind, price = K_TAKE_PROFIT, min(o, tp)
         if kind >= 0:
-            count = taker_fill(acct, book, mkt, params, a, b, -pos, price, kind, events, count)
-            book[a, REMAIN] = 0.0
-            book[a, BARS_LEFT] = 0.0
-            book[a, SL_PX] = 0.0
-            book[a, TP_PX] = 0.0
+            count = _close(acct, book, mkt, params, a, b, price, kind, events, count)
+    if params[P_TIME_STOP] > 0.0:
+        for a in range(book.shape[0]):
+            pos = book[a, QTY]
+            if pos != 0.0 and b - book[a, OPENED_AT] >= params[P_TIME_STOP]:
+                count = _close(acct, book, mkt, params, a, b, mkt[b, a, M_OPEN], K_TIME_STOP,
+                               events, count)
     return count
+
+
+@njit(cache=True, inline="always")
+def _close(acct, book, mkt, params, a, b, price, kind, events, count):
+    """Close asset a's position at ``price`` (taker) and drop its orders and stops."""
+    count = taker_fill(acct, book, mkt, params, a, b, -book[a, QTY], price, kind, events, count)
+    book[a, REMAIN] = 0.0
+    book[a, BARS_LEFT] = 0.0
+    book[a, SL_PX] = 0.0
+    book[a, TP_PX] = 0.0
+    return count
+
+
+@njit(cache=True, inline="always")
+def move_stops(book, mkt, params, b):
+    """After bar b's close: trail each position's stop-loss to ``trailing_stop_atr`` ATRs
+    from the close, and move it to the entry price once the position is
+    ``break_even_atr`` ATRs in profit; either only ever tightens the stop, and it takes
+    effect from bar b + 1 (the close of b is known then, not before)."""
+    trail = params[P_TRAIL_ATR]
+    even = params[P_BREAK_EVEN_ATR]
+    for a in range(book.shape[0]):
+        pos = book[a, QTY]
+        sl = book[a, SL_PX]
+        if pos == 0.0 or sl <= 0.0 or book[a, TP_PX] <= 0.0:
+            continue
+        close = mkt[b, a, M_CLOSE]
+        atr = mkt[b, a, M_ATR]
+        entry = book[a, ENTRY]
+        if pos > 0.0:
+            if trail > 0.0:
+                sl = max(sl, close - trail * atr)
+            if even > 0.0 and close - entry >= even * atr:
+                sl = max(sl, entry)
+        else:
+            if trail > 0.0:
+                sl = min(sl, close + trail * atr)
+            if even > 0.0 and entry - close >= even * atr:
+                sl = min(sl, entry)
+        book[a, SL_PX] = sl

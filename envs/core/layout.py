@@ -97,7 +97,9 @@ K_TAKE_PROFIT = 2
 K_FUNDING = 3
 K_LIQUIDATION = 4
 K_CANCEL = 5
-EVENT_KINDS = ("fill", "stop_loss", "take_profit", "funding", "liquidation", "cancel")
+K_TIME_STOP = 6
+EVENT_KINDS = ("fill", "stop_loss", "take_profit", "funding", "liquidation", "cancel",
+               "time_stop")
 
 # market arrays stacked on the last axis of `mkt` (n_bars, n_assets, N_MKT)
 M_OPEN = 0

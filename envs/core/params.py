@@ -52,11 +52,20 @@ P_DD_LEVEL = 45
 """MAX_DRAWDOWN_STEPS drawdown levels (inf past the schedule's last), then as many
 multipliers."""
 P_DD_MULT = 49
-N_PARAMS = 53
+P_TIME_STOP = 53
+"""Bars a position may be held (0: no time stop)."""
+P_TRAIL_ATR = 54
+"""Trailing stop distance in ATRs (0: off)."""
+P_BREAK_EVEN_ATR = 55
+"""Profit in ATRs that moves the stop to the entry price (0: off)."""
+N_PARAMS = 56
+P_ASSET_CAP = N_PARAMS
+"""Per-asset position caps follow the settings when pack_params is given the assets."""
 
 
-def pack_params(config: EnvConfig) -> np.ndarray:
-    """The config as the kernels read it."""
+def pack_params(config: EnvConfig, assets: tuple[str, ...] | list[str] = ()) -> np.ndarray:
+    """The config as the kernels read it; with ``assets``, followed by each asset's position
+    cap (P_ASSET_CAP + a: MarginConfig.position_cap at the account's leverage)."""
     c, lim, ex, rw = config.costs, config.limits, config.execution, config.reward
     values = {
         P_TAKER_FEE: c.taker_fee,
@@ -85,11 +94,16 @@ def pack_params(config: EnvConfig) -> np.ndarray:
         P_MIN_HALF_SPREAD: c.min_half_spread,
         P_MAX_HALF_SPREAD: c.max_half_spread,
         P_STOPS: float(ex.stops),
+        P_TIME_STOP: ex.time_stop_bars or 0,
+        P_TRAIL_ATR: ex.trailing_stop_atr or 0.0,
+        P_BREAK_EVEN_ATR: ex.break_even_atr or 0.0,
     }
-    out = np.zeros(N_PARAMS, dtype=np.float64)
+    out = np.zeros(N_PARAMS + len(assets), dtype=np.float64)
     for index, value in values.items():
         out[index] = value
     _pack_shield(config, out)
+    for a, asset in enumerate(assets):
+        out[P_ASSET_CAP + a] = config.margin.position_cap(asset, lim.max_leverage)
     return out
 
 

@@ -17,7 +17,7 @@ from numba import njit
 
 from envs.core.accounting import liquidate, mark_to_market, pay_funding
 from envs.core.decide import place_orders
-from envs.core.execution import check_stops, work_orders
+from envs.core.execution import check_stops, move_stops, work_orders
 from envs.core.layout import (
     DAY,
     DAY_START,
@@ -44,6 +44,7 @@ from envs.core.numba_compat import njit_without_refcount
 from envs.core.observe import observe_batch, record_risk
 from envs.core.params import (
     P_BARS_PER_STEP,
+    P_BREAK_EVEN_ATR,
     P_EPISODE_STEPS,
     P_FUNDING_MULT,
     P_INITIAL,
@@ -51,6 +52,7 @@ from envs.core.params import (
     P_MAX_DRAWDOWN,
     P_MAX_LEVERAGE,
     P_REWARD_SCALE,
+    P_TRAIL_ATR,
     P_W_DRAWDOWN,
     P_W_LEVERAGE,
     P_W_TURNOVER,
@@ -105,6 +107,8 @@ def run_bar(acct, book, mkt, days, params, floors, rates, allowances, b, events,
         count = liquidate(acct, book, mkt, b, params[P_LIQ_FEE], events, count)
         return count, True
     acct[PEAK] = max(acct[PEAK], equity)
+    if params[P_TRAIL_ATR] > 0.0 or params[P_BREAK_EVEN_ATR] > 0.0:
+        move_stops(book, mkt, params, b)
     return count, equity <= acct[PEAK] * (1.0 - params[P_MAX_DRAWDOWN])
 
 

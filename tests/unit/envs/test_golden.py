@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from envs.config import CostConfig, EnvConfig, ExecStyle
+from envs.config import CostConfig, EnvConfig, ExecStyle, ExecutionConfig
 from envs.core.layout import (
     M_CLOSE,
     M_FUNDING_LAST,
@@ -365,23 +365,31 @@ def _named(data, asset):
     return dataclasses.replace(data, assets=(asset,))
 
 
-@pytest.mark.parametrize(("asset", "p_star"), [
-    # 25,000 units long at 100 (size 0.125): wallet 1e6 - 1,000 fee - 250 spread = 998,750.
-    # SOL: near 1.55M notional the bracket is [1M, 2M): rate 5%, Binance's cum 26,900:
-    # 998,750 + 25,000 (P - 100) <= 1,250 P - 26,900  ->  P* = 1,474,350 / 23,750
-    ("SOL", 1_474_350 / 23_750),
-    # BTC: the bracket [250k, 3M): rate 1%, cum 1,300:
+@pytest.mark.parametrize(("asset", "units", "p_star"), [
+    # at 10x (max_leverage 10) size 0.25 asks 2,500,000 notional.
+    # SOL's brackets allow 10x only below 2M (the next allows 5x): the target is capped at
+    # 2,000,000 = 20,000 units; wallet 1e6 - 800 fee - 200 spread = 999,000. Near 1.03M
+    # notional the bracket is [1M, 2M): rate 5%, Binance's cum 26,900:
+    # 999,000 + 20,000 (P - 100) <= 1,000 P - 26,900  ->  P* = 974,100 / 19,000
+    ("SOL", 20_000.0, 974_100 / 19_000),
+    # BTC allows 10x up to 40M: 25,000 units; wallet 1e6 - 1,000 - 250 = 998,750; the
+    # bracket [250k, 3M): rate 1%, cum 1,300:
     # 998,750 + 25,000 (P - 100) <= 250 P - 1,300  ->  P* = 1,500,050 / 24,750
-    ("BTC", 1_500_050 / 24_750),
+    ("BTC", 25_000.0, 1_500_050 / 24_750),
 ])
-def test_each_asset_is_liquidated_by_its_own_bracket_table(asset, p_star):
-    assert p_star == pytest.approx({"SOL": 62.0779, "BTC": 60.6081}[asset], abs=1e-4)
-    safe = make_env(_named(liquidation_market(p_star + 0.01), asset), bars_per_step=4)
-    hit = make_env(_named(liquidation_market(p_star - 0.01), asset), bars_per_step=4)
+def test_each_asset_is_capped_and_liquidated_by_its_own_bracket_table(asset, units, p_star):
+    assert p_star == pytest.approx({"SOL": 51.2684, "BTC": 60.6081}[asset], abs=1e-4)
+    safe = make_env(_named(liquidation_market(p_star + 0.01), asset), bars_per_step=1,
+                    max_leverage=10.0)
+    hit = make_env(_named(liquidation_market(p_star - 0.01), asset), bars_per_step=4,
+                   max_leverage=10.0)
 
-    _, _, safe_terminated, _, safe_info = safe.step(action(trade=2, size=0.125))
-    _, _, terminated, _, info = hit.step(action(trade=2, size=0.125))
+    safe.step(action(trade=2, size=0.25))
+    held = safe.positions()[0]
+    _, _, safe_terminated, _, safe_info = safe.step(action(trade=2, size=0.25))
+    _, _, terminated, _, info = hit.step(action(trade=2, size=0.25))
 
+    assert held == pytest.approx(units)
     assert not safe_terminated and not safe_info["liquidated"]
     assert terminated and info["liquidated"]
     assert_reconciles(hit)
@@ -397,3 +405,95 @@ def test_published_tables_reproduce_binances_maintenance_amounts():
         assert allowances_of(margin.table(asset)) == pytest.approx([c for *_, c in rows],
                                                                    abs=1e-6)
     assert margin.table("DOGE") == margin.brackets  # no table of its own: the default
+    # position limits at a leverage: the floor of the first bracket that allows less
+    assert margin.position_cap("SOL", 20) == 1_000_000.0
+    assert margin.position_cap("SOL", 10) == 2_000_000.0
+    assert margin.position_cap("BTC", 20) == 20_000_000.0
+    assert margin.position_cap("ETH", 20) == 15_000_000.0
+    assert margin.position_cap("DOGE", 20) == math.inf
+
+
+def stop_env(data, bars_per_step=8, **execution):
+    config = EnvConfig(window=4, risk_window=3, bars_per_step=bars_per_step,
+                       limits=RiskLimits(max_drawdown=1.0, max_concentration=1.0),
+                       execution=ExecutionConfig(**execution))
+    env = PerpetualEnv(data, config)
+    env.reset(seed=0, options={"start": 10})
+    return env
+
+
+def path_market(closes: dict[int, float], low: dict[int, float] | None = None):
+    """flat_market with ATR 1: bar b opens at the previous close and closes at closes[b]
+    (100 until the first given bar, each price held until the next), high/low 0.05 around
+    the bar's range unless ``low`` sets a bar's low."""
+    data = flat_market(atr=1.0)
+    price = np.full(data.n_bars, 100.0)
+    for bar in sorted(closes):
+        price[bar:] = closes[bar]
+    opens = np.r_[price[:1], price[:-1]]
+    data.mkt[:, 0, M_CLOSE] = data.mkt[:, 0, M_MARK] = price
+    data.mkt[:, 0, M_OPEN] = opens
+    data.mkt[:, 0, M_HIGH] = np.maximum(opens, price) + 0.05
+    data.mkt[:, 0, M_LOW] = np.minimum(opens, price) - 0.05
+    for bar, value in (low or {}).items():
+        data.mkt[bar, 0, M_LOW] = value
+    return data
+
+
+def test_a_time_stop_closes_the_position_at_the_open_n_bars_after_it_opened():
+    env = stop_env(flat_market(), time_stop_bars=3)
+
+    env.step(action(trade=2, size=0.125))  # opened at bar 11's open
+
+    ledger = env.ledger()
+    assert list(ledger["kind"]) == ["fill", "time_stop"]
+    assert list(ledger["bar"]) == [11, 14]  # held through bars 11, 12, 13
+    assert ledger["price"].iloc[1] == 100.0
+    assert env.positions()[0] == 0.0
+    assert_reconciles(env)
+
+
+def test_a_trailing_stop_follows_the_close_and_fills_at_the_trailed_level():
+    # long 25,000 at 100, stop 100 - 0.5 ATR = 99.5; trailing 2 ATR: after bar 12's close
+    # (103) the stop is 101, after bar 13's (104) 102; bar 14 trades down to 101.5: the
+    # stop fills at 102 (the bar opened at 104, above it). Without trailing: no stop.
+    data = path_market({12: 103.0, 13: 104.0, 14: 103.0}, low={14: 101.5})
+    trailed = stop_env(data, trailing_stop_atr=2.0)
+    fixed = stop_env(data)
+
+    trailed.step(action(trade=2, size=0.125, sl=0.0, tp=1.0))
+    fixed.step(action(trade=2, size=0.125, sl=0.0, tp=1.0))
+
+    stop = trailed.ledger().query("kind == 'stop_loss'").iloc[0]
+    assert stop["bar"] == 14 and stop["price"] == 102.0
+    assert stop["realized_pnl"] == pytest.approx(25_000 * (102.0 - 100.0))
+    assert "stop_loss" not in set(fixed.ledger()["kind"])
+    assert_reconciles(trailed)
+
+
+def test_break_even_moves_the_stop_to_the_entry_after_the_profit_threshold():
+    # long at 100, stop 99.5; bar 12 closes at 102.5 (2.5 ATR in profit >= 2): the stop
+    # moves to the entry, 100; bar 13 trades down to 99.8: out at 100 (fees only lost)
+    data = path_market({12: 102.5, 13: 100.2}, low={13: 99.8})
+    env = stop_env(data, break_even_atr=2.0)
+
+    env.step(action(trade=2, size=0.125, sl=0.0, tp=1.0))
+
+    stop = env.ledger().query("kind == 'stop_loss'").iloc[0]
+    assert stop["bar"] == 13 and stop["price"] == 100.0
+    assert stop["realized_pnl"] == pytest.approx(0.0, abs=1e-6)
+    assert_reconciles(env)
+
+
+def test_a_new_decision_never_loosens_a_trailed_stop():
+    # one bar per step: the long is renewed at every close with the widest stop (10 ATR
+    # below the close), but the trailed stop (2 ATR) stays: after bar 13's close (104) it
+    # is 102, and bar 14 (low 101.5) stops the position out there
+    data = path_market({12: 103.0, 13: 104.0, 14: 103.0}, low={14: 101.5})
+    env = stop_env(data, bars_per_step=1, trailing_stop_atr=2.0)
+
+    for _ in range(4):
+        env.step(action(trade=2, size=0.125, sl=1.0, tp=1.0))
+
+    stop = env.ledger().query("kind == 'stop_loss'").iloc[0]
+    assert stop["bar"] == 14 and stop["price"] == 102.0
