@@ -232,7 +232,10 @@ def signal_command(
 
 
 keys_app = typer.Typer(help="Scoped API keys of the service (a key file of salted digests).")
-STATE_HELP = "The service's state folder (as `quantum serve --state-dir`)."
+StateDir = Annotated[Path, typer.Option(
+    help="The service's state folder (as `quantum serve --state-dir`).")]
+KeyFileOption = Annotated[Path | None, typer.Option(
+    help="Key file (default: STATE_DIR/keys.json).")]
 
 
 def _key_file(state_dir: Path, key_file: Path | None):
@@ -260,9 +263,8 @@ def _audit_cli(state_dir: Path, action: str, params: dict, outcome: str, key_id:
 def keys_add(
     name: Annotated[str, typer.Option(help="Who or what the key is for.")],
     scopes: Annotated[str, typer.Option(help="Comma-separated: read, backtest, trade, admin.")],
-    state_dir: Annotated[Path, typer.Option(help=STATE_HELP)] = Path("serve-state"),
-    key_file: Annotated[Path | None, typer.Option(help="Key file (default: STATE_DIR/keys.json).")
-                        ] = None,
+    state_dir: StateDir = Path("serve-state"),
+    key_file: KeyFileOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="As JSON.")] = False,
 ) -> None:
     """Make a key. Its secret is printed once: it is stored nowhere."""
@@ -283,9 +285,8 @@ def keys_add(
 
 @keys_app.command("list")
 def keys_list(
-    state_dir: Annotated[Path, typer.Option(help=STATE_HELP)] = Path("serve-state"),
-    key_file: Annotated[Path | None, typer.Option(help="Key file (default: STATE_DIR/keys.json).")
-                        ] = None,
+    state_dir: StateDir = Path("serve-state"),
+    key_file: KeyFileOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="As JSON.")] = False,
 ) -> None:
     """The keys: id, name, scopes, when made and revoked (never a secret)."""
@@ -309,9 +310,8 @@ def keys_list(
 @keys_app.command("revoke")
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The key's id (from `quantum keys list`).")],
-    state_dir: Annotated[Path, typer.Option(help=STATE_HELP)] = Path("serve-state"),
-    key_file: Annotated[Path | None, typer.Option(help="Key file (default: STATE_DIR/keys.json).")
-                        ] = None,
+    state_dir: StateDir = Path("serve-state"),
+    key_file: KeyFileOption = None,
 ) -> None:
     """Revoke a key: a running service refuses it from its next request on."""
     from rl.cli_input import user_errors

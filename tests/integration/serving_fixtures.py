@@ -82,3 +82,25 @@ def observation_json(seed: int = 0, n: int = 1) -> list[dict]:
     env = make_env({**TINY_ENV, "num_envs": n})
     obs, _ = env.reset(seed=seed)
     return [{k: np.asarray(v[i], dtype=float).tolist() for k, v in obs.items()} for i in range(n)]
+
+
+def fuzz_operation(url: str, operation, headers: dict, failures: list[str],
+                   max_examples: int) -> int:
+    """Schemathesis cases of one OpenAPI operation against the service; 5xx answers are
+    appended to ``failures``. Returns how many requests were made."""
+    from hypothesis import HealthCheck, given, settings
+
+    checked = 0
+
+    @settings(max_examples=max_examples, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(case=operation.as_strategy())
+    def fuzz(case):
+        nonlocal checked
+        response = case.call(base_url=url, headers=headers, timeout=30)
+        checked += 1
+        if response.status_code >= 500:
+            failures.append(f"{case.method} {case.path}: {response.status_code}")
+
+    fuzz()
+    return checked

@@ -9,7 +9,6 @@ import time
 import pytest
 import ray
 import schemathesis
-from hypothesis import HealthCheck, given, settings
 
 from serving.auth import API_KEY_HEADER
 from tests.integration import serving_fixtures as sf
@@ -36,18 +35,7 @@ def test_fuzzing_the_openapi_schema_finds_no_server_error(served):
         operation = result.ok()
         if operation.path == "/v1/backtests" and operation.method.upper() == "POST":
             continue  # starts real backtests; its validation is covered by the 4xx cases
-
-        @settings(max_examples=40, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
-        @given(case=operation.as_strategy())
-        def fuzz(case):
-            nonlocal checked
-            response = case.call(base_url=served.url, headers=headers, timeout=30)
-            checked += 1
-            if response.status_code >= 500:
-                failures.append(f"{case.method} {case.path}: {response.status_code}")
-
-        fuzz()
+        checked += sf.fuzz_operation(served.url, operation, headers, failures, 40)
 
     assert checked >= 100
     assert failures == []

@@ -10,7 +10,6 @@ import httpx
 import pytest
 import ray
 import schemathesis
-from hypothesis import HealthCheck, given, settings
 
 from serving.auth import API_KEY_HEADER, SCOPES, KeyFile
 from serving.guard import ROUTES
@@ -254,23 +253,6 @@ def test_an_admin_swaps_the_model_and_a_restarted_replica_keeps_it(secure):
     assert [s["params"]["model"] for s in swaps[-2:]] == ["policy_12", "policy_11"]
 
 
-def _fuzz(app, operation, headers: dict, failures: list[str]) -> int:
-    checked = 0
-
-    @settings(max_examples=8, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
-    @given(case=operation.as_strategy())
-    def fuzz(case):
-        nonlocal checked
-        response = case.call(base_url=app.url, headers=headers, timeout=30)
-        checked += 1
-        if response.status_code >= 500:
-            failures.append(f"{case.method} {case.path}: {response.status_code}")
-
-    fuzz()
-    return checked
-
-
 def test_fuzzing_every_route_with_a_key_of_each_scope_finds_no_server_error(secure):
     app, keys, root = secure
     schema = schemathesis.openapi.from_url(f"{app.url}/openapi.json")
@@ -282,7 +264,8 @@ def test_fuzzing_every_route_with_a_key_of_each_scope_finds_no_server_error(secu
             route = f"{operation.method.upper()} {operation.path}"
             if scope in ("backtest", "trade") and route in ("POST /v1/backtests", "POST /v1/live"):
                 continue  # would start real backtests and sessions; their 4xx are tested above
-            checked += _fuzz(app, operation, {API_KEY_HEADER: keys[scope]}, failures)
+            checked += sf.fuzz_operation(app.url, operation, {API_KEY_HEADER: keys[scope]},
+                                         failures, 8)
 
     assert checked >= 200
     assert failures == []
