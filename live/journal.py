@@ -55,12 +55,13 @@ def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     fsync_dir(path.parent)
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """A file written by write_json_atomic; JournalError when it cannot be read."""
+def read_json(path: Path, what: str = "file", hint: str = "") -> dict[str, Any]:
+    """A file written by write_json_atomic; JournalError (naming ``what``, then ``hint``)
+    when it cannot be read."""
     try:
         return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise JournalError(f"{path}: unreadable ({err})") from err
+        raise JournalError(f"{path}: unreadable {what} ({err}){hint}") from err
 
 
 def read_state(folder: Path) -> dict[str, Any] | None:
@@ -68,11 +69,7 @@ def read_state(folder: Path) -> dict[str, Any] | None:
     path = Path(folder) / STATE
     if not path.exists():
         return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise JournalError(f"{path}: unreadable session state ({err}); the logs beside it "
-                           "hold every processed bar") from err
+    return read_json(path, "session state", "; the logs beside it hold every processed bar")
 
 
 class Journal:

@@ -200,9 +200,9 @@ class Gateway(PolicyServer):
         self.chat = chat
         self.chat_limit = RateLimiter(settings.chat_per_minute, settings.chat_burst)
         self.signal_limit = RateLimiter(settings.signals_per_minute, settings.signals_burst)
-        self.key_file = KeyFile(settings.key_file) if settings.key_file else None
         api.state.keys = KeySource(settings.key_file, settings.key_digests,
                                    settings.legacy_scopes)
+        self.key_file = api.state.keys.file  # the same file the guard re-reads
         api.state.audit = AuditLog(settings.audit_log) if settings.audit_log else None
 
     @api.get("/healthz")

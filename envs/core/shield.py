@@ -71,10 +71,15 @@ BISECTIONS = 40
 
 
 @njit(cache=True, inline="always")
+def _mark(book, a, rule):
+    book[a, SHIELD_RULES] = float(int(book[a, SHIELD_RULES]) | rule)
+
+
+@njit(cache=True, inline="always")
 def _flag(book, notional, rule):
     for a in range(notional.shape[0]):
         if notional[a] != 0.0:
-            book[a, SHIELD_RULES] = float(int(book[a, SHIELD_RULES]) | rule)
+            _mark(book, a, rule)
 
 
 @njit(cache=True, inline="always")
@@ -140,7 +145,7 @@ def _correlation_caps(book, mkt, params, t, equity, notional, group):
             for a in range(n):
                 if _root(group, a) == g and notional[a] != 0.0:
                     notional[a] *= cap / gross
-                    book[a, SHIELD_RULES] = float(int(book[a, SHIELD_RULES]) | R_CORRELATION)
+                    _mark(book, a, R_CORRELATION)
 
 
 @njit(cache=True, inline="always")
@@ -164,12 +169,12 @@ def shield_notional(acct, book, mkt, params, floors, rates, allowances, t, notio
                 lev = min(params[P_VT_TARGET] / vol, lev)
             if abs(notional[a]) > lev * equity:
                 notional[a] = math.copysign(lev * equity, notional[a])
-                book[a, SHIELD_RULES] = float(int(book[a, SHIELD_RULES]) | R_VOL_TARGET)
+                _mark(book, a, R_VOL_TARGET)
             m = params[P_REGIME_VOL + int(mkt[t, a, M_VOL_CODE])] * \
                 params[P_REGIME_TREND + int(mkt[t, a, M_TREND_CODE])]
             if m < 1.0 and notional[a] != 0.0:
                 notional[a] *= m
-                book[a, SHIELD_RULES] = float(int(book[a, SHIELD_RULES]) | R_REGIME)
+                _mark(book, a, R_REGIME)
         drawdown = 1.0 - equity / acct[PEAK]
         m = 1.0
         for k in range(DD_STEPS):
