@@ -180,6 +180,7 @@ class Account:
             "decisions": int(shield.shape[0]), "asset_targets_cut": int(cut.sum()),
             "by_rule": {k: v for k, v in by_rule.items() if v},
             "mean_scale_when_cut": float(shield[:, :, 0][cut].mean()) if cut.any() else 1.0,
+            "settings": self.config.shield.model_dump(mode="json", exclude={"enabled"}),
         }}
 
 

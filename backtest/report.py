@@ -152,6 +152,7 @@ def _page(result, metrics, baseline_metrics, drawn, regime_table, walk_forward,
         "steps per year": f"{result.periods_per_year:,.1f}",
         "risk-free rate": f"{result.risk_free_rate:.2%}",
         "ended early": result.ended_early or "no",
+        "risk shield": _shield_fact(result.meta.get("shield")),
     }
     parts = [f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
              f"<title>Backtest: {e(result.name)}</title><style>{_CSS}</style></head><body>",
@@ -186,6 +187,20 @@ def _page(result, metrics, baseline_metrics, drawn, regime_table, walk_forward,
               "<p class='note'>The result carries no provenance (meta is empty).</p>"]
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _shield_fact(summary: dict | None) -> str:
+    """One line on the risk shield: off, or on with its caps and what it cut (the
+    settings in full are in the provenance table)."""
+    if not summary:
+        return "off"
+    settings = summary.get("settings", {})
+    caps = ", ".join(f"{k} {settings[k]:g}" for k in ("max_var", "max_es", "max_margin_ratio")
+                     if settings.get(k) is not None)
+    rules = ", ".join(f"{k} {v:,}" for k, v in summary["by_rule"].items()) or "none"
+    return (f"on ({caps or 'no book caps'}): cut {summary['asset_targets_cut']:,} asset "
+            f"targets in {summary['decisions']:,} decisions (by rule: {rules}), leaving "
+            f"{summary['mean_scale_when_cut']:.0%} of each on average")
 
 
 def _risk_sections(report: dict | None) -> list[str]:

@@ -193,6 +193,30 @@ class Account:
                       np.ones(1, dtype=bool), obs["market"], obs["risk"], obs["portfolio"])
         return obs
 
+    def targets(self, data: MarketArrays, config, trade: np.ndarray,
+                size: np.ndarray) -> tuple[np.ndarray, dict[str, dict]]:
+        """The signed target notionals (USDC at the bar's closes) the env would trade toward
+        for this decision (``trade`` in {0, 1, 2}, ``size`` in [0, 1] per asset): the
+        leverage, concentration and position caps, then the risk shield when the config has
+        it on, then the daily-loss reduce-only rule; the decide kernel's own
+        ``target_quantities`` on a copy of the state. Also what the shield did per asset
+        (envs.core.shield.shield_report)."""
+        from envs.core.accounting import bracket_arrays
+        from envs.core.decide import target_quantities
+        from envs.core.shield import shield_report
+
+        acct, book, _, b = self.to_state(data)
+        n = data.n_assets
+        quantities = np.empty(n)
+        target_quantities(acct, book, data.mkt, pack_params(config, data.assets),
+                          *bracket_arrays(config.margin, data.assets), b,
+                          np.asarray(trade, dtype=np.int64), np.asarray(size, dtype=np.float64),
+                          quantities, np.empty((2, n)))
+        if not config.shield.enabled:
+            book[:, L.SHIELD_SCALE] = 1.0
+            book[:, L.SHIELD_RULES] = 0.0
+        return quantities * data.mkt[b, :, L.M_CLOSE], shield_report(book, self.assets)
+
     def positions(self) -> dict[str, float]:
         """Signed position (base units) per asset."""
         return {asset: row["quantity"] for asset, row in self.book.items()}

@@ -20,7 +20,7 @@ import pandas as pd
 from risk.limits import RiskLimits
 from risk.liquidity import counterparty_exposure
 from risk.sizing import correlated_groups
-from risk.stress import PortfolioSnapshot, position_maintenance
+from risk.stress import PortfolioSnapshot
 from risk.var import min_observations, portfolio_var, value_at_risk
 
 logger = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ def limit_metrics(
 def venue_exposure(snapshot: PortfolioSnapshot, limits: RiskLimits) -> pd.DataFrame:
     """Counterparty exposure per exchange of the snapshot's book (risk.liquidity)."""
     notional = snapshot.notional()
-    margin = position_maintenance(notional.to_numpy(), snapshot.brackets)
+    margin = snapshot.position_maintenance(notional.to_dict())
     return counterparty_exposure(
         notional.to_dict(),
         snapshot.exchanges,

@@ -21,7 +21,7 @@ from risk.alerts import check_limits, venue_exposure
 from risk.limits import RiskLimits
 from risk.liquidity import MarketLiquidity, liquidity_table
 from risk.regimes import RegimeConfig, market_regimes
-from risk.stress import PortfolioSnapshot, Scenario, position_maintenance, run_stress
+from risk.stress import PortfolioSnapshot, Scenario, run_stress
 from risk.var import METHODS, expected_shortfall, portfolio_es, portfolio_var, value_at_risk
 
 
@@ -150,7 +150,7 @@ def build_risk_report(
     else:
         var_rows = _var_rows(snapshot, returns_history, confidences, horizons, methods, notes)
     notional = snapshot.notional()
-    margin = position_maintenance(notional.to_numpy(), snapshot.brackets)
+    margin = snapshot.position_maintenance(notional.to_dict())
     venues = venue_exposure(snapshot, lim)
     report = RiskReport(
         timestamp=stamp.isoformat(),

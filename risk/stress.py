@@ -79,20 +79,29 @@ class PortfolioSnapshot(BaseModel):
         default_factory=dict, description="Equity held per exchange, when known."
     )
     brackets: tuple[tuple[float, float], ...] = Field(
-        DEFAULT_BRACKETS, description="Maintenance bracket table (floor, rate), ascending."
+        DEFAULT_BRACKETS,
+        description="Maintenance bracket table (floor, rate), ascending: the table of every "
+        "asset without its own in asset_brackets.",
+    )
+    asset_brackets: dict[str, tuple[tuple[float, float], ...]] = Field(
+        default_factory=dict,
+        description="Each asset's own table, by the asset's name in positions (as the "
+        "simulator margins it: envs.config.MarginConfig.table).",
     )
     timestamp: datetime | None = Field(None, description="When the snapshot was taken (UTC).")
 
     @model_validator(mode="after")
     def _consistent(self) -> PortfolioSnapshot:
-        floors, rates = [f for f, _ in self.brackets], [r for _, r in self.brackets]
-        if (
-            not floors
-            or floors[0] != 0.0
-            or floors != sorted(set(floors))
-            or rates != sorted(rates)
-        ):
-            raise ValueError("brackets must start at 0 with ascending floors and rates")
+        for name, table in (("brackets", self.brackets), *self.asset_brackets.items()):
+            floors, rates = [f for f, _ in table], [r for _, r in table]
+            if (
+                not floors
+                or floors[0] != 0.0
+                or floors != sorted(set(floors))
+                or rates != sorted(rates)
+            ):
+                raise ValueError(f"{name}: brackets must start at 0 with ascending floors "
+                                 "and rates")
         missing = sorted(set(self.positions) - set(self.marks))
         if missing:
             raise ValueError(f"no mark price for positions {missing}")
@@ -128,8 +137,18 @@ class PortfolioSnapshot(BaseModel):
         """Signed notional / equity per asset: the weights VaR is computed on."""
         return self.notional() / self.equity
 
+    def table(self, asset: str) -> tuple[tuple[float, float], ...]:
+        """The bracket table ``asset`` is margined with."""
+        return self.asset_brackets.get(asset, self.brackets)
+
+    def position_maintenance(self, notional: Mapping[str, float]) -> np.ndarray:
+        """Maintenance margin per position (in ``notional``'s order), each on its asset's
+        own table."""
+        return np.array([position_maintenance(np.array([value]), self.table(asset))[0]
+                         for asset, value in notional.items()], dtype=np.float64)
+
     def maintenance(self) -> float:
-        return maintenance_margin(self.notional().to_numpy(), self.brackets)
+        return float(self.position_maintenance(self.notional().to_dict()).sum())
 
     @property
     def margin_ratio(self) -> float:
@@ -286,7 +305,8 @@ def stress_test(
         -float(np.sum(qty * new_mark)) * scenario.funding_rate * scenario.funding_periods + 0.0
     )
     equity = snapshot.equity + price_pnl + funding_pnl
-    maint = float(position_maintenance(qty * new_mark, snapshot.brackets).sum())
+    maint = float(snapshot.position_maintenance(dict(zip(assets, qty * new_mark,
+                                                          strict=True))).sum())
     exit_cost = liquidity_table(
         dict(zip(assets, qty * new_mark, strict=True)),
         liq,

@@ -64,6 +64,8 @@ from serving.schemas import (
     LiveStartRequest,
     ModelInfo,
     ModelSwap,
+    RiskRequest,
+    RiskResponse,
     SignalRequest,
     SignalResponse,
 )
@@ -253,6 +255,29 @@ class Gateway(PolicyServer):
             raise _limited(wait, "signal requests")
         if (body.bars is None) == (body.observation is None):
             raise ApiError(422, "invalid_request", "send either bars or an observation")
+        body = self._held_account(body)
+        try:
+            return await self.signal(body)
+        except Exception as err:
+            raise _input_error(err) from err
+
+    @api.post("/v1/risk", response_model=RiskResponse)
+    async def risk_report(self, body: RiskRequest, who: Caller) -> dict:
+        """The risk engine's report on a book at the last bar sent: VaR/ES, stress tests
+        (margined with each asset's own tiers), limit alerts, regime; the served run's
+        limits and tiers apply. Counted against the key's signal quota."""
+        wait = self.signal_limit.wait_s(who.key_id)
+        if wait > 0:
+            raise _limited(wait, "risk requests")
+        body = self._held_account(body)
+        try:
+            return await self.risk(body)
+        except Exception as err:
+            raise _input_error(err) from err
+
+    def _held_account(self, body: Any) -> Any:
+        """``body`` with at most one of portfolio/account/account_id, a session's account
+        looked up by its id, and a model this service serves."""
         held = [k for k in ("portfolio", "account", "account_id") if getattr(body, k) is not None]
         if len(held) > 1:
             raise ApiError(422, "invalid_request", f"send one of {held}, not several")
@@ -263,10 +288,7 @@ class Gateway(PolicyServer):
             account = self._live_state(body.account_id)["account"]
             body = body.model_copy(update={"account": account, "account_id": None})
         self._check_model(body.model)
-        try:
-            return await self.signal(body)
-        except Exception as err:
-            raise _input_error(err) from err
+        return body
 
     @api.get("/v1/live/{session_id}")
     async def live_status(self, session_id: str, who: Caller) -> dict:

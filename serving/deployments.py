@@ -103,24 +103,37 @@ class PolicyServer:
     async def signal(self, request) -> dict:
         """A signal for one request (a SignalRequest, or its dict from another deployment's
         handle call), via the batch."""
-        from serving.observation import observation_from_arrays, observation_from_bars
+        from serving.observation import observation_from_arrays, served_state
         from serving.schemas import SignalRequest
 
         if isinstance(request, dict):
             request = SignalRequest.model_validate(request)
         policy = self.policy
-        stamp = None
-        if request.bars is not None:
-            obs, last = await asyncio.to_thread(
-                observation_from_bars, request.bars, policy.spec, request.portfolio,
-                request.account,
-            )
-            stamp = last.isoformat()
-        else:
+        if request.observation is not None:
             obs = observation_from_arrays(request.observation, policy.spec)
-        result = await self.predict_batch((policy, obs))
-        result["data_timestamp"] = stamp
+            result = await self.predict_batch((policy, obs))
+            result["data_timestamp"] = None
+            return result
+        state = await asyncio.to_thread(served_state, request.bars, policy.spec,
+                                        request.portfolio, request.account)
+        result = await self.predict_batch((policy, state.obs))
+        result = await asyncio.to_thread(policy.with_targets, result, state)
+        result["data_timestamp"] = state.stamp.isoformat()
         return result
+
+    async def risk(self, request) -> dict:
+        """The risk report (backtest.risk_view.account_risk_report) of a RiskRequest's book
+        at its last bar, under the served run's limits and margin tiers."""
+        from backtest.risk_view import account_risk_report
+        from serving.observation import served_state
+
+        policy = self.policy
+        state = await asyncio.to_thread(served_state, request.bars, policy.spec,
+                                        request.portfolio, request.account)
+        report = await asyncio.to_thread(account_risk_report, state.account, state.data,
+                                         policy.env_config)
+        return {"model_id": policy.model_id, "data_timestamp": state.stamp.isoformat(),
+                **report}
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
     async def predict_batch(self, items: list[tuple]) -> list[dict]:

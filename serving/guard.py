@@ -47,6 +47,7 @@ ROUTES = (
     Route("GET", "/v1/models", "read"),
     Route("PUT", "/v1/models", "admin", audited=True),
     Route("POST", "/v1/signals", "read"),
+    Route("POST", "/v1/risk", "read"),
     Route("POST", "/v1/chat", "read"),
     Route("GET", "/v1/live/{session_id}", "read"),
     Route("POST", "/v1/live", "trade", audited=True),

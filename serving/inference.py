@@ -71,6 +71,7 @@ class LoadedPolicy:
             "assets": list(self.assets),
             "observation": {k: list(space[k].shape) for k in space.spaces},
             "min_bars": int(self.spec.min_bars),
+            "shield": self.env_config.shield.model_dump(mode="json"),
         }
 
     def forward(self, obs: dict[str, np.ndarray]) -> list[dict]:
@@ -120,3 +121,17 @@ class LoadedPolicy:
                 }
             )
         return {"model_id": self.model_id, "value": value, "signals": signals}
+
+    def with_targets(self, result: dict, state) -> dict:
+        """``result`` (one of :meth:`forward`'s) with each asset's ``target_notional`` and
+        what the risk shield did (``shield``), as the env would trade this decision from the
+        request's account (a serving.observation.ServedState): the decide kernel's caps,
+        shield and daily-loss rule (envs.account.Account.targets)."""
+        trade = [DECISIONS.index(s["decision"]) for s in result["signals"]]
+        size = [s["size"] for s in result["signals"]]
+        notional, report = state.account.targets(state.data, self.env_config, trade, size)
+        for signal, value in zip(result["signals"], notional, strict=True):
+            signal["target_notional"] = float(value)
+            signal["shield"] = report[signal["asset"]] if self.env_config.shield.enabled \
+                else None
+        return result

@@ -190,16 +190,31 @@ def resolve_assets(
     return out
 
 
-def observation_from_bars(
+@dataclass(frozen=True)
+class ServedState:
+    """What a bars request becomes: the observation (batch axis 1), the last bar's open
+    time, and the market arrays and account it was observed from (for the decision's
+    targets: envs.account.Account.targets)."""
+
+    obs: dict[str, np.ndarray]
+    stamp: pd.Timestamp
+    data: MarketArrays
+    account: Account
+
+
+def served_state(
     bars: Mapping[str, Sequence[Bar | Mapping]],
     spec: ObservationSpec,
     portfolio: PortfolioState | None = None,
     account: Mapping[str, Any] | None = None,
-) -> tuple[dict[str, np.ndarray], pd.Timestamp]:
-    """The observation after the last bar (batch axis 1) and that bar's open time (UTC).
+) -> ServedState:
+    """The state after the last bar of a request.
 
     Bars may be schema models or their dicts (``model_dump``), oldest first. ``account``
-    (an envs.account.Account dict at the last bar) or ``portfolio``, not both.
+    (an envs.account.Account dict at the last bar) or ``portfolio``, not both. The market
+    arrays span every bar sent: the risk shield's inputs (the trailing day's covariance,
+    the regime codes) read past bars, so a request sends a day beyond ``min_bars`` for
+    the values a backtest over the same bars sees.
     """
     if portfolio is not None and account is not None:
         raise InputError("invalid_request", "send an account or a portfolio, not both")
@@ -213,10 +228,21 @@ def observation_from_bars(
     features = compute_features(frame)
     undefined = _undefined(features, spec, names)
     _raise("undefined_features", "features undefined in the window (flat prices?)", undefined)
-    last = slice(len(frame) - spec.window, None)  # the env's stacking; only the window is read
-    data = MarketArrays.from_frames(frame[last], features[last])
+    data = MarketArrays.from_frames(frame, features)
     held = _account(account, portfolio, data, spec)
-    return held.observe(data, spec.env_config), frame.index[-1]
+    return ServedState(held.observe(data, spec.env_config), frame.index[-1], data, held)
+
+
+def observation_from_bars(
+    bars: Mapping[str, Sequence[Bar | Mapping]],
+    spec: ObservationSpec,
+    portfolio: PortfolioState | None = None,
+    account: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, np.ndarray], pd.Timestamp]:
+    """The observation after the last bar (batch axis 1) and that bar's open time (UTC);
+    see :func:`served_state`."""
+    state = served_state(bars, spec, portfolio, account)
+    return state.obs, state.stamp
 
 
 def observation_from_arrays(obs: Observation, spec: ObservationSpec) -> dict[str, np.ndarray]:

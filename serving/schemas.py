@@ -75,16 +75,72 @@ class SignalRequest(BaseModel):
     model: str | None = Field(None, description="Model id (default: the served one).")
 
 
+class RiskRequest(BaseModel):
+    """Recent bars per asset and the book to assess: an account, a live session's account,
+    a portfolio of notionals, or none (a flat book)."""
+
+    model_config = _STRICT
+    bars: dict[str, Annotated[list[Bar], Field(max_length=MAX_BARS)]] = Field(
+        description="Bars per asset, oldest first, for every asset of the model: the "
+        "history VaR, stress betas and the regime are computed from (a day or more).",
+    )
+    portfolio: PortfolioState | None = None
+    account: dict[str, Any] | None = Field(
+        None, description="The full account at the last bar (envs.account.Account).")
+    account_id: str | None = Field(
+        None, pattern=SESSION_ID, description="A live session of this service whose account "
+        "to assess.")
+    model: str | None = Field(None, description="Model id (default: the served one): its "
+                              "run's limits and margin tiers apply.")
+
+
+class RiskResponse(BaseModel):
+    """risk.report.RiskReport of the book at the last bar, with the model it was judged by."""
+
+    model_id: str
+    data_timestamp: str = Field(description="Last bar used (UTC ISO).")
+    timestamp: str
+    equity: float
+    gross_exposure: float
+    net_exposure: float
+    leverage: float | None
+    maintenance_margin: float
+    margin_ratio: float | None
+    var: list[dict] = Field(description="VaR and ES per method, confidence and horizon "
+                            "(fractions of equity).")
+    stress: list[dict] = Field(description="Each stress scenario's P&L, equity after, margin "
+                               "with each asset's own tiers, and whether it liquidates.")
+    alerts: list[dict] = Field(description="Limit alerts (warning or critical).")
+    regime: str | None
+    liquidity: list[dict]
+    counterparty: list[dict]
+    notes: list[str] = Field(description="Sections that could not be computed, and why.")
+
+
 class HeadProbabilities(BaseModel):
     trade: dict[str, float] = Field(description="P(short), P(flat), P(long).")
     style: dict[str, float] = Field(description="Probability of each execution style.")
+
+
+class ShieldAction(BaseModel):
+    scale: float = Field(description="|shielded target| / |asked target| (1: untouched).")
+    rules: list[str] = Field(description="The shield's rules that cut it, in order.")
 
 
 class AssetSignal(BaseModel):
     asset: str
     decision: Literal["short", "flat", "long"]
     size: float = Field(description="Fraction of the per-asset exposure budget, in [0, 1].")
-    target_exposure: float = Field(description="Signed target notional / equity.")
+    target_exposure: float = Field(
+        description="The policy's signed target notional / equity, before the env's caps "
+        "and risk shield.")
+    target_notional: float | None = Field(
+        None, description="Signed target notional (USDC) the env would trade toward from the "
+        "request's account: leverage, concentration and position caps, the risk shield, the "
+        "daily-loss rule. Bars requests only (a ready observation holds no market arrays).")
+    shield: ShieldAction | None = Field(
+        None, description="What the risk shield did to this target (null when the model "
+        "runs without the shield, or for a ready observation).")
     stop_loss_atr: float
     take_profit_atr: float
     execution_style: str
@@ -189,6 +245,8 @@ class ModelInfo(BaseModel):
     assets: list[str]
     observation: dict[str, list[int]]
     min_bars: int = Field(description="Fewest bars per asset a bars request needs.")
+    shield: dict = Field(description="The run's risk shield settings (envs.config."
+                         "ShieldConfig); enabled false: the shield is off.")
 
 
 class ErrorBody(BaseModel):

@@ -43,10 +43,12 @@ def free_port() -> int:
 
 
 def train_runs(root: Path) -> tuple[Path, Path]:
+    """The served run (seed 11, trained with the risk shield on and a VaR cap that binds)
+    and a swap target (seed 12, no shield)."""
     runs = []
-    for seed in (11, 12):
-        result = train(tiny(seed=seed, steps=256), root / f"policy_{seed}")
-        runs.append(result.run_dir)
+    for seed, shield in ((11, {"enabled": True, "max_var": 0.02}), (12, {"enabled": False})):
+        config = tiny(seed=seed, steps=256, **{"env_config.env.shield": shield})
+        runs.append(train(config, root / f"policy_{seed}").run_dir)
     return runs[0], runs[1]
 
 

@@ -73,6 +73,7 @@ def test_a_live_sessions_account_is_served_and_its_status_reported(served):
     """A paper session of the served run: /v1/live/{id} shows its status, and a signal
     for its account (by account_id) is the module's action on the env's observation of
     that account (the session's own observation code)."""
+    from backtest.risk_view import account_risk_report
     from envs.account import Account
     from envs.registry import aligned_for
     from live.feed import arrays_upto
@@ -105,7 +106,10 @@ def test_a_live_sessions_account_is_served_and_its_status_reported(served):
 
     with served.client() as client:
         status = client.get("/v1/live/paper-1").json()
+        (model,) = client.get("/v1/models").json()
         by_id = client.post("/v1/signals", json={"bars": bars, "account_id": "paper-1"})
+        risk = client.post("/v1/risk", json={"bars": bars, "account_id": "paper-1"})
+        flat_risk = client.post("/v1/risk", json={"bars": bars})
         by_value = client.post("/v1/signals", json={"bars": bars, "account": state["account"]})
         escape = client.get("/v1/live/..%2F..%2Fetc")
         hidden = client.get("/v1/live/..")
@@ -121,6 +125,21 @@ def test_a_live_sessions_account_is_served_and_its_status_reported(served):
                                   [("short", "flat", "long")[d]
                                    for d in expected.actions["trade"][0].tolist()])
     np.testing.assert_allclose([s["size"] for s in got], expected.actions["size"][0].numpy())
+    assert model["shield"]["enabled"] and model["shield"]["max_var"] == 0.02
+    notional, shield = account.targets(data, trained.env, expected.actions["trade"][0].numpy(),
+                                       [s["size"] for s in got])
+    np.testing.assert_allclose([s["target_notional"] for s in got], notional, rtol=1e-9)
+    assert [s["shield"] for s in got] == [shield[a] for a in data.assets]
+    assert risk.status_code == 200, risk.text
+    report = risk.json()
+    local = account_risk_report(account, data, trained.env)
+    assert report["data_timestamp"] == frame.index[bar].isoformat()
+    assert report["equity"] == pytest.approx(state["account"]["values"]["equity"])
+    assert report["maintenance_margin"] == pytest.approx(local["maintenance_margin"])
+    assert {r["scenario"] for r in report["stress"]} == {r["scenario"] for r in local["stress"]}
+    assert local["var"] and [r["var"] for r in report["var"]] == pytest.approx(
+        [r["var"] for r in local["var"]])
+    assert flat_risk.status_code == 200 and flat_risk.json()["gross_exposure"] == 0.0
     assert escape.status_code in (404, 422) and "etc" not in escape.text
     assert hidden.status_code in (404, 422) and str(served.live) not in hidden.text
     assert unknown.status_code == 404 and unknown.json()["code"] == "unknown_session"

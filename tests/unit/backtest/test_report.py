@@ -162,6 +162,21 @@ def test_report_without_regimes_or_walk_forward_skips_those_charts_and_says_so(t
     assert json.loads((tmp_path / "metrics.json").read_text())[BASELINES_KEY] == {}
 
 
+def test_the_run_facts_say_whether_the_risk_shield_was_on_and_what_it_cut(tmp_path):
+    shielded = make_result()
+    shielded.meta["shield"] = {
+        "decisions": 240, "asset_targets_cut": 37, "by_rule": {"vol_target": 30, "var": 9},
+        "mean_scale_when_cut": 0.625,
+        "settings": {"max_var": 0.02, "max_es": 0.12, "max_margin_ratio": None}}
+
+    on = " ".join(parse(write_report(tmp_path / "on", shielded, METRICS)).text)
+    off = " ".join(parse(write_report(tmp_path / "off", make_result(), METRICS)).text)
+
+    assert ("on (max_var 0.02, max_es 0.12): cut 37 asset targets in 240 decisions (by rule: "
+            "vol_target 30, var 9), leaving 62% of each on average") in on
+    assert "risk shield off" in off
+
+
 def test_baseline_named_like_the_policy_is_refused(tmp_path):
     with pytest.raises(ValueError, match="baseline names"):
         write_report(tmp_path, make_result(), METRICS, baseline_metrics={"policy": {}})

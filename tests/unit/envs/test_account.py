@@ -8,6 +8,7 @@ import pytest
 from envs.account import ACCOUNT_FIELDS, BOOK_FIELDS, Account, AccountError
 from envs.config import EnvConfig
 from envs.core import layout as L
+from envs.core.shield import rule_names
 from envs.data import MarketArrays
 from envs.vector import PerpetualVectorEnv
 from market.features import make_aligned_frame
@@ -83,3 +84,38 @@ def test_a_damaged_account_is_refused_naming_the_problem(data, edit, match):
         Account.from_json(json.dumps(raw))
     with pytest.raises(AccountError, match="not JSON"):
         Account.from_json("{")
+
+
+@pytest.mark.parametrize("shield", [False, True])
+def test_an_accounts_targets_are_what_the_env_trades_to_and_what_its_shield_cut(data, shield):
+    """Account.targets runs the decide kernel: from a flat book, a market order with a
+    one-bar horizon lands exactly on the target, and the book records what the shield
+    did to the same decision."""
+    config = EnvConfig(risk_window=5, episode_steps=100,
+                       shield={"enabled": shield, "max_var": 0.01})
+    env = PerpetualVectorEnv(data, config, num_envs=1)
+    env.reset(seed=1, options={"start": 2000})
+    s = env._state
+    b = int(s["t"][0])
+    account = Account.from_state(s["acct"][0], s["book"][0], s["hist"][0], data, b)
+    action = env.action_space.sample()
+    action["trade"][:] = [[2, 0]]
+    action["size"][:] = 1.0
+    action["risk"][:] = 1.0
+    action["execution"][:] = 0  # market, over one bar
+
+    notional, report = account.targets(data, config, action["trade"][0], action["size"][0])
+    env.step(action)
+
+    filled = env._state["book"][0][:, L.QTY] * data.mkt[b, :, L.M_CLOSE]
+    np.testing.assert_allclose(filled, notional, rtol=1e-12)
+    assert notional[0] > 0 > notional[1]
+    scales = [report[a]["scale"] for a in data.assets]
+    cut = [report[a]["rules"] for a in data.assets]
+    if shield:
+        book = env._state["book"][0]
+        assert scales == book[:, L.SHIELD_SCALE].tolist()
+        assert cut == [rule_names(mask) for mask in book[:, L.SHIELD_RULES]]
+        assert all("var" in rules for rules in cut) and max(scales) < 1.0
+    else:
+        assert cut == [[], []] and scales == [1.0, 1.0]

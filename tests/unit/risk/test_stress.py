@@ -61,6 +61,36 @@ def test_position_margin_matches_the_simulator_on_and_between_bracket_floors():
     np.testing.assert_allclose(ours, theirs, rtol=1e-12)
 
 
+def test_each_asset_is_margined_and_stressed_on_its_own_table_as_the_simulator_does():
+    margin = MarginConfig()
+    assets = ["BTC", "SOL", "DOGE"]  # DOGE has no table of its own: the default one
+    marks = {"BTC": 30_000.0, "SOL": 25.0, "DOGE": 0.07}
+    notional = {"BTC": 4_000_000.0, "SOL": -4_000_000.0, "DOGE": 600_000.0}
+    snapshot = PortfolioSnapshot(
+        positions={a: notional[a] / marks[a] for a in assets}, marks=marks, equity=2e6,
+        brackets=margin.brackets, asset_brackets={a: margin.table(a) for a in assets})
+    arrays = bracket_arrays(margin, assets)
+    crash = Scenario(name="crash", shocks={"default": -0.2})
+
+    ours = snapshot.position_maintenance(notional)
+    stressed = run_stress(snapshot, [crash]).loc["crash"]
+
+    theirs = [env_maintenance(abs(notional[a]), *(row[k] for row in arrays))
+              for k, a in enumerate(assets)]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+    assert ours[0] != ours[1]  # same size, different tiers
+    assert snapshot.maintenance() == pytest.approx(sum(theirs))
+    shocked = [env_maintenance(abs(notional[a]) * 0.8, *(row[k] for row in arrays))
+               for k, a in enumerate(assets)]
+    assert stressed["maintenance_after"] == pytest.approx(sum(shocked))
+
+
+def test_a_malformed_asset_table_is_refused_naming_the_asset():
+    with pytest.raises(pydantic.ValidationError, match="SOL"):
+        PortfolioSnapshot(positions={}, marks={}, equity=1.0,
+                          asset_brackets={"SOL": ((0.0, 0.01), (10.0, 0.005))})
+
+
 def test_margin_is_continuous_where_a_position_enters_a_higher_bracket():
     floors = np.array([f for f, _ in DEFAULT_BRACKETS[1:]])
 

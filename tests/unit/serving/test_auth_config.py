@@ -117,7 +117,8 @@ def test_every_route_of_the_app_has_a_scope():
     assert {r.path for r in ROUTES if r.scope == "trade"} == {
         "/v1/live", "/v1/live/{session_id}/stop", "/v1/live/{session_id}/flatten"}
     assert all(r.audited for r in ROUTES if r.method in ("PUT", "DELETE")
-               or (r.method == "POST" and r.path not in ("/v1/signals", "/v1/chat")))
+               or (r.method == "POST"
+                   and r.path not in ("/v1/signals", "/v1/risk", "/v1/chat")))
     route, params = route_of("POST", "/v1/live/abc/stop")
     assert route.scope == "trade" and params == {"session_id": "abc"}
     assert route_of("GET", "/v1/live/a/b") is None
