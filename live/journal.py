@@ -21,13 +21,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from market.store import fsync_dir
+from market.store import fsync_dir, write_json_atomic
 
 STATE = "session.json"
 LOGS = ("ledger.jsonl", "steps.jsonl", "signals.jsonl")
@@ -38,21 +37,6 @@ LOCK = ".lock"
 
 class JournalError(ValueError):
     """A session folder that cannot be used (unreadable state, held by another loop)."""
-
-
-def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
-    """Replace ``path`` with ``payload`` so that a reader sees the old or the new file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
 
 
 def read_json(path: Path, what: str = "file", hint: str = "") -> dict[str, Any]:

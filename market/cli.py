@@ -99,6 +99,9 @@ def collect(
         "ohlcv,mark,funding"
     ),
     max_retries: Annotated[int, typer.Option(help="Retries per request on network errors.")] = 5,
+    tiers: Annotated[bool, typer.Option(
+        "--tiers/--no-tiers", help="Also record each symbol's leverage tiers (market.tiers) "
+        "where the exchange serves them.")] = True,
 ) -> None:
     """See _COLLECT_HELP."""
     from market.collector import CollectConfig, SeriesProgress
@@ -136,6 +139,47 @@ def collect(
     console.print(table)
     for key, why in report.skipped:
         console.print(f"[yellow]skipped[/yellow] {key}: {why}")
+    if tiers:
+        _record_tiers(out, exchange, list(config.symbols), required=False)
+
+
+def _record_tiers(out: Path, exchange: str, symbols: list[str], required: bool) -> None:
+    """Fetch and record leverage tiers; a failure is an error when asked for by itself
+    (`quantum data tiers`), a warning after a collection."""
+    from market.exchanges import make_exchange
+    from market.tiers import TiersError, record_tiers
+
+    try:
+        path = record_tiers(out, make_exchange(exchange), symbols)
+    except (TiersError, ValueError) as exc:
+        if required:
+            raise ui.fail(str(exc), code=2) from exc
+        console.print(f"[yellow]leverage tiers not recorded[/yellow]: {exc} (runs on this "
+                      "store use the published or default margin tables)")
+        return
+    console.print(f"recorded leverage tiers of {', '.join(symbols)} in {path}")
+
+
+@app.command("tiers")
+def tiers_command(
+    exchange: Annotated[str, typer.Option(help="ccxt exchange id: bybit (public), "
+                                          "binanceusdm (needs API keys).")],
+    symbols: Annotated[str, typer.Option(help="Comma-separated ccxt symbols.")],
+    out: DataDir = Path("data"),
+) -> None:
+    """Record each symbol's maintenance-margin tiers (ccxt fetch_leverage_tiers) in the
+    store; runs trained on it are margined and liquidated with them."""
+    from market.tiers import read_tiers
+
+    _record_tiers(out, exchange, ui.split(symbols), required=True)
+    table = Table(title=f"leverage tiers of {exchange}")
+    for col in ("symbol", "tiers", "first rate", "last tier from", "last rate", "max leverage"):
+        table.add_column(col)
+    for symbol, entry in read_tiers(out, exchange).items():
+        (_, first), (floor, last) = entry["brackets"][0], entry["brackets"][-1]
+        table.add_row(symbol, str(len(entry["brackets"])), f"{first:.4%}", f"{floor:,.0f}",
+                      f"{last:.4%}", f"{entry['max_leverage'][0]:g}x")
+    console.print(table)
 
 
 _IMPORT_HELP = (

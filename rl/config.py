@@ -299,6 +299,38 @@ class TrainConfig(BaseModel):
 
         return EnvConfig(**self.env_config.get("env", {}))
 
+    def with_store_tiers(self) -> TrainConfig:
+        """This config with the leverage tiers recorded in its store (market.tiers) as the
+        margin tables of its assets, so liquidation follows the venue's own tables and the
+        saved run carries them to backtests, paper trading and serving. Tables the config
+        names itself (env.margin.asset_brackets) win; a synthetic market or a store with no
+        tiers recorded leaves the config as it is."""
+        from envs.config import MarginConfig
+        from market.loader import DEFAULT_SYMBOLS
+        from market.tiers import read_tiers
+
+        market = self.market
+        if not market.stored:
+            return self
+        recorded = read_tiers(market.data_dir, market.venue)
+        given = self.env_config.get("env", {}).get("margin", {})
+        named = {a.upper() for a in given.get("asset_brackets", {})}
+        margin = MarginConfig(**given)
+        brackets = {a: [list(row) for row in t] for a, t in margin.asset_brackets.items()}
+        leverage = {a: list(levels) for a, levels in margin.asset_leverage.items()}
+        used = False
+        for symbol in market.symbols or DEFAULT_SYMBOLS:
+            entry = recorded.get(symbol)
+            if entry is None or entry["asset"].upper() in named:
+                continue
+            asset = entry["asset"].upper()
+            brackets[asset], leverage[asset] = entry["brackets"], entry["max_leverage"]
+            used = True
+        if not used:
+            return self
+        return self.with_overrides(**{"env_config.env.margin.asset_brackets": brackets,
+                                      "env_config.env.margin.asset_leverage": leverage})
+
     def on_market(self, market: MarketSpec) -> TrainConfig:
         """This config on another market: the market keys replaced, and the run's own
         episode starts (start_range, start_fraction, span) dropped."""

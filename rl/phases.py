@@ -372,6 +372,7 @@ def run_phases(
     from cluster.runtime import init_ray
 
     out.mkdir(parents=True, exist_ok=True)
+    base = base.with_store_tiers()
     summary_path = out / "phases.json"
     done: dict[str, dict] = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     if done and not resume:

@@ -131,6 +131,7 @@ def train(
     if not resume and paths.results.exists():
         raise FileExistsError(f"{paths.root} already holds a run; use --resume or a new --out")
     paths.checkpoints.mkdir(parents=True, exist_ok=True)
+    config = config.with_store_tiers()
     data = market_for(config.env_config)
     check_parts(config)
     paths.config.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

@@ -91,3 +91,12 @@ def test_collect_refuses_an_unknown_exchange_and_a_reversed_span(tmp_path):
     assert unknown.returncode == 1 and "unknown ccxt exchange" in unknown.stdout
     assert reversed_span.returncode == 1 and "until" in reversed_span.stdout
     assert not (tmp_path / "ohlcv").exists()
+
+
+def test_tiers_from_a_venue_without_notional_tiers_exit_2_and_write_nothing(tmp_path):
+    result = quantum("data", "tiers", "--exchange", "okx", "--symbols", "BTC/USDT:USDT",
+                     "--data", str(tmp_path))
+
+    assert result.returncode == 2, result.stdout
+    assert "contracts, not notional" in " ".join(result.stdout.split())
+    assert not (tmp_path / "tiers").exists()

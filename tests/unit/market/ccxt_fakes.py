@@ -268,6 +268,7 @@ class BybitVenue(FakeVenue):
             "/v5/market/kline": lambda p: self._kline(p, "ohlcv"),
             "/v5/market/mark-price-kline": lambda p: self._kline(p, "mark"),
             "/v5/market/funding/history": self._funding,
+            "/v5/market/risk-limit": self._risk_limit,
         }
 
     def window_start(self, request: Request) -> int | None:
@@ -288,6 +289,15 @@ class BybitVenue(FakeVenue):
         if p.get("status") == "PreLaunch":
             return self._ok({"category": "linear", "list": [], "nextPageCursor": ""})
         return 200, fixture(self.exchange_id, "v5_market_instruments-info_linear.json")
+
+    def _risk_limit(self, p: dict[str, str]) -> tuple[int, Any]:
+        """v5 market/risk-limit of one symbol: its tiers by riskLimitValue (the position
+        value each tier ends at), mmDeduction the tier's maintenance amount."""
+        assert p["category"] == "linear", p
+        tiers = fixture(self.exchange_id, "v5_market_risk-limit_linear.json").get(p["symbol"])
+        if tiers is None:
+            return error(self.exchange_id, "params_error_10001")
+        return self._ok({"category": "linear", "list": tiers, "nextPageCursor": ""})
 
     def _kline(self, p: dict[str, str], kind: str) -> tuple[int, Any]:
         asset = self.ids.get(p["symbol"])
