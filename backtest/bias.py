@@ -27,7 +27,7 @@ from gymnasium import spaces
 from scipy.stats import binomtest
 
 from envs.config import EnvConfig, ExecStyle, ExecutionConfig
-from envs.core.observe import PORTFOLIO_FEATURES
+from envs.core.observe import PORTFOLIO_FEATURES, SHIELD_FEATURES
 from envs.data import OBS_FEATURES
 from envs.registry import make_env
 from envs.space_checks import (
@@ -380,7 +380,8 @@ def _extremes(samples: pd.DataFrame, observations, top_k: int) -> tuple[ExtremeS
     assets = list(dict.fromkeys(samples["asset"]))
     market, portfolio = observations["market"], observations["portfolio"]
     feature_names = _names(OBS_FEATURES, market.shape[-1], "feature")
-    portfolio_names = _names(PORTFOLIO_FEATURES, portfolio.shape[-1], "portfolio")
+    portfolio_names = _names(PORTFOLIO_FEATURES + SHIELD_FEATURES, portfolio.shape[-1],
+                             "portfolio")
     out = []
     for row in samples.iloc[order].itertuples(index=False):
         a = assets.index(row.asset)

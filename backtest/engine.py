@@ -44,7 +44,7 @@ from envs.core.layout import (
     SPREAD,
     TRADED,
 )
-from envs.core.observe import N_PORTFOLIO, N_RISK
+from envs.core.observe import N_RISK, portfolio_features
 from envs.core.params import pack_params
 from envs.core.step import N_TERMS, new_state, reset_batch, step_batch
 from envs.data import MarketArrays
@@ -100,7 +100,7 @@ class Account:
         self.obs = {
             "market": np.empty((1, cfg.window, data.n_assets, len(data.features)), np.float32),
             "risk": np.empty((1, cfg.risk_window, N_RISK), np.float32),
-            "portfolio": np.empty((1, data.n_assets, N_PORTFOLIO), np.float32),
+            "portfolio": np.empty((1, data.n_assets, len(portfolio_features(cfg))), np.float32),
         }
         self.record = np.zeros((self.n_steps + 1, N_RECORD))
         self.positions = np.zeros((self.n_steps + 1, data.n_assets))

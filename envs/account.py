@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from envs.core import layout as L
-from envs.core.observe import N_PORTFOLIO, N_RISK, RISK_FEATURES, observe_batch
+from envs.core.observe import N_RISK, RISK_FEATURES, observe_batch, portfolio_features
 from envs.core.params import pack_params
 from envs.core.step import new_state, reset_batch
 from envs.data import MarketArrays
@@ -279,7 +279,7 @@ def empty_observation(data: MarketArrays, config) -> dict[str, np.ndarray]:
     return {
         "market": np.empty((1, config.window, data.n_assets, len(data.features)), np.float32),
         "risk": np.empty((1, config.risk_window, N_RISK), np.float32),
-        "portfolio": np.empty((1, data.n_assets, N_PORTFOLIO), np.float32),
+        "portfolio": np.empty((1, data.n_assets, len(portfolio_features(config))), np.float32),
     }
 
 

@@ -235,6 +235,13 @@ class ShieldConfig(BaseModel):
     max_margin_ratio: float | None = Field(
         0.5, gt=0, le=1, description="Cap on maintenance margin / equity after the trade."
     )
+    observe: bool = Field(
+        False, description="Show the shield to the policy: per asset, the share of its last "
+        "target the shield left and the room its per-asset rules leave now "
+        "(envs.core.observe.SHIELD_FEATURES), so training learns to size within it. Part of "
+        "the observation space: a run trained with it keeps it when a backtest turns the "
+        "shield off (then the share reads 1 and the room is what the rules would allow).",
+    )
 
     @field_validator("sizing")
     @classmethod

@@ -30,7 +30,7 @@ from gymnasium import spaces
 from numba import njit
 
 from envs.config import EnvConfig, ExecStyle
-from envs.core.observe import N_PORTFOLIO, N_RISK
+from envs.core.observe import N_RISK, portfolio_features
 
 N_STYLES = len(ExecStyle)
 DECISIONS = ("short", "flat", "long")
@@ -40,13 +40,14 @@ STYLES = tuple(s.name.lower() for s in ExecStyle)
 
 
 def observation_space(config: EnvConfig, n_assets: int, n_features: int) -> spaces.Dict:
-    """market (window, A, features), risk (risk_window, N_RISK), portfolio (A, N_PORTFOLIO)."""
+    """market (window, A, features), risk (risk_window, N_RISK), portfolio (A, its
+    features under the config: envs.core.observe.portfolio_features)."""
     box = lambda shape: spaces.Box(-np.inf, np.inf, shape, np.float32)  # noqa: E731
     return spaces.Dict(
         {
             "market": box((config.window, n_assets, n_features)),
             "risk": box((config.risk_window, N_RISK)),
-            "portfolio": box((n_assets, N_PORTFOLIO)),
+            "portfolio": box((n_assets, len(portfolio_features(config)))),
         }
     )
 

@@ -23,7 +23,7 @@ from envs.core.layout import (
     SHIELD_RULES,
     SHIELD_SCALE,
 )
-from envs.core.observe import N_PORTFOLIO, N_RISK
+from envs.core.observe import N_RISK, portfolio_features
 from envs.core.params import pack_params
 from envs.core.step import N_TERMS, REWARD_TERMS, new_state, reset_batch, step_batch
 from envs.data import MarketArrays
@@ -113,7 +113,7 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
         return {
             "market": np.empty((n, cfg.window, data.n_assets, len(data.features)), np.float32),
             "risk": np.empty((n, cfg.risk_window, N_RISK), np.float32),
-            "portfolio": np.empty((n, data.n_assets, N_PORTFOLIO), np.float32),
+            "portfolio": np.empty((n, data.n_assets, len(portfolio_features(cfg))), np.float32),
         }
 
     def _reset_envs(

@@ -42,7 +42,7 @@ from envs import spaces as env_spaces
 from envs.account import Account, AccountError
 from envs.config import EnvConfig, MarginConfig
 from envs.core.accounting import bracket_arrays, maintenance_margin
-from envs.core.observe import PORTFOLIO_FEATURES, RISK_FEATURES
+from envs.core.observe import RISK_FEATURES, portfolio_features
 from envs.data import OBS_FEATURES, MarketArrays
 from market.features import FeatureConfig, compute_features, make_aligned_frame
 from market.loader import aligned_frame, asset_fields
@@ -118,7 +118,7 @@ class ObservationSpec:
             n_features=n_features,
             risk_window=env_config.risk_window,
             n_risk=len(RISK_FEATURES),
-            n_portfolio=len(PORTFOLIO_FEATURES),
+            n_portfolio=len(portfolio_features(env_config)),
             max_leverage=env_config.limits.max_leverage,
             min_bars=min_bars,
             settled_bars=min_bars + _settle_bars(FeatureConfig()),

@@ -2,7 +2,8 @@
 
 - market    (window, assets, features) float32: the feature rows of bars b-window+1..b
 - risk      (risk_window, N_RISK) float32: the last risk vectors, oldest first
-- portfolio (assets, N_PORTFOLIO) float32: per-asset position state
+- portfolio (assets, N_PORTFOLIO [+ 2]) float32: per-asset position state (and, with
+  ShieldConfig.observe, the risk shield's SHIELD_FEATURES)
 
 Everything is scale-free (fractions of equity, ATR multiples, returns), so a
 policy trained on one account size or price level transfers to another.
@@ -28,10 +29,12 @@ from envs.core.layout import (
     PEAK,
     QTY,
     REMAIN,
+    SHIELD_SCALE,
     SL_PX,
     TP_PX,
 )
-from envs.core.params import P_INITIAL, P_MAX_LEVERAGE
+from envs.core.params import P_INITIAL, P_MAX_CONCENTRATION, P_MAX_LEVERAGE
+from envs.core.shield import asset_room
 
 RISK_FEATURES = ("log_return", "drawdown", "leverage_used", "margin_ratio", "day_pnl", "ew_vol")
 PORTFOLIO_FEATURES = (
@@ -42,8 +45,17 @@ PORTFOLIO_FEATURES = (
     "stop_loss_atr",
     "take_profit_atr",
 )
+SHIELD_FEATURES = ("shield_scale", "shield_room")
+"""With ShieldConfig.observe, per asset after PORTFOLIO_FEATURES: the share of its last
+target the shield left (1 before any decision), and the room its per-asset rules leave
+now (envs.core.shield.asset_room) as a fraction of the asset's budget, at most 1."""
 N_RISK = len(RISK_FEATURES)
 N_PORTFOLIO = len(PORTFOLIO_FEATURES)
+
+
+def portfolio_features(config) -> tuple[str, ...]:
+    """The portfolio part's features per asset under an EnvConfig."""
+    return PORTFOLIO_FEATURES + (SHIELD_FEATURES if config.shield.observe else ())
 
 
 @njit(cache=True, inline="always")
@@ -87,6 +99,10 @@ def observe_portfolio(acc, bk, mkt, params, b, out):
         row[3] = bk[a, REMAIN] * close / equity
         row[4] = abs(close - bk[a, SL_PX]) / atr if bk[a, SL_PX] > 0.0 else 0.0
         row[5] = abs(bk[a, TP_PX] - close) / atr if bk[a, TP_PX] > 0.0 else 0.0
+        if row.shape[0] > N_PORTFOLIO:
+            budget = params[P_MAX_LEVERAGE] * params[P_MAX_CONCENTRATION]
+            row[6] = bk[a, SHIELD_SCALE]
+            row[7] = min(asset_room(acc, mkt, params, b, a) / budget, 1.0)
 
 
 @njit(cache=True, inline="always")

@@ -90,6 +90,42 @@ def _scale_all(book, notional, factor, rule):
 
 
 @njit(cache=True, inline="always")
+def vol_cap(mkt, params, t, a):
+    """Rule 1's cap on |notional_a| / equity: min(target_vol / annual_vol_a, max leverage)."""
+    vol = mkt[t, a, M_DAILY_VOL] * math.sqrt(DAYS_PER_YEAR)
+    lev = params[P_VT_MAX_LEV]
+    if vol > 0.0:
+        lev = min(params[P_VT_TARGET] / vol, lev)
+    return lev
+
+
+@njit(cache=True, inline="always")
+def regime_multiplier(mkt, params, t, a):
+    """Rule 2: the multiplier of asset a's volatility and trend regimes at bar t."""
+    return params[P_REGIME_VOL + int(mkt[t, a, M_VOL_CODE])] * \
+        params[P_REGIME_TREND + int(mkt[t, a, M_TREND_CODE])]
+
+
+@njit(cache=True, inline="always")
+def drawdown_multiplier(acct, params):
+    """Rule 3: the multiplier of the deepest drawdown step the account has reached."""
+    drawdown = 1.0 - acct[EQUITY] / acct[PEAK] if acct[PEAK] > 0.0 else 0.0
+    m = 1.0
+    for k in range(DD_STEPS):
+        if drawdown >= params[P_DD_LEVEL + k]:
+            m = params[P_DD_MULT + k]
+    return m
+
+
+@njit(cache=True, inline="always")
+def asset_room(acct, mkt, params, t, a):
+    """The most |notional_a| / equity the per-asset rules (1-3) allow at bar t; the book
+    rules (4-7) can only lower it further."""
+    return vol_cap(mkt, params, t, a) * min(regime_multiplier(mkt, params, t, a), 1.0) * \
+        drawdown_multiplier(acct, params)
+
+
+@njit(cache=True, inline="always")
 def _root(group, a):
     while int(group[a]) != a:
         a = int(group[a])
@@ -163,23 +199,15 @@ def shield_notional(acct, book, mkt, params, floors, rates, allowances, t, notio
             notional[a] = 0.0
     else:
         for a in range(n):
-            vol = mkt[t, a, M_DAILY_VOL] * math.sqrt(DAYS_PER_YEAR)
-            lev = params[P_VT_MAX_LEV]
-            if vol > 0.0:
-                lev = min(params[P_VT_TARGET] / vol, lev)
+            lev = vol_cap(mkt, params, t, a)
             if abs(notional[a]) > lev * equity:
                 notional[a] = math.copysign(lev * equity, notional[a])
                 _mark(book, a, R_VOL_TARGET)
-            m = params[P_REGIME_VOL + int(mkt[t, a, M_VOL_CODE])] * \
-                params[P_REGIME_TREND + int(mkt[t, a, M_TREND_CODE])]
+            m = regime_multiplier(mkt, params, t, a)
             if m < 1.0 and notional[a] != 0.0:
                 notional[a] *= m
                 _mark(book, a, R_REGIME)
-        drawdown = 1.0 - equity / acct[PEAK]
-        m = 1.0
-        for k in range(DD_STEPS):
-            if drawdown >= params[P_DD_LEVEL + k]:
-                m = params[P_DD_MULT + k]
+        m = drawdown_multiplier(acct, params)
         if m < 1.0:
             _scale_all(book, notional, m, R_DRAWDOWN)
         _correlation_caps(book, mkt, params, t, equity, notional, scratch[1])

@@ -37,6 +37,7 @@ from envs.core.layout import (
     N_BOOK,
     PEAK,
     QTY,
+    SHIELD_SCALE,
     TRADED,
     WALLET,
 )
@@ -68,6 +69,7 @@ def reset_account(acct, book, hist, t0, day, initial):
     """A fresh account: flat book, wallet = initial balance, empty risk history."""
     acct[:] = 0.0
     book[:, :] = 0.0
+    book[:, SHIELD_SCALE] = 1.0  # nothing cut yet
     hist[:, :] = 0.0
     acct[WALLET] = initial
     acct[EQUITY] = initial

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from envs.core.observe import N_PORTFOLIO
 from envs.registry import market_for
 from rl.checkpoint import RunPaths, load_module
 from rl.config import TrainConfig
@@ -219,13 +220,15 @@ def test_value_recalibration_trains_the_value_head_alone(tiny_run, tmp_path):
 def test_a_run_trains_with_the_risk_shield_on_and_its_backtest_reports_what_it_cut(
         ray_local, tmp_path):
     """The shield is part of the run's config: training steps through it, the trained run
-    keeps it, and a backtest of that run applies it and says what it cut. (A policy this
-    briefly trained stays flat in its mode, so the backtests sample its actions.)"""
+    keeps it (and shows it to the policy: shield.observe), and a backtest of that run
+    applies it and says what it cut. (A policy this briefly trained stays flat in its mode,
+    so the backtests sample its actions.)"""
     from backtest.run import BacktestOptions, backtest_trained
     from rl.checkpoint import TrainedRun
 
     config = TrainConfig.model_validate(TINY).with_overrides(**{
-        "env_config.env.shield": {"enabled": True, "max_var": 0.02}, "steps": 256})
+        "env_config.env.shield": {"enabled": True, "max_var": 0.02, "observe": True},
+        "steps": 256})
     result = train(config, tmp_path / "shielded")
     trained = TrainedRun.open(result.run_dir)
     market = trained.market.elsewhere(None, 5, 3, model_symbols=trained.recorded_assets)
@@ -237,6 +240,7 @@ def test_a_run_trains_with_the_risk_shield_on_and_its_backtest_reports_what_it_c
     }
 
     assert trained.env.shield.enabled and trained.env.shield.max_var == 0.02
+    assert trained.module.observation_space["portfolio"].shape == (3, N_PORTFOLIO + 2)
     summary = runs[True].result.meta["shield"]
     assert summary["decisions"] == runs[True].metrics["n_steps"]
     assert summary["asset_targets_cut"] > 0 and 0 <= summary["mean_scale_when_cut"] < 1

@@ -28,16 +28,21 @@ from envs.core.layout import (
     SHIELD_RULES,
     SHIELD_SCALE,
 )
+from envs.core.observe import N_PORTFOLIO, portfolio_features
 from envs.core.params import pack_params
 from envs.core.shield import rule_names, shield_notional
 from envs.ledger import reconcile
 from envs.vector import PerpetualVectorEnv
+from risk.regimes import TREND_LABELS, VOL_LABELS
 from risk.sizing import (
     CorrelationConfig,
     DrawdownSchedule,
     RegimeSizingConfig,
     SizingConfig,
     VolTargetConfig,
+    drawdown_multiplier,
+    regime_multiplier,
+    vol_target_leverage,
 )
 from tests.unit.envs.market import flat_market, random_market
 
@@ -227,3 +232,41 @@ def test_an_env_with_the_shield_on_reconciles_and_reports_what_it_cut():
         implied = reconcile(env.ledger(n), config.initial_balance, account["unrealized_pnl"])
         assert implied == pytest.approx(account["equity"], rel=1e-9)
     assert {"vol_target", "regime"} <= cut
+
+
+def test_the_policy_sees_the_shields_last_scale_and_the_room_its_asset_rules_leave():
+    """ShieldConfig.observe: two portfolio features per asset, checked against the book and
+    against risk.sizing's own functions (vol target, regime, drawdown schedule)."""
+    data = random_market(n_bars=4000, n_assets=3, seed=5)
+    config = EnvConfig(window=4, risk_window=3, episode_steps=300,
+                       shield=ShieldConfig(enabled=True, observe=True))
+    sizing, limits = config.shield.sizing, config.limits
+    env = PerpetualVectorEnv(data, config, num_envs=1)
+    obs, _ = env.reset(seed=0, options={"start": 2000})
+    assert portfolio_features(config)[N_PORTFOLIO:] == ("shield_scale", "shield_room")
+    assert obs["portfolio"].shape == (1, 3, N_PORTFOLIO + 2)
+    assert env.single_observation_space["portfolio"].shape == (3, N_PORTFOLIO + 2)
+    np.testing.assert_array_equal(obs["portfolio"][0, :, N_PORTFOLIO], 1.0)  # nothing cut yet
+    space = env.single_action_space
+    space.seed(1)
+    rooms = []
+    for _ in range(60):
+        action = {k: v[None] for k, v in space.sample().items()}
+        action["size"][:] = 1.0
+        obs, _, _, _, _ = env.step(action)
+        s = env._state
+        b, acct = int(s["t"][0]), s["acct"][0]
+        np.testing.assert_array_equal(obs["portfolio"][0, :, N_PORTFOLIO],
+                                      s["book"][0][:, SHIELD_SCALE].astype(np.float32))
+        for a in range(3):
+            label = (f"{VOL_LABELS[int(data.mkt[b, a, M_VOL_CODE])]}/"
+                     f"{TREND_LABELS[int(data.mkt[b, a, M_TREND_CODE])]}")
+            room = (vol_target_leverage(data.mkt[b, a, M_DAILY_VOL] * math.sqrt(365),
+                                        sizing.vol_target)
+                    * min(regime_multiplier(label, sizing.regime), 1.0)
+                    * drawdown_multiplier(1 - acct[EQUITY] / acct[PEAK], sizing.drawdown))
+            room = min(room / (limits.max_leverage * limits.max_concentration), 1.0)
+            assert obs["portfolio"][0, a, N_PORTFOLIO + 1] == pytest.approx(room, rel=1e-6)
+            rooms.append(room)
+    assert min(rooms) < max(rooms) <= 1.0
+
