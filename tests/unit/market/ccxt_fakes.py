@@ -162,9 +162,14 @@ class FakeVenue:
         """The first timestamp each request for `kind` asked for (its native start param)."""
         return [self.window_start(r) for r in self.requests_for(kind)]
 
-    def handle(self, method: str, url: str, headers: dict[str, str]) -> tuple[int, Any]:
+    def handle(self, method: str, url: str, headers: dict[str, str],
+               body: str | bytes | None = None) -> tuple[int, Any]:
         parts = urlsplit(url)
         params = dict(parse_qsl(parts.query))
+        if isinstance(body, bytes):
+            body = body.decode()
+        if body:  # signed POSTs carry their parameters in a urlencoded body
+            params.update(parse_qsl(body))
         self.received.append(Request(method, parts.path, params, headers))
         for fault in self._faults:
             if parts.path in fault.paths:
@@ -410,7 +415,8 @@ class FakeSession(requests.Session):
         self.venue = venue
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        status, body = self.venue.handle(method, url, dict(kwargs.get("headers") or {}))
+        status, body = self.venue.handle(method, url, dict(kwargs.get("headers") or {}),
+                                         kwargs.get("data"))
         response = requests.Response()
         response.status_code, response.url = status, url
         response.reason = HTTPStatus(status).phrase

@@ -1,0 +1,221 @@
+"""From the book's working orders to exchange orders: what one bar sends through ccxt.
+
+The env is the order scheduler. After a decision the book holds, per asset, a working
+order (signed quantity left, style, bars left, clip, limit price) and its protective
+stops (envs.core.decide.place_orders); each bar the simulator executes a share of it
+(envs.core.execution.work_orders). On an exchange the same share becomes a child order
+sent at the bar's close, so a testnet session follows the schedule its backtest models:
+
+- market, and funding-aware unless the kernel's own rule defers it: the whole remainder,
+  a market order;
+- TWAP: the remainder over the bars left, a market order per bar; VWAP the same at send
+  time (the simulator scales each slice by the bar's realised volume, which is not known
+  before the bar);
+- limit (iceberg): one clip, a post-only limit at the book's limit price, cancelled if
+  unfilled when the next bar closes;
+- stops: a reduce-only stop-market at the stop-loss and a reduce-only take-profit-market
+  for the whole position, replaced whenever the book moves them.
+
+Every order carries a deterministic client order id (:func:`client_order_id`: run, bar,
+asset, leg), so an order re-sent after a crash is the same order to the exchange and
+reconciliation can tell what was sent. Quantities and prices are rounded with ccxt's
+``amount_to_precision``/``price_to_precision``; an order under the market's minimum
+amount or notional is skipped with the reason, never rounded up into a bigger one.
+Pre-trade, no order may take an asset's notional beyond the account's per-asset budget
+or the book beyond its gross leverage: it is cut to fit (and says so).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import ccxt
+import numpy as np
+
+from envs.config import EnvConfig, ExecStyle
+from envs.core.execution import _defer_for_funding
+from envs.core.layout import (
+    BARS_LEFT,
+    CLIP,
+    LIMIT_PX,
+    M_CLOSE,
+    QTY,
+    REMAIN,
+    SL_PX,
+    STYLE,
+    TP_PX,
+)
+
+Leg = Literal["entry", "stop_loss", "take_profit", "flatten"]
+LEG_CODES: dict[str, str] = {"entry": "e", "stop_loss": "s", "take_profit": "t",
+                             "flatten": "f"}
+ID_LENGTH = 32
+"""okx allows 32 alphanumeric characters; binance 36 of [.A-Z:/a-z0-9_-], bybit 36."""
+
+
+def client_order_id(run: str, bar_time_ms: int, asset_index: int, leg: Leg) -> str:
+    """A deterministic id of one order: the same run, bar, asset and leg always give the
+    same id (so a re-send after a crash is recognised), different ones never collide in
+    practice (64 bits of the run's hash, the bar in base 36). Alphanumeric, at most 32."""
+    digest = hashlib.sha256(run.encode()).hexdigest()[:16]
+    text = f"q{digest}{np.base_repr(bar_time_ms // 1000, 36).lower()}" \
+           f"{asset_index:02d}{LEG_CODES[leg]}"
+    if len(text) > ID_LENGTH:
+        raise ValueError(f"client order id {text!r} is longer than {ID_LENGTH}")
+    return text
+
+
+@dataclass(frozen=True)
+class OrderIntent:
+    """One exchange order, fully specified before it is sent (and persisted first)."""
+
+    client_id: str
+    symbol: str
+    asset: str
+    leg: Leg
+    side: Literal["buy", "sell"]
+    type: Literal["market", "limit"]
+    amount: float
+    price: float | None = None
+    stop_price: float | None = None
+    reduce_only: bool = False
+    post_only: bool = False
+
+    def params(self) -> dict[str, Any]:
+        """ccxt's unified create_order params for this intent."""
+        out: dict[str, Any] = {"clientOrderId": self.client_id}
+        if self.reduce_only:
+            out["reduceOnly"] = True
+        if self.post_only:
+            out["postOnly"] = True
+        if self.leg == "stop_loss":
+            out["stopLossPrice"] = self.stop_price
+        elif self.leg == "take_profit":
+            out["takeProfitPrice"] = self.stop_price
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class Skipped:
+    asset: str
+    leg: Leg
+    amount: float
+    reason: str
+
+
+@dataclass
+class BarOrders:
+    """What one bar sends, and what it left out or cut (with the reasons)."""
+
+    orders: list[OrderIntent] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    cut: list[str] = field(default_factory=list)
+
+
+def planned_share(book: np.ndarray, mkt: np.ndarray, params: np.ndarray, a: int,
+                  t: int) -> float:
+    """The signed quantity of asset a's working order to execute in the bar after t (see
+    the module docstring); 0 when the kernel would defer or nothing is working."""
+    remain = book[a, REMAIN]
+    if remain == 0.0:
+        return 0.0
+    style = int(book[a, STYLE])
+    if style == ExecStyle.FUNDING_AWARE and _defer_for_funding(book, mkt, params, a, t + 1):
+        return 0.0
+    if style in (ExecStyle.MARKET, ExecStyle.FUNDING_AWARE):
+        return remain
+    if style in (ExecStyle.TWAP, ExecStyle.VWAP):
+        left = book[a, BARS_LEFT]
+        return remain if left <= 1.0 else remain / left
+    return remain if abs(remain) <= book[a, CLIP] else math.copysign(book[a, CLIP], remain)
+
+
+def translate(exchange: ccxt.Exchange, run: str, bar_time_ms: int, symbols: dict[str, str],
+              book: np.ndarray, mkt: np.ndarray, params: np.ndarray, t: int,
+              config: EnvConfig, equity: float) -> BarOrders:
+    """The entry orders of the bar after t for a book (kernel rows, in ``symbols``' asset
+    order: asset -> ccxt symbol) at equity ``equity``; the exchange's markets loaded."""
+    out = BarOrders()
+    close = mkt[t, :, M_CLOSE]
+    budget = config.limits.max_leverage * equity
+    per_asset = config.limits.max_concentration * budget
+    gross = float(np.sum(np.abs(book[:, QTY]) * close))
+    for a, (asset, symbol) in enumerate(symbols.items()):
+        qty = planned_share(book, mkt, params, a, t)
+        if qty == 0.0:
+            continue
+        held = book[a, QTY]
+        grow = abs(held + qty) - abs(held)
+        if grow > 0.0:
+            room = min(per_asset - abs(held) * close[a], budget - gross) / close[a]
+            if grow > max(room, 0.0) * (1.0 + 1e-12):
+                cut = math.copysign(abs(held) + max(room, 0.0), held + qty) - held
+                out.cut.append(f"{asset}: {abs(qty):g} cut to {abs(cut):g} by the pre-trade "
+                               "per-asset and gross leverage caps")
+                qty = cut
+            gross += (abs(held + qty) - abs(held)) * close[a]
+        limit = int(book[a, STYLE]) == ExecStyle.LIMIT
+        intent = _order(exchange, client_order_id(run, bar_time_ms, a, "entry"), symbol, asset,
+                        "entry", qty, "limit" if limit else "market",
+                        book[a, LIMIT_PX] if limit else None, close[a], reduce_only=False,
+                        post_only=limit, skipped=out.skipped)
+        if intent is not None:
+            out.orders.append(intent)
+    return out
+
+
+def protective_orders(exchange: ccxt.Exchange, run: str, bar_time_ms: int,
+                      symbols: dict[str, str], book: np.ndarray, position: np.ndarray,
+                      close: np.ndarray) -> BarOrders:
+    """Reduce-only stop-loss and take-profit orders for each open ``position`` (signed base
+    quantity per asset, as the exchange holds it) at the book's stop prices."""
+    out = BarOrders()
+    for a, (asset, symbol) in enumerate(symbols.items()):
+        qty = float(position[a])
+        if qty == 0.0:
+            continue
+        for leg, slot in (("stop_loss", SL_PX), ("take_profit", TP_PX)):
+            trigger = float(book[a, slot])
+            if trigger <= 0.0:
+                continue
+            intent = _order(exchange, client_order_id(run, bar_time_ms, a, leg), symbol, asset,
+                            leg, -qty, "market", None, close[a], reduce_only=True,
+                            post_only=False, skipped=out.skipped, stop_price=trigger)
+            if intent is not None:
+                out.orders.append(intent)
+    return out
+
+
+def _order(exchange, client_id, symbol, asset, leg, qty, kind, price, reference,
+           reduce_only, post_only, skipped, stop_price=None) -> OrderIntent | None:
+    """One intent with ccxt's rounding and the market's minimums (None: skipped, why
+    recorded)."""
+    market = exchange.market(symbol)
+    try:
+        amount = float(exchange.amount_to_precision(symbol, abs(qty)))
+    except ccxt.InvalidOrder as err:
+        skipped.append(Skipped(asset, leg, abs(qty), f"below the amount precision ({err})"))
+        return None
+    limits = market.get("limits") or {}
+    min_amount = (limits.get("amount") or {}).get("min") or 0.0
+    min_cost = (limits.get("cost") or {}).get("min") or 0.0
+    if amount <= 0.0 or amount < min_amount:
+        skipped.append(Skipped(asset, leg, abs(qty), f"amount {amount:g} under the market's "
+                               f"minimum {min_amount:g}"))
+        return None
+    notional = amount * (price or reference) * float(market.get("contractSize") or 1.0)
+    if notional < min_cost and not reduce_only:
+        skipped.append(Skipped(asset, leg, abs(qty), f"notional {notional:.2f} under the "
+                               f"market's minimum {min_cost:g}"))
+        return None
+    rounded = float(exchange.price_to_precision(symbol, price)) if price is not None else None
+    trigger = float(exchange.price_to_precision(symbol, stop_price)) \
+        if stop_price is not None else None
+    return OrderIntent(client_id, symbol, asset, leg, "buy" if qty > 0 else "sell", kind,
+                       amount, rounded, trigger, reduce_only, post_only)

@@ -1,0 +1,165 @@
+"""Order translation (live/orders.py): the book's working orders become exchange orders
+with deterministic ids, ccxt's rounding, the market's minimums and pre-trade caps; sent
+through ccxt's real binanceusdm class, they are the native requests the venue expects."""
+
+import re
+from typing import Any
+
+import numpy as np
+import pytest
+
+from envs.config import EnvConfig, ExecStyle
+from envs.core import layout as L
+from envs.core.params import pack_params
+from live.orders import client_order_id, planned_share, protective_orders, translate
+from tests.unit.market.ccxt_fakes import BinanceVenue, fake_exchange
+
+SYMBOLS = {"BTC": "BTC/USDT:USDT", "ETH": "ETH/USDT:USDT"}
+KEYS = {"QUANTUM_BINANCEUSDM_API_KEY": "test-key", "QUANTUM_BINANCEUSDM_SECRET": "test-secret"}
+BAR = 1_704_067_200_000
+CONFIG = EnvConfig()
+PARAMS = pack_params(CONFIG, tuple(SYMBOLS))
+
+
+class OrderVenue(BinanceVenue):
+    """The fake binanceusdm, also accepting new orders (echoed back as NEW)."""
+
+    def routes(self) -> dict[str, Any]:
+        return {**super().routes(), "/fapi/v1/order": self._new_order,
+                "/fapi/v1/algoOrder": self._new_algo_order}
+
+    def _new_algo_order(self, p: dict[str, str]) -> tuple[int, Any]:
+        """Conditional orders (stop and take-profit markets): Binance's algo service."""
+        return 200, {"algoId": len(self.received), "clientAlgoId": p["clientAlgoId"],
+                     "algoType": p["algoType"], "orderType": p["type"], "symbol": p["symbol"],
+                     "side": p["side"], "positionSide": "BOTH", "timeInForce": "GTC",
+                     "quantity": p["quantity"], "algoStatus": "NEW",
+                     "triggerPrice": p["triggerPrice"], "price": "0",
+                     "reduceOnly": p.get("reduceOnly") == "true", "createTime": BAR,
+                     "updateTime": BAR}
+
+    def _new_order(self, p: dict[str, str]) -> tuple[int, Any]:
+        return 200, {"orderId": len(self.received), "symbol": p["symbol"], "status": "NEW",
+                     "clientOrderId": p["newClientOrderId"], "price": p.get("price", "0"),
+                     "avgPrice": "0", "origQty": p["quantity"], "executedQty": "0",
+                     "cumQuote": "0", "timeInForce": p.get("timeInForce", "GTC"),
+                     "type": p["type"], "reduceOnly": p.get("reduceOnly") == "true",
+                     "side": p["side"], "stopPrice": p.get("stopPrice", "0"),
+                     "updateTime": BAR}
+
+
+@pytest.fixture
+def exchange():
+    venue = OrderVenue()
+    ex = fake_exchange(venue, env=KEYS)
+    ex.load_markets()
+    return ex
+
+
+def market(close=(40_000.0, 2_000.0)) -> np.ndarray:
+    mkt = np.zeros((3, 2, L.N_MKT + 2))
+    mkt[:, :, L.M_CLOSE] = close
+    mkt[:, :, L.M_NEXT_EVENT] = np.inf
+    return mkt
+
+
+def book(*rows) -> np.ndarray:
+    """Rows of (qty, remain, style, bars_left, clip, limit_px, sl, tp) per asset."""
+    out = np.zeros((len(rows), L.N_BOOK))
+    slots = (L.QTY, L.REMAIN, L.STYLE, L.BARS_LEFT, L.CLIP, L.LIMIT_PX, L.SL_PX, L.TP_PX)
+    for a, row in enumerate(rows):
+        for slot, value in zip(slots, row, strict=False):
+            out[a, slot] = value
+    return out
+
+
+def test_client_order_ids_are_deterministic_short_alphanumeric_and_distinct():
+    ids = {client_order_id(run, bar, a, leg)
+           for run in ("run-a", "run-b") for bar in (BAR, BAR + 60_000)
+           for a in (0, 1) for leg in ("entry", "stop_loss", "take_profit", "flatten")}
+
+    assert len(ids) == 2 * 2 * 2 * 4
+    assert all(re.fullmatch(r"[a-z0-9]{1,32}", i) for i in ids)
+    assert client_order_id("run-a", BAR, 1, "entry") == client_order_id("run-a", BAR, 1, "entry")
+
+
+def test_each_style_sends_the_share_the_simulator_executes_next_bar(exchange):
+    rows = book((0.0, 0.5, ExecStyle.MARKET, 1),
+                (0.0, -3.0, ExecStyle.TWAP, 3))
+
+    orders = translate(exchange, "run", BAR, SYMBOLS, rows, market(), PARAMS, 1, CONFIG, 1e6)
+
+    btc, eth = orders.orders
+    assert (btc.side, btc.type, btc.amount, btc.price) == ("buy", "market", 0.5, None)
+    assert (eth.side, eth.type, eth.amount) == ("sell", "market", 1.0)
+    assert btc.client_id == client_order_id("run", BAR, 0, "entry")
+    assert not orders.skipped and not orders.cut
+
+
+def test_a_limit_order_is_one_post_only_clip_at_the_books_price_rounded(exchange):
+    rows = book((0.0, 0.9, ExecStyle.LIMIT, 4, 0.3004, 39_990.04))
+
+    (order,) = translate(exchange, "run", BAR, dict(list(SYMBOLS.items())[:1]), rows,
+                         market()[:, :1], PARAMS, 1, CONFIG, 1e6).orders
+
+    assert (order.type, order.post_only, order.amount, order.price) == \
+        ("limit", True, 0.3, 39_990.0)
+
+
+def test_a_funding_aware_order_waits_as_the_kernel_waits():
+    rows = book((0.0, 0.5, ExecStyle.FUNDING_AWARE, 1))
+    mkt = market()[:, :1]
+    mkt[:, 0, L.M_FUNDING_LAST] = 1e-4  # longs pay
+    mkt[:, 0, L.M_NEXT_EVENT] = 1.0  # in one bar
+
+    assert planned_share(rows, mkt, PARAMS, 0, 1) == 0.0
+    mkt[:, 0, L.M_FUNDING_LAST] = -1e-4  # longs are paid: no reason to wait
+    assert planned_share(rows, mkt, PARAMS, 0, 1) == 0.5
+
+
+def test_orders_under_the_markets_minimums_are_skipped_with_the_reason(exchange):
+    rows = book((0.0, 0.0004, ExecStyle.MARKET, 1),  # under 0.001 BTC
+                (0.0, 0.004, ExecStyle.MARKET, 1))  # 8 USDT: under the 100 USDT minimum
+
+    orders = translate(exchange, "run", BAR, SYMBOLS, rows, market(), PARAMS, 1, CONFIG, 1e6)
+
+    assert orders.orders == []
+    assert [s.asset for s in orders.skipped] == ["BTC", "ETH"]
+    assert "minimum amount" in orders.skipped[0].reason and "0.001" in orders.skipped[0].reason
+    assert "notional" in orders.skipped[1].reason
+
+
+def test_an_order_past_the_per_asset_budget_is_cut_before_it_leaves(exchange):
+    budget = CONFIG.limits.max_concentration * CONFIG.limits.max_leverage * 1e6
+    rows = book((1.0, 2 * budget / 40_000.0, ExecStyle.MARKET, 1))
+
+    orders = translate(exchange, "run", BAR, dict(list(SYMBOLS.items())[:1]), rows,
+                       market()[:, :1], PARAMS, 1, CONFIG, 1e6)
+
+    (order,) = orders.orders
+    assert (1.0 + order.amount) * 40_000.0 == pytest.approx(budget, abs=40.0)
+    assert orders.cut and "cut" in orders.cut[0]
+
+
+def test_sent_through_ccxt_the_intents_are_binances_native_orders(exchange):
+    rows = book((0.0, 0.9, ExecStyle.LIMIT, 4, 0.3, 39_990.0, 39_000.0, 42_000.0))
+    venue = exchange.session.venue
+    entry = translate(exchange, "run", BAR, dict(list(SYMBOLS.items())[:1]), rows,
+                      market()[:, :1], PARAMS, 1, CONFIG, 1e6).orders
+    stops = protective_orders(exchange, "run", BAR, dict(list(SYMBOLS.items())[:1]), rows,
+                              np.array([0.25]), np.array([40_000.0])).orders
+
+    for intent in (*entry, *stops):
+        exchange.create_order(intent.symbol, intent.type, intent.side, intent.amount,
+                              intent.price, intent.params())
+
+    (sent,) = [r.params for r in venue.received if r.path == "/fapi/v1/order"]
+    algo = [r.params for r in venue.received if r.path == "/fapi/v1/algoOrder"]
+    assert (sent["type"], sent["side"], sent["quantity"], sent["price"], sent["timeInForce"]) \
+        == ("LIMIT", "BUY", "0.3", "39990", "GTX")
+    assert sent["newClientOrderId"] == client_order_id("run", BAR, 0, "entry")
+    assert [(p["type"], p["side"], p["quantity"], p["triggerPrice"]) for p in algo] == [
+        ("STOP_MARKET", "SELL", "0.25", "39000"), ("TAKE_PROFIT_MARKET", "SELL", "0.25", "42000")]
+    assert all(p["reduceOnly"] == "true" and p["algoType"] == "CONDITIONAL" for p in algo)
+    assert [p["clientAlgoId"] for p in algo] == [
+        client_order_id("run", BAR, 0, leg) for leg in ("stop_loss", "take_profit")]
