@@ -1,0 +1,84 @@
+"""A stateful binanceusdm beneath ccxt's real class: orders are accepted, remembered by
+client order id, and market orders fill at the venue's current price; faults a live
+loop must survive can be set per order (a crash of the sender before or after the
+venue accepted it, a timeout after it accepted it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import requests
+
+from tests.unit.market.ccxt_fakes import BinanceVenue
+
+
+class Crash(BaseException):
+    """The sending process dies here (nothing in ccxt or the router catches it)."""
+
+
+@dataclass
+class FuturesVenue(BinanceVenue):
+    paths: ClassVar = {**BinanceVenue.paths, "order": ("/fapi/v1/order",)}
+    prices: dict[str, float] = field(default_factory=lambda: {"BTCUSDT": 40_000.0,
+                                                              "ETHUSDT": 2_000.0})
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Accepted orders by client order id (entries and conditional orders alike)."""
+    positions: dict[str, float] = field(default_factory=dict)
+    faults: list[str] = field(default_factory=list)
+    """Per next new order, in order: 'crash_before', 'crash_after', 'timeout_after'."""
+
+    def routes(self) -> dict[str, Any]:
+        return {**super().routes(), "/fapi/v1/order": self._order,
+                "/fapi/v1/algoOrder": self._algo_order}
+
+    def _order(self, p: dict[str, str]) -> tuple[int, Any]:
+        if "origClientOrderId" in p:  # GET: look one up
+            known = self.orders.get(p["origClientOrderId"])
+            if known is None or known.get("algo"):
+                return 400, {"code": -2013, "msg": "Order does not exist."}
+            return 200, known["native"]
+        return self._accept(p, p["newClientOrderId"], algo=False)
+
+    def _algo_order(self, p: dict[str, str]) -> tuple[int, Any]:
+        if "quantity" not in p:  # GET by clientAlgoId
+            known = self.orders.get(p.get("clientAlgoId", ""))
+            if known is None or not known.get("algo"):
+                return 400, {"code": -2013, "msg": "Order does not exist."}
+            return 200, known["native"]
+        return self._accept(p, p["clientAlgoId"], algo=True)
+
+    def _accept(self, p: dict[str, str], client_id: str, algo: bool) -> tuple[int, Any]:
+        fault = self.faults.pop(0) if self.faults else None
+        if fault == "crash_before":
+            raise Crash("sender died before the order reached the venue")
+        if client_id in self.orders:
+            return 400, {"code": -4116, "msg": "ClientOrderId is duplicated."}
+        qty = float(p["quantity"])
+        signed = qty if p["side"] == "BUY" else -qty
+        price = self.prices[p["symbol"]]
+        filled = p["type"] == "MARKET"
+        if filled:
+            self.positions[p["symbol"]] = self.positions.get(p["symbol"], 0.0) + signed
+        native = ({"algoId": len(self.orders) + 1, "clientAlgoId": client_id,
+                   "algoType": "CONDITIONAL", "orderType": p["type"], "symbol": p["symbol"],
+                   "side": p["side"], "positionSide": "BOTH", "timeInForce": "GTC",
+                   "quantity": p["quantity"], "algoStatus": "NEW",
+                   "triggerPrice": p["triggerPrice"], "price": "0",
+                   "reduceOnly": p.get("reduceOnly") == "true", "createTime": self.now_ms,
+                   "updateTime": self.now_ms}
+                  if algo else
+                  {"orderId": len(self.orders) + 1, "symbol": p["symbol"],
+                   "status": "FILLED" if filled else "NEW", "clientOrderId": client_id,
+                   "price": p.get("price", "0"), "avgPrice": str(price) if filled else "0",
+                   "origQty": p["quantity"], "executedQty": p["quantity"] if filled else "0",
+                   "cumQuote": str(qty * price) if filled else "0",
+                   "timeInForce": p.get("timeInForce", "GTC"), "type": p["type"],
+                   "reduceOnly": p.get("reduceOnly") == "true", "side": p["side"],
+                   "stopPrice": "0", "updateTime": self.now_ms})
+        self.orders[client_id] = {"native": native, "algo": algo}
+        if fault == "crash_after":
+            raise Crash("sender died after the venue accepted the order")
+        if fault == "timeout_after":
+            raise requests.Timeout("read timed out after the venue accepted the order")
+        return 200, native
