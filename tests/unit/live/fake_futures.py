@@ -28,9 +28,67 @@ class FuturesVenue(BinanceVenue):
     faults: list[str] = field(default_factory=list)
     """Per next new order, in order: 'crash_before', 'crash_after', 'timeout_after'."""
 
+    wallet: float = 1_000_000.0
+    entries: dict[str, float] = field(default_factory=dict)
+
     def routes(self) -> dict[str, Any]:
         return {**super().routes(), "/fapi/v1/order": self._order,
-                "/fapi/v1/algoOrder": self._algo_order}
+                "/fapi/v1/algoOrder": self._algo_order,
+                "/fapi/v1/leverageBracket": self._brackets,
+                "/fapi/v3/positionRisk": self._position_risk,
+                "/fapi/v3/account": self._account}
+
+    def _brackets(self, p: dict[str, str]) -> tuple[int, Any]:
+        """Binance's leverageBracket, from the published tables the simulator uses."""
+        from envs.config import allowances_of
+        from risk.brackets import PUBLISHED_BRACKETS, PUBLISHED_LEVERAGE
+
+        out = []
+        for symbol in self.ids:
+            asset = self.ids[symbol]
+            table = PUBLISHED_BRACKETS[asset]
+            caps = [f for f, _ in table[1:]] + [table[-1][0] * 10]
+            out.append({"symbol": symbol, "brackets": [
+                {"bracket": k + 1, "initialLeverage": int(lev), "notionalCap": cap,
+                 "notionalFloor": floor, "maintMarginRatio": rate, "cum": cum}
+                for k, ((floor, rate), lev, cap, cum) in enumerate(zip(
+                    table, PUBLISHED_LEVERAGE[asset], caps, allowances_of(table),
+                    strict=True))]})
+        return 200, out
+
+    def _position_risk(self, p: dict[str, str]) -> tuple[int, Any]:
+        rows = []
+        for symbol, qty in self.positions.items():
+            mark = self.prices[symbol]
+            entry = self.entries.get(symbol, mark)
+            rows.append({"symbol": symbol, "positionSide": "BOTH", "positionAmt": f"{qty}",
+                         "entryPrice": f"{entry}", "breakEvenPrice": f"{entry}",
+                         "markPrice": f"{mark}", "unRealizedProfit": f"{qty * (mark - entry)}",
+                         "liquidationPrice": "0", "isolatedMargin": "0",
+                         "notional": f"{qty * mark}", "marginAsset": "USDT",
+                         "isolatedWallet": "0", "initialMargin": "0", "maintMargin": "0",
+                         "positionInitialMargin": "0", "openOrderInitialMargin": "0",
+                         "adl": 0, "bidNotional": "0", "askNotional": "0",
+                         "updateTime": self.now_ms})
+        return 200, rows
+
+    def _account(self, p: dict[str, str]) -> tuple[int, Any]:
+        upnl = sum(q * (self.prices[s] - self.entries.get(s, self.prices[s]))
+                   for s, q in self.positions.items())
+        usdt = {"asset": "USDT", "walletBalance": f"{self.wallet}",
+                "unrealizedProfit": f"{upnl}", "marginBalance": f"{self.wallet + upnl}",
+                "maintMargin": "0", "initialMargin": "0", "positionInitialMargin": "0",
+                "openOrderInitialMargin": "0", "crossWalletBalance": f"{self.wallet}",
+                "crossUnPnl": f"{upnl}", "availableBalance": f"{self.wallet + upnl}",
+                "maxWithdrawAmount": f"{self.wallet}", "updateTime": self.now_ms}
+        return 200, {"totalInitialMargin": "0", "totalMaintMargin": "0",
+                     "totalWalletBalance": f"{self.wallet}",
+                     "totalUnrealizedProfit": f"{upnl}",
+                     "totalMarginBalance": f"{self.wallet + upnl}",
+                     "totalPositionInitialMargin": "0", "totalOpenOrderInitialMargin": "0",
+                     "totalCrossWalletBalance": f"{self.wallet}",
+                     "totalCrossUnPnl": f"{upnl}", "availableBalance": f"{self.wallet + upnl}",
+                     "maxWithdrawAmount": f"{self.wallet}", "assets": [usdt], "positions": []}
 
     def _order(self, p: dict[str, str]) -> tuple[int, Any]:
         if "origClientOrderId" in p:  # GET: look one up
@@ -59,7 +117,12 @@ class FuturesVenue(BinanceVenue):
         price = self.prices[p["symbol"]]
         filled = p["type"] == "MARKET"
         if filled:
-            self.positions[p["symbol"]] = self.positions.get(p["symbol"], 0.0) + signed
+            held = self.positions.get(p["symbol"], 0.0)
+            if held * signed >= 0.0 and held + signed != 0.0:  # open or add: average entry
+                entry = self.entries.get(p["symbol"], price)
+                self.entries[p["symbol"]] = (held * entry + signed * price) / (held + signed)
+            self.positions[p["symbol"]] = held + signed
+            self.wallet -= qty * price * 0.0004  # taker fee
         native = ({"algoId": len(self.orders) + 1, "clientAlgoId": client_id,
                    "algoType": "CONDITIONAL", "orderType": p["type"], "symbol": p["symbol"],
                    "side": p["side"], "positionSide": "BOTH", "timeInForce": "GTC",
