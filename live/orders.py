@@ -20,7 +20,9 @@ Every order carries a deterministic client order id (:func:`client_order_id`: ru
 asset, leg), so an order re-sent after a crash is the same order to the exchange and
 reconciliation can tell what was sent. Quantities and prices are rounded with ccxt's
 ``amount_to_precision``/``price_to_precision``; an order under the market's minimum
-amount or notional is skipped with the reason, never rounded up into a bigger one.
+amount or notional is skipped with the reason, never rounded up into a bigger one; a
+reduce-only order (a stop, or an entry that closes the position) rounds to the nearest
+step instead, so it closes what the exchange holds rather than leaving a step behind.
 Pre-trade, no order may take an asset's notional beyond the account's per-asset budget
 or the book beyond its gross leverage: it is cut to fit (and says so).
 """
@@ -161,9 +163,11 @@ def translate(exchange: ccxt.Exchange, run: str, bar_time_ms: int, symbols: dict
                 qty = cut
             gross += (abs(held + qty) - abs(held)) * close[a]
         limit = int(book[a, STYLE]) == ExecStyle.LIMIT
+        step = float(exchange.market(symbol)["precision"]["amount"] or 0.0)
+        closes = bool(abs(held + qty) < step)  # to flat: the whole position, nearest step
         intent = _order(exchange, client_order_id(run, bar_time_ms, a, "entry"), symbol, asset,
                         "entry", qty, "limit" if limit else "market",
-                        book[a, LIMIT_PX] if limit else None, close[a], reduce_only=False,
+                        book[a, LIMIT_PX] if limit else None, close[a], reduce_only=closes,
                         post_only=limit, skipped=out.skipped)
         if intent is not None:
             out.orders.append(intent)
@@ -197,8 +201,12 @@ def _order(exchange, client_id, symbol, asset, leg, qty, kind, price, reference,
     """One intent with ccxt's rounding and the market's minimums (None: skipped, why
     recorded)."""
     market = exchange.market(symbol)
+    step = float(market["precision"]["amount"] or 0.0)
+    size = abs(qty)
+    if reduce_only and step > 0.0:  # a closing order matches the position, not a step less
+        size = round(size / step) * step * (1.0 + 1e-12)
     try:
-        amount = float(exchange.amount_to_precision(symbol, abs(qty)))
+        amount = float(exchange.amount_to_precision(symbol, size))
     except ccxt.InvalidOrder as err:
         skipped.append(Skipped(asset, leg, abs(qty), f"below the amount precision ({err})"))
         return None

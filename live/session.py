@@ -86,6 +86,10 @@ class PaperSession:
     """Called with the status after every bar (progress lines, W&B)."""
     latencies: list[float] = field(default_factory=list)
     """Seconds from a bar's arrival to its decision, for each decision this process made."""
+    executor: Any = None
+    """live.executor.ExchangeExecutor for testnet/live sessions: each bar is settled
+    against the exchange before the kill switch looks, and the next bar's orders are sent
+    after the decision. None: paper (the simulator's fills are the session's)."""
 
     def __post_init__(self) -> None:
         self.journal = Journal(self.folder)
@@ -122,7 +126,10 @@ class PaperSession:
                                                                          tick.bar_time)))
                 book = self._book(state)
                 lines = self._decide(book, tick, state)
+                self._send(book, tick, lines)
                 self._commit(state, book, lines)
+            elif self.executor is not None:
+                self.executor.recover()
             book = self._book(state)
             if state["status"] == STOPPED:
                 state["status"] = RUNNING  # started again after a stop: trade on
@@ -139,6 +146,7 @@ class PaperSession:
                     self._commit(state, book, {})
                     continue
                 lines = self._bar(book, tick, state, max_steps)
+                self._send(book, tick, lines)
                 self._commit(state, book, lines)
                 if self.on_bar is not None:
                     self.on_bar(status_of(state))
@@ -170,8 +178,14 @@ class PaperSession:
             self.alerts.send("ended", f"the simulator ended trading: {result.ended}",
                              bar_time=tick.bar_time)
             return lines
+        mismatch = None
+        if self.executor is not None:
+            settled, mismatch = self.executor.settle(book, tick)
+            for name, rows in settled.items():
+                lines.setdefault(name, []).extend(rows)
+            state["session_peak"] = max(state["session_peak"], book.account.values["equity"])
         if state["kill"] is None:
-            breach = self._breach(book, tick, state)
+            breach = mismatch or self._breach(book, tick, state)
             if breach is not None:
                 self._trip(book, breach, tick, state)
         if book.in_step:
@@ -187,6 +201,14 @@ class PaperSession:
         for name, rows in decision.items():
             lines.setdefault(name, []).extend(rows)
         return lines
+
+    def _send(self, book: PaperBook, tick: Tick, lines: dict[str, list[dict]]) -> None:
+        """With an exchange, send the next bar's orders (after the state they follow from
+        is decided; the router journals each before it leaves)."""
+        if self.executor is None or tick.data is None:
+            return
+        for name, rows in self.executor.send(book, tick).items():
+            lines.setdefault(name, []).extend(rows)
 
     def _decide(self, book: PaperBook, tick: Tick, state: dict[str, Any]) -> dict[str, list[dict]]:
         action = book.decide(tick.data, self.policy)

@@ -31,9 +31,24 @@ class FuturesVenue(BinanceVenue):
     wallet: float = 1_000_000.0
     entries: dict[str, float] = field(default_factory=dict)
 
+    method: str = "GET"
+    """The method of the request being answered (routes see only its parameters)."""
+
+    def handle(self, method: str, url: str, headers: dict[str, str],
+               body: str | bytes | None = None) -> tuple[int, Any]:
+        self.method = method
+        return super().handle(method, url, headers, body)
+
+    def open_orders(self, algo: bool) -> list[dict[str, Any]]:
+        return [o["native"] for o in self.orders.values()
+                if o["algo"] == algo and o["native"].get("status", o["native"].get(
+                    "algoStatus")) == "NEW"]
+
     def routes(self) -> dict[str, Any]:
         return {**super().routes(), "/fapi/v1/order": self._order,
                 "/fapi/v1/algoOrder": self._algo_order,
+                "/fapi/v1/openOrders": lambda p: (200, self.open_orders(False)),
+                "/fapi/v1/openAlgoOrders": lambda p: (200, self.open_orders(True)),
                 "/fapi/v1/leverageBracket": self._brackets,
                 "/fapi/v3/positionRisk": self._position_risk,
                 "/fapi/v3/account": self._account}
@@ -90,7 +105,19 @@ class FuturesVenue(BinanceVenue):
                      "totalCrossUnPnl": f"{upnl}", "availableBalance": f"{self.wallet + upnl}",
                      "maxWithdrawAmount": f"{self.wallet}", "assets": [usdt], "positions": []}
 
+    def _cancel(self, key: str, value: str, algo: bool) -> tuple[int, Any]:
+        for order in self.orders.values():
+            native = order["native"]
+            if order["algo"] == algo and str(native.get(key)) == value:
+                native["status" if not algo else "algoStatus"] = "CANCELED"
+                return 200, ({"algoId": native["algoId"], "clientAlgoId":
+                              native["clientAlgoId"], "code": "200", "msg": "success"}
+                             if algo else native)
+        return 400, {"code": -2011, "msg": "Unknown order sent."}
+
     def _order(self, p: dict[str, str]) -> tuple[int, Any]:
+        if self.method == "DELETE":
+            return self._cancel("orderId", p["orderId"], algo=False)
         if "origClientOrderId" in p:  # GET: look one up
             known = self.orders.get(p["origClientOrderId"])
             if known is None or known.get("algo"):
@@ -99,6 +126,8 @@ class FuturesVenue(BinanceVenue):
         return self._accept(p, p["newClientOrderId"], algo=False)
 
     def _algo_order(self, p: dict[str, str]) -> tuple[int, Any]:
+        if self.method == "DELETE":
+            return self._cancel("algoId", p["algoId"], algo=True)
         if "quantity" not in p:  # GET by clientAlgoId
             known = self.orders.get(p.get("clientAlgoId", ""))
             if known is None or not known.get("algo"):
@@ -121,7 +150,7 @@ class FuturesVenue(BinanceVenue):
             if held * signed >= 0.0 and held + signed != 0.0:  # open or add: average entry
                 entry = self.entries.get(p["symbol"], price)
                 self.entries[p["symbol"]] = (held * entry + signed * price) / (held + signed)
-            self.positions[p["symbol"]] = held + signed
+            self.positions[p["symbol"]] = round(held + signed, 9)  # exact, as a venue keeps it
             self.wallet -= qty * price * 0.0004  # taker fee
         native = ({"algoId": len(self.orders) + 1, "clientAlgoId": client_id,
                    "algoType": "CONDITIONAL", "orderType": p["type"], "symbol": p["symbol"],

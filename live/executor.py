@@ -1,0 +1,107 @@
+"""A session's orders on an exchange: settle each bar against it, then send the next.
+
+At every bar close, after the paper book has run the bar with the simulator (its model of
+what the orders did), :meth:`ExchangeExecutor.settle`:
+
+1. cancels this session's entry orders still open (a limit clip lives one bar, as in the
+   simulator), then reads what the exchange holds (live.reconcile): every position that
+   differs from the model's beyond one amount step is recorded with the exchange's and
+   the model's equity; past ``kill_fraction`` of equity the difference trips the kill
+   switch;
+2. adopts the exchange's positions, entries and wallet into the book.
+
+Then :meth:`ExchangeExecutor.send` translates the book's working orders into the next
+bar's child orders (live.orders) and sends them through the idempotent router
+(live.router), with reduce-only stop-loss and take-profit orders replaced whenever the
+position or the book's stop prices change. :meth:`recover` settles the router's pending
+intents when a session starts again, before anything new is sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import ccxt
+
+from envs.core.layout import M_CLOSE, QTY, SL_PX, TP_PX
+from envs.core.params import pack_params
+from live.monitors import Breach
+from live.orders import client_order_id, protective_orders, translate
+from live.reconcile import adopt, reconcile
+from live.router import OrderRouter, Outcome
+
+
+@dataclass
+class ExchangeExecutor:
+    exchange: ccxt.Exchange
+    symbols: dict[str, str]
+    """Asset -> ccxt symbol, in the book's asset order."""
+    router: OrderRouter
+    run_id: str
+    config: Any
+    """The session's EnvConfig."""
+    kill_fraction: float = 0.02
+    _stops: dict[str, tuple] = field(default_factory=dict)
+    """Per asset, the (position, stop, take-profit) the open protective orders cover."""
+
+    def recover(self) -> list[Outcome]:
+        """Settle intents left pending by a crash; forget which stops are open (the next
+        send replaces them all)."""
+        self._stops.clear()
+        return self.router.recover()
+
+    def settle(self, book, tick) -> tuple[dict[str, list[dict]], Breach | None]:
+        """Reconcile the book with the exchange after the bar ``tick`` (module docstring)."""
+        self._cancel(trigger=False)
+        model = {a: row["quantity"] for a, row in book.account.book.items()}
+        found = reconcile(self.exchange, self.symbols, book.account)
+        line = {"bar_time": tick.bar_time, "exchange_equity": found.equity,
+                "model_equity": found.local_equity, "equity_gap": found.equity_gap,
+                "positions": found.positions, "model_positions": model,
+                "differences": [{"asset": d.asset, "model": d.local, "exchange": d.exchange,
+                                 "notional": d.notional} for d in found.differences]}
+        adopt(book.account, found)
+        breach = None
+        if found.breached(self.kill_fraction):
+            breach = Breach("reconciliation", found.worst_fraction(), self.kill_fraction)
+        return {"reconcile.jsonl": [line]}, breach
+
+    def send(self, book, tick) -> dict[str, list[dict]]:
+        """Send the next bar's child orders and refresh the protective orders."""
+        data = tick.data
+        _, state, _, b = book.account.to_state(data)
+        params = pack_params(self.config, book.account.assets)
+        ms = tick.bar_time // 1_000_000
+        entries = translate(self.exchange, self.run_id, ms, self.symbols, state, data.mkt,
+                            params, b, self.config, book.account.values["equity"])
+        intents = list(entries.orders)
+        wanted = {a: (state[k, QTY], state[k, SL_PX], state[k, TP_PX])
+                  for k, a in enumerate(self.symbols)}
+        if wanted != self._stops:
+            self._cancel(trigger=True)
+            stops = protective_orders(self.exchange, self.run_id, ms, self.symbols, state,
+                                      state[:, QTY], data.mkt[b, :, M_CLOSE])
+            intents += stops.orders
+            self._stops = wanted
+        outcomes = self.router.submit(intents)
+        return {"execution.jsonl": [{
+            "bar_time": tick.bar_time,
+            "orders": [{**i.to_dict(), "state": o.state, "order_id": o.order_id,
+                        "reason": o.reason} for i, o in zip(intents, outcomes, strict=True)],
+            "skipped": [vars(s) for s in entries.skipped],
+            "cut": entries.cut,
+        }]}
+
+    def _cancel(self, trigger: bool) -> None:
+        """Cancel this run's open orders of one kind (entries, or stop/take-profit)."""
+        prefix = client_order_id(self.run_id, 0, 0, "entry")[:17]
+        params = {"trigger": True} if trigger else {}
+        for symbol in self.symbols.values():
+            for order in self.exchange.fetch_open_orders(symbol, params=params):
+                if str(order.get("clientOrderId") or "").startswith(prefix):
+                    try:
+                        self.exchange.cancel_order(order["id"], symbol, params)
+                    except ccxt.OrderNotFound:
+                        continue  # filled or cancelled meanwhile: nothing to cancel
+

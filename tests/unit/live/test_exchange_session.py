@@ -1,0 +1,139 @@
+"""A session trading on an exchange (live/executor.py): a replayed span through the paper
+book with its orders sent to a stateful binanceusdm beneath ccxt's real class. The
+exchange's positions are the truth each bar; a position the book does not know trips
+the kill switch, which flattens on the exchange; a restart sends nothing twice."""
+
+import numpy as np
+import pytest
+
+from envs.config import EnvConfig
+from envs.spaces import action_space
+from live.executor import ExchangeExecutor
+from live.feed import ReplayFeed
+from live.monitors import KillSwitch
+from live.router import SENT, OrderRouter
+from live.session import KILLED, RUNNING, PaperSession, SessionSettings
+from market.synthetic import SyntheticConfig, generate_market
+from tests.unit.live.fake_futures import FuturesVenue
+from tests.unit.market.ccxt_fakes import fake_exchange
+
+KEYS = {"QUANTUM_BINANCEUSDM_API_KEY": "test-key", "QUANTUM_BINANCEUSDM_SECRET": "test-secret"}
+SYMBOLS = {"BTC": "BTC/USDT:USDT", "ETH": "ETH/USDT:USDT"}
+IDS = {"BTC": "BTCUSDT", "ETH": "ETHUSDT"}
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return generate_market(SyntheticConfig(days=2, seed=5, assets=("BTC", "ETH"))).aligned()
+
+
+def policy():
+    space = action_space(EnvConfig(), 2)
+    space.seed(1)
+    step = {"n": 0}
+
+    def act(obs):
+        action = {k: np.asarray(v)[None] for k, v in space.sample().items()}
+        action["trade"][:] = 2 if step["n"] % 4 < 2 else 0  # long, then short, ...
+        action["size"][:] = 0.2
+        action["risk"][:] = 1.0  # the widest stops: the simulator checks them in the entry
+        action["execution"][0, ::2] = 0  # bar, the exchange holds them from the next; market
+        step["n"] += 1
+        return action
+
+    return act
+
+
+class PricedFeed(ReplayFeed):
+    """The replay, with the venue's price at each bar's close set to the next bar's open:
+    where the simulator fills the orders sent then."""
+
+    venue: FuturesVenue = None
+
+    def _priced(self, tick):
+        b = int(np.searchsorted(self.frame.index.asi8, tick.bar_time))
+        row = min(b + 1, len(self.frame) - 1)
+        for asset, market_id in IDS.items():
+            self.venue.prices[market_id] = float(self.frame[(asset, "open")].iloc[row])
+        return tick
+
+    def start(self):
+        return self._priced(super().start())
+
+    def ticks(self, last_bar):
+        for tick in super().ticks(last_bar):
+            yield self._priced(tick)
+
+
+def session(folder, venue, frame, last, kill_fraction=0.02):
+    config = EnvConfig(record_ledger=True, episode_steps=10**9, bars_per_step=2)
+    settings = SessionSettings(session_id="testnet", model_path="-", market={},
+                               env=config.model_dump(mode="json"), replay=True,
+                               kill=KillSwitch(max_drawdown=None, daily_loss=None))
+    exchange = fake_exchange(venue, env=KEYS)
+    exchange.load_markets()
+    executor = ExchangeExecutor(exchange, SYMBOLS, OrderRouter(exchange, folder), "run-1",
+                                config, kill_fraction)
+    feed = PricedFeed(frame, 2400, last)
+    feed.venue = venue
+    return PaperSession(folder, settings, policy(), executor=executor), feed
+
+
+def test_a_replayed_session_trades_on_the_exchange_and_agrees_with_its_model(tmp_path,
+                                                                                frame):
+    venue = FuturesVenue()
+    folder = tmp_path / "s"
+    folder.mkdir()
+    run, feed = session(folder, venue, frame, 2440)
+
+    state = run.run(feed.ticks, feed.start)
+
+    book = state["account"]["book"]
+    held = {a: book[a]["quantity"] + book[a]["working_quantity"] for a in SYMBOLS}
+    assert state["status"] != KILLED and any(held.values())
+    # what the book holds plus the last bar's market orders, which the venue filled at once
+    assert held == {a: pytest.approx(venue.positions.get(IDS[a], 0.0), abs=1e-3)
+                    for a in SYMBOLS}
+    sent = [o for row in run.journal.rows("execution.jsonl") for o in row["orders"]]
+    assert sent and all(o["state"] == SENT for o in sent)
+    assert {o["leg"] for o in sent} >= {"entry", "stop_loss", "take_profit"}
+    reconciled = run.journal.rows("reconcile.jsonl")
+    assert len(reconciled) == state["bars_done"]
+    assert all(row["differences"] == [] for row in reconciled)  # model = exchange, to a step
+    posted = [r.params.get("newClientOrderId") or r.params.get("clientAlgoId")
+              for r in venue.received if r.method == "POST"]
+    assert len(posted) == len(set(posted))  # no order sent twice
+
+
+def test_a_restarted_session_resumes_without_sending_any_order_twice(tmp_path, frame):
+    venue = FuturesVenue()
+    folder = tmp_path / "s"
+    folder.mkdir()
+    first, feed = session(folder, venue, frame, 2420)
+    first.run(feed.ticks, feed.start)
+
+    again, feed = session(folder, venue, frame, 2440)
+    state = again.run(feed.ticks, feed.start)
+
+    assert state["bars_done"] == 40
+    posted = [r.params.get("newClientOrderId") or r.params.get("clientAlgoId")
+              for r in venue.received if r.method == "POST"]
+    assert len(posted) == len(set(posted))
+
+
+def test_a_position_the_book_does_not_know_trips_the_kill_switch_and_is_flattened(tmp_path,
+                                                                                   frame):
+    venue = FuturesVenue()
+    folder = tmp_path / "s"
+    folder.mkdir()
+    run, feed = session(folder, venue, frame, 2410)
+    assert run.run(feed.ticks, feed.start)["status"] == RUNNING
+
+    venue.positions["BTCUSDT"] = venue.positions.get("BTCUSDT", 0.0) + 5.0  # a manual trade
+    run, feed = session(folder, venue, frame, 2440)
+    state = run.run(feed.ticks, feed.start)
+
+    assert state["kill"]["rule"] == "reconciliation" and state["status"] == KILLED
+    assert all(abs(venue.positions.get(i, 0.0)) < 1e-9 for i in IDS.values())
+    diffs = [d for row in run.journal.rows("reconcile.jsonl") for d in row["differences"]]
+    assert diffs and diffs[0]["asset"] == "BTC"
