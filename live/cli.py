@@ -70,17 +70,32 @@ def start_command(
                            "key is configured).")
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Final status as JSON.")] = False,
+    mode: Annotated[str, typer.Option(
+        help="paper: fills on the simulator; testnet: orders on the exchange's test network "
+        "(ccxt sandbox); live: orders with real money. Keys: QUANTUM_<EXCHANGE>_API_KEY and "
+        "_SECRET in the environment or .env.")] = "paper",
+    real_money: Annotated[bool, typer.Option(
+        "--i-understand-this-trades-real-money",
+        help="Required by --mode live, at every start.")] = False,
 ) -> None:
-    """Start (or resume) a paper-trading session; a progress line per bar."""
+    """Start (or resume) a trading session (paper by default); a progress line per bar."""
     from backtest.run import BacktestOptions
     from live.run import replay_session
 
+    with user_errors():
+        from live.venue import CONSENT_FLAG, TradingMode
+
+        if replay and TradingMode(mode) is not TradingMode.PAPER:
+            raise ValueError("a replay fills on the simulator: --replay takes --mode paper")
+        if TradingMode(mode) is TradingMode.LIVE and not real_money:
+            raise ValueError(f"--mode live places orders with real money: add {CONSENT_FLAG} "
+                             "to confirm, or use --mode testnet")
     if not replay:
         with user_errors():
             live = _live(session_dir, model_path, data_path, exchange, symbols, history_days,
                          initial_capital, kill_switch(max_drawdown, daily_loss, max_psi, psi_bars,
                                                       stale_bars),
-                         serve_url, alert_webhook, poll_s)
+                         serve_url, alert_webhook, poll_s, mode, real_money)
         _finish(live.session, live.run, session_dir, wandb, as_json)
         return
     with user_errors():
@@ -107,7 +122,7 @@ def kill_switch(max_drawdown, daily_loss, max_psi, psi_bars, stale_bars):
 
 
 def _live(session_dir, model_path, data_path, exchange, symbols, history_days, initial_capital,
-          kill, serve_url, alert_webhook, poll_s):
+          kill, serve_url, alert_webhook, poll_s, mode="paper", consent=False):
     """A live paper session: the model's assets on ``exchange``'s perpetuals, the store kept
     current under ``data_path``, features from ``history_days`` back."""
     from envs.market_spec import MarketSpec
@@ -132,7 +147,7 @@ def _live(session_dir, model_path, data_path, exchange, symbols, history_days, i
         market = MarketSpec(data_dir=str(data_path), exchange=venue, symbols=tuple(chosen),
                             timeframe=trained.market.bar_timeframe, start=start.isoformat())
     return live_session(session_dir, model_path, market, kill, serve_url, alert_webhook,
-                        initial_capital, poll_s=poll_s)
+                        initial_capital, poll_s=poll_s, mode=mode, consent=consent)
 
 
 def _finish(session, run, session_dir: Path, wandb: bool, as_json: bool) -> None:

@@ -45,6 +45,24 @@ class ExchangeExecutor:
     _stops: dict[str, tuple] = field(default_factory=dict)
     """Per asset, the (position, stop, take-profit) the open protective orders cover."""
 
+    def prepare(self, leverage: int) -> dict[str, int]:
+        """Cross margin and ``leverage`` on every symbol, set through ccxt and verified from
+        the exchange's answer (the simulator margins one cross wallet at that leverage)."""
+        out = {}
+        for symbol in self.symbols.values():
+            try:
+                self.exchange.set_margin_mode("cross", symbol)
+            except ccxt.ExchangeError as err:
+                if "-4046" not in str(err):  # 'No need to change margin type': already cross
+                    raise
+            answer = self.exchange.set_leverage(leverage, symbol)
+            got = int(float((answer or {}).get("leverage", 0)))
+            if got != leverage:
+                raise ccxt.ExchangeError(f"{symbol}: asked for {leverage}x leverage, the "
+                                         f"exchange set {got}x")
+            out[symbol] = got
+        return out
+
     def recover(self) -> list[Outcome]:
         """Settle intents left pending by a crash; forget which stops are open (the next
         send replaces them all)."""

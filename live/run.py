@@ -137,11 +137,17 @@ def live_session(
     initial_capital: float | None = None,
     exchange=None,
     poll_s: float = 5.0,
+    mode: str = "paper",
+    consent: bool = False,
+    trade_exchange=None,
 ) -> Live:
     """A paper session on live bars: ``market`` names the store the feed keeps current and
     the exchange (ccxt id) it polls, its symbols in the model's order and the first bar
     the features read (``start``). Resumed from ``folder`` when it holds a session.
-    ``exchange``: a ready ccxt exchange (tests); default: make_exchange without keys."""
+    ``exchange``: a ready ccxt exchange (tests); default: make_exchange without keys.
+    ``mode`` testnet or live sends the orders to the exchange (live.executor) with keys
+    from the environment (live.venue; live needs ``consent`` at every start);
+    ``trade_exchange``: a ready authenticated exchange (tests)."""
     folder = Path(folder)
     state = read_state(folder)
     if state is not None:
@@ -161,6 +167,7 @@ def live_session(
             session_id=folder.name, model_path=str(model_path),
             market=market.model_dump(mode="json"), env=config.model_dump(mode="json"),
             kill=kill or KillSwitch(), serve_url=serve_url, alert_webhook=alert_webhook,
+            mode=mode,
         )
     assets = tuple(asset_of(s) for s in market.symbols)
     trained_assets = tuple(asset_of(a) for a in trained.assets())
@@ -185,6 +192,35 @@ def live_session(
                         market.bar_timeframe, pd.Timestamp(market.start, tz="UTC"),
                         poll_s=poll_s, stale_bars=settings.kill.stale_bars or float("inf"))
     policy = _policy(settings, trained, config, assets)
-    session = PaperSession(folder, settings, policy, _drift(trained, settings.kill))
+    executor = _executor(settings, market, assets, config, folder, consent, trade_exchange,
+                         fresh=state is None)
+    session = PaperSession(folder, settings, policy, _drift(trained, settings.kill),
+                           executor=executor)
     feed.on_incomplete = lambda message: session.alerts.send("incomplete_bar", message)
     return Live(session, feed)
+
+
+def _executor(settings, market, assets, config, folder, consent, trade_exchange, fresh):
+    """The exchange side of a testnet/live session (None for paper): keys, markets, cross
+    margin and the account's leverage set and verified on a new session."""
+    from live.executor import ExchangeExecutor
+    from live.router import OrderRouter
+    from live.venue import TradingMode, trading_exchange
+
+    mode = TradingMode(settings.mode)
+    if mode is TradingMode.PAPER:
+        return None
+    exchange = trade_exchange or trading_exchange(market.venue, mode, consent=consent)
+    exchange.load_markets()
+    executor = ExchangeExecutor(exchange, dict(zip(assets, market.symbols, strict=True)),
+                                OrderRouter(exchange, folder), settings.session_id, config,
+                                settings.reconcile_limit)
+    if fresh:
+        import ccxt
+
+        try:
+            executor.prepare(int(config.limits.max_leverage))
+        except ccxt.BaseError as err:
+            raise ValueError(f"{exchange.id}: could not set cross margin and "
+                             f"{int(config.limits.max_leverage)}x leverage: {err}") from err
+    return executor

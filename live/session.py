@@ -55,6 +55,11 @@ class SessionSettings(BaseModel):
     )
     serve_url: str | None = None
     alert_webhook: str | None = None
+    mode: str = Field("paper", description="paper (simulator fills), testnet or live "
+                      "(orders on the exchange: live.venue.TradingMode).")
+    reconcile_limit: float = Field(
+        0.02, gt=0, description="Testnet/live: a position difference with the exchange "
+        "larger than this fraction of equity trips the kill switch.")
 
 
 @dataclass

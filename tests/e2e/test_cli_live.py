@@ -258,3 +258,15 @@ def test_bad_input_ends_with_one_line_and_exit_code_2(runs, tmp_path):
         assert result.returncode == 2, output
         assert "Traceback" not in output and message in " ".join(output.split()), output
     assert not (tmp_path / "x").exists() and not (tmp_path / "y" / "session.json").exists()
+
+
+def test_live_mode_without_consent_and_a_replay_on_an_exchange_exit_2(tmp_path):
+    live = quantum("live", "start", "--session-dir", str(tmp_path / "s"), "--mode", "live",
+                   "--model-path", str(tmp_path / "none"), "--data-path", str(tmp_path))
+    replay = quantum("live", "start", "--session-dir", str(tmp_path / "r"), "--replay",
+                     "--mode", "testnet")
+
+    assert replay.returncode == 2 and "--mode paper" in " ".join(replay.stdout.split())
+    assert live.returncode == 2
+    assert "--i-understand-this-trades-real-money" in " ".join(live.stdout.split())
+    assert not (tmp_path / "s").exists()

@@ -51,7 +51,24 @@ class FuturesVenue(BinanceVenue):
                 "/fapi/v1/openAlgoOrders": lambda p: (200, self.open_orders(True)),
                 "/fapi/v1/leverageBracket": self._brackets,
                 "/fapi/v3/positionRisk": self._position_risk,
-                "/fapi/v3/account": self._account}
+                "/fapi/v3/account": self._account,
+                "/fapi/v1/marginType": self._margin_type,
+                "/fapi/v1/leverage": self._leverage}
+
+    margin_types: dict[str, str] = field(default_factory=dict)
+    leverages: dict[str, int] = field(default_factory=dict)
+    max_leverage: int = 125
+
+    def _margin_type(self, p: dict[str, str]) -> tuple[int, Any]:
+        if self.margin_types.get(p["symbol"], "CROSSED") == p["marginType"]:
+            return 400, {"code": -4046, "msg": "No need to change margin type."}
+        self.margin_types[p["symbol"]] = p["marginType"]
+        return 200, {"code": 200, "msg": "success"}
+
+    def _leverage(self, p: dict[str, str]) -> tuple[int, Any]:
+        lev = min(int(p["leverage"]), self.max_leverage)  # a venue caps what it grants
+        self.leverages[p["symbol"]] = lev
+        return 200, {"leverage": lev, "maxNotionalValue": "1000000", "symbol": p["symbol"]}
 
     def _brackets(self, p: dict[str, str]) -> tuple[int, Any]:
         """Binance's leverageBracket, from the published tables the simulator uses."""

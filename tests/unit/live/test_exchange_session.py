@@ -3,6 +3,7 @@ book with its orders sent to a stateful binanceusdm beneath ccxt's real class. T
 exchange's positions are the truth each bar; a position the book does not know trips
 the kill switch, which flattens on the exchange; a restart sends nothing twice."""
 
+import ccxt
 import numpy as np
 import pytest
 
@@ -137,3 +138,34 @@ def test_a_position_the_book_does_not_know_trips_the_kill_switch_and_is_flattene
     assert all(abs(venue.positions.get(i, 0.0)) < 1e-9 for i in IDS.values())
     diffs = [d for row in run.journal.rows("reconcile.jsonl") for d in row["differences"]]
     assert diffs and diffs[0]["asset"] == "BTC"
+
+
+def test_cross_margin_and_leverage_are_set_and_verified_per_symbol(frame, tmp_path):
+    venue = FuturesVenue(margin_types={"ETHUSDT": "ISOLATED"})
+    run, _ = session(tmp_path, venue, frame, 2410)
+
+    assert run.executor.prepare(20) == {"BTC/USDT:USDT": 20, "ETH/USDT:USDT": 20}
+    assert venue.margin_types["ETHUSDT"] == "CROSSED" and "BTCUSDT" not in venue.margin_types
+    venue.max_leverage = 10
+    with pytest.raises(ccxt.ExchangeError, match="asked for 20x leverage, the exchange set 10x"):
+        run.executor.prepare(20)
+
+
+def test_a_testnet_session_gets_an_executor_on_cross_margin_at_its_leverage(tmp_path):
+    from envs.market_spec import MarketSpec
+    from live.run import _executor
+
+    venue = FuturesVenue()
+    config = EnvConfig()
+    settings = SessionSettings(session_id="t", model_path="-", market={},
+                               env=config.model_dump(mode="json"), mode="testnet")
+    market = MarketSpec(data_dir=str(tmp_path), exchange="binanceusdm",
+                        symbols=tuple(SYMBOLS.values()))
+    paper = settings.model_copy(update={"mode": "paper"})
+
+    executor = _executor(settings, market, tuple(SYMBOLS), config, tmp_path, False,
+                         fake_exchange(venue, env=KEYS), fresh=True)
+
+    assert executor.symbols == SYMBOLS and executor.router.path.parent == tmp_path
+    assert venue.leverages == {"BTCUSDT": 20, "ETHUSDT": 20}
+    assert _executor(paper, market, tuple(SYMBOLS), config, tmp_path, False, None, True) is None
