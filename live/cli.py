@@ -193,6 +193,37 @@ def status_command(
         _show(status)
 
 
+@app.command("fills")
+def fills_command(
+    session_dir: Annotated[Path, typer.Option(help="Session folder (testnet or live).")],
+    as_json: Annotated[bool, typer.Option("--json", help="As JSON.")] = False,
+) -> None:
+    """The exchange's fills against the simulator's: price difference (bps) beside the
+    cost model's spread-and-impact estimate, and fees, per asset."""
+    from rich.table import Table
+
+    from live.executor import fill_report
+    from live.journal import Journal, read_state
+
+    with user_errors():
+        if read_state(session_dir) is None:
+            raise FileNotFoundError(f"{session_dir}: no session here")
+    report = fill_report(Journal(session_dir).rows("fills.jsonl"))
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    table = Table(title=f"fills of {session_dir}: exchange vs simulator")
+    for col in ("asset", "fills", "paired", "slippage (bps)", "model cost (bps)",
+                "exchange fees", "model fees"):
+        table.add_column(col)
+    fmt = lambda v: "n/a" if v is None else f"{v:,.2f}"  # noqa: E731
+    for asset, row in report.items():
+        table.add_row(asset, str(row["fills"]), str(row["paired_with_model"]),
+                      fmt(row["slippage_bps"]), fmt(row["model_cost_bps"]),
+                      fmt(row["exchange_fees"]), fmt(row["model_fees"]))
+    console.print(table)
+
+
 @app.command("stop")
 def stop_command(
     session_dir: Annotated[Path, typer.Option(help="Session folder.")],

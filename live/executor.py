@@ -43,6 +43,13 @@ class ExchangeExecutor:
     """The session's EnvConfig."""
     kill_fraction: float = 0.02
     _stops: dict[str, tuple] = field(default_factory=dict)
+    _seen: set = field(default_factory=set)
+    """Exchange trade ids already reported (fills.jsonl)."""
+    _since: int | None = None
+    """Earliest trade time asked for: when this process started trading."""
+
+    def __post_init__(self) -> None:
+        self._since = self.exchange.milliseconds() - 60_000
     """Per asset, the (position, stop, take-profit) the open protective orders cover."""
 
     def prepare(self, leverage: int) -> dict[str, int]:
@@ -69,9 +76,13 @@ class ExchangeExecutor:
         self._stops.clear()
         return self.router.recover()
 
-    def settle(self, book, tick) -> tuple[dict[str, list[dict]], Breach | None]:
-        """Reconcile the book with the exchange after the bar ``tick`` (module docstring)."""
+    def settle(self, book, tick, model_lines: dict[str, list[dict]] | None = None,
+               ) -> tuple[dict[str, list[dict]], Breach | None]:
+        """Reconcile the book with the exchange after the bar ``tick`` (module docstring);
+        ``model_lines``: the bar's simulated ledger lines, whose fills each exchange fill
+        is compared with."""
         self._cancel(trigger=False)
+        fills = self._fills(tick, (model_lines or {}).get("ledger.jsonl", []))
         model = {a: row["quantity"] for a, row in book.account.book.items()}
         found = reconcile(self.exchange, self.symbols, book.account)
         line = {"bar_time": tick.bar_time, "exchange_equity": found.equity,
@@ -83,7 +94,39 @@ class ExchangeExecutor:
         breach = None
         if found.breached(self.kill_fraction):
             breach = Breach("reconciliation", found.worst_fraction(), self.kill_fraction)
-        return {"reconcile.jsonl": [line]}, breach
+        return {"reconcile.jsonl": [line], "fills.jsonl": fills}, breach
+
+    def _fills(self, tick, ledger: list[dict]) -> list[dict]:
+        """The exchange's new fills per asset (price, amount, fee from its trade history)
+        beside the simulator's fill of the same bar: the price difference in basis points
+        (positive: the exchange cost more) against the simulator's spread and impact
+        estimate, and the fees both charged."""
+        out = []
+        for asset, symbol in self.symbols.items():
+            trades = [t for t in self.exchange.fetch_my_trades(symbol, since=self._since)
+                      if t["id"] not in self._seen]
+            if not trades:
+                continue
+            self._seen.update(t["id"] for t in trades)
+            amount = sum(t["amount"] for t in trades)
+            signed = sum(t["amount"] * (1 if t["side"] == "buy" else -1) for t in trades)
+            price = sum(t["price"] * t["amount"] for t in trades) / amount
+            fee = sum(float((t.get("fee") or {}).get("cost") or 0.0) for t in trades)
+            model = [r for r in ledger if r.get("kind") == "fill" and r.get("asset") == asset]
+            row = {"bar_time": tick.bar_time, "asset": asset, "exchange_qty": signed,
+                   "exchange_price": price, "exchange_fee": fee, "model_qty": None}
+            if model:
+                m_qty = sum(r["qty"] for r in model)
+                m_notional = sum(r["notional"] for r in model)
+                m_price = m_notional / sum(abs(r["qty"]) for r in model)
+                side = 1.0 if signed > 0 else -1.0
+                row.update(model_qty=m_qty, model_price=m_price,
+                           model_fee=sum(r["fee"] for r in model),
+                           model_cost_bps=1e4 * sum(r["spread"] + r["impact"] for r in model)
+                           / m_notional,
+                           slippage_bps=1e4 * side * (price - m_price) / m_price)
+            out.append(row)
+        return out
 
     def send(self, book, tick) -> dict[str, list[dict]]:
         """Send the next bar's child orders and refresh the protective orders."""
@@ -123,3 +166,26 @@ class ExchangeExecutor:
                     except ccxt.OrderNotFound:
                         continue  # filled or cancelled meanwhile: nothing to cancel
 
+
+
+def fill_report(rows: list[dict]) -> dict[str, dict]:
+    """Per asset (and 'all'), over a session's fills.jsonl: the exchange's fills against
+    the simulator's (how many, the mean price difference in bps against the simulator's
+    mean spread-and-impact estimate, and both fee totals): is the cost model right?"""
+    out = {}
+    groups = {"all": rows, **{a: [r for r in rows if r["asset"] == a]
+                               for a in dict.fromkeys(r["asset"] for r in rows)}}
+    for name, group in groups.items():
+        paired = [r for r in group if r.get("model_qty") is not None]
+        out[name] = {
+            "fills": len(group), "paired_with_model": len(paired),
+            "slippage_bps": _mean(paired, "slippage_bps"),
+            "model_cost_bps": _mean(paired, "model_cost_bps"),
+            "exchange_fees": sum(r["exchange_fee"] for r in group),
+            "model_fees": sum(r.get("model_fee") or 0.0 for r in paired),
+        }
+    return out
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    return sum(r[key] for r in rows) / len(rows) if rows else None

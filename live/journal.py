@@ -6,8 +6,9 @@ Layout of a session folder::
     ledger.jsonl   one line per ledger row (envs.ledger columns), in bar order
     steps.jsonl    one line per finished step (equity, exposure, costs, positions)
     signals.jsonl  one line per decision (the action taken at a bar's close)
-    reconcile.jsonl, execution.jsonl  testnet/live only: each bar's reconciliation with
-                   the exchange and the orders it sent (orders.jsonl, the order router's
+    reconcile.jsonl, execution.jsonl, fills.jsonl  testnet/live only: each bar's
+                   reconciliation with the exchange, the orders it sent and the exchange's
+                   fills beside the simulator's (orders.jsonl, the order router's
                    own journal, is written before each order leaves and never cut)
     stop           present: `quantum live stop` asked the loop to stop
     flatten        present: `quantum live flatten` asked the loop to trip its kill switch
@@ -32,7 +33,8 @@ from typing import Any
 from market.store import fsync_dir, write_json_atomic
 
 STATE = "session.json"
-LOGS = ("ledger.jsonl", "steps.jsonl", "signals.jsonl", "reconcile.jsonl", "execution.jsonl")
+LOGS = ("ledger.jsonl", "steps.jsonl", "signals.jsonl", "reconcile.jsonl", "execution.jsonl",
+        "fills.jsonl")
 STOP = "stop"
 FLATTEN = "flatten"
 LOCK = ".lock"

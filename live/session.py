@@ -185,7 +185,7 @@ class PaperSession:
             return lines
         mismatch = None
         if self.executor is not None:
-            settled, mismatch = self.executor.settle(book, tick)
+            settled, mismatch = self.executor.settle(book, tick, lines)
             for name, rows in settled.items():
                 lines.setdefault(name, []).extend(rows)
             state["session_peak"] = max(state["session_peak"], book.account.values["equity"])

@@ -52,8 +52,18 @@ class FuturesVenue(BinanceVenue):
                 "/fapi/v1/leverageBracket": self._brackets,
                 "/fapi/v3/positionRisk": self._position_risk,
                 "/fapi/v3/account": self._account,
+                "/fapi/v1/userTrades": self._user_trades,
                 "/fapi/v1/marginType": self._margin_type,
                 "/fapi/v1/leverage": self._leverage}
+
+    trades: list[dict[str, Any]] = field(default_factory=list)
+    fill_slippage: float = 0.0
+    """Fraction a market order pays beyond the venue's price (buyers higher, sellers lower)."""
+
+    def _user_trades(self, p: dict[str, str]) -> tuple[int, Any]:
+        lo, hi = int(p.get("startTime", 0)), int(p.get("endTime", self.now_ms))
+        return 200, [t for t in self.trades
+                     if t["symbol"] == p["symbol"] and lo <= t["time"] <= hi]
 
     margin_types: dict[str, str] = field(default_factory=dict)
     leverages: dict[str, int] = field(default_factory=dict)
@@ -160,15 +170,23 @@ class FuturesVenue(BinanceVenue):
             return 400, {"code": -4116, "msg": "ClientOrderId is duplicated."}
         qty = float(p["quantity"])
         signed = qty if p["side"] == "BUY" else -qty
-        price = self.prices[p["symbol"]]
         filled = p["type"] == "MARKET"
+        price = self.prices[p["symbol"]] * (1.0 + (self.fill_slippage if signed > 0
+                                                   else -self.fill_slippage))
         if filled:
             held = self.positions.get(p["symbol"], 0.0)
             if held * signed >= 0.0 and held + signed != 0.0:  # open or add: average entry
                 entry = self.entries.get(p["symbol"], price)
                 self.entries[p["symbol"]] = (held * entry + signed * price) / (held + signed)
             self.positions[p["symbol"]] = round(held + signed, 9)  # exact, as a venue keeps it
-            self.wallet -= qty * price * 0.0004  # taker fee
+            fee = qty * price * 0.0004  # taker fee
+            self.wallet -= fee
+            self.trades.append({
+                "symbol": p["symbol"], "id": len(self.trades) + 1, "orderId": len(self.orders) + 1,
+                "side": p["side"], "price": f"{price}", "qty": p["quantity"],
+                "realizedPnl": "0", "quoteQty": f"{qty * price}", "commission": f"{fee}",
+                "commissionAsset": "USDT", "time": self.now_ms, "positionSide": "BOTH",
+                "buyer": p["side"] == "BUY", "maker": False})
         native = ({"algoId": len(self.orders) + 1, "clientAlgoId": client_id,
                    "algoType": "CONDITIONAL", "orderType": p["type"], "symbol": p["symbol"],
                    "side": p["side"], "positionSide": "BOTH", "timeInForce": "GTC",

@@ -9,7 +9,7 @@ import pytest
 
 from envs.config import EnvConfig
 from envs.spaces import action_space
-from live.executor import ExchangeExecutor
+from live.executor import ExchangeExecutor, fill_report
 from live.feed import ReplayFeed
 from live.monitors import KillSwitch
 from live.router import SENT, OrderRouter
@@ -82,7 +82,7 @@ def session(folder, venue, frame, last, kill_fraction=0.02):
 
 def test_a_replayed_session_trades_on_the_exchange_and_agrees_with_its_model(tmp_path,
                                                                                 frame):
-    venue = FuturesVenue()
+    venue = FuturesVenue(fill_slippage=0.001)  # market orders pay 10 bps beyond the price
     folder = tmp_path / "s"
     folder.mkdir()
     run, feed = session(folder, venue, frame, 2440)
@@ -104,6 +104,19 @@ def test_a_replayed_session_trades_on_the_exchange_and_agrees_with_its_model(tmp
     posted = [r.params.get("newClientOrderId") or r.params.get("clientAlgoId")
               for r in venue.received if r.method == "POST"]
     assert len(posted) == len(set(posted))  # no order sent twice
+    fills = run.journal.rows("fills.jsonl")
+    entries = [o for o in sent if o["leg"] == "entry"]
+    assert len(fills) == len(entries) - sum(  # the last bar's fills are settled next bar
+        o["leg"] == "entry" for o in run.journal.rows("execution.jsonl")[-1]["orders"])
+    assert all(f["model_qty"] == pytest.approx(f["exchange_qty"], abs=1e-3) for f in fills)
+    assert [f["slippage_bps"] for f in fills] == pytest.approx([10.0] * len(fills))
+    assert all(f["exchange_fee"] > 0 and f["model_cost_bps"] > 0 for f in fills)
+    report = fill_report(fills)
+    assert report["all"]["fills"] == len(fills) and report["all"]["slippage_bps"] == \
+        pytest.approx(10.0)
+    assert set(report) == {"all", "BTC", "ETH"}
+    assert report["all"]["exchange_fees"] == pytest.approx(
+        report["BTC"]["exchange_fees"] + report["ETH"]["exchange_fees"])
 
 
 def test_a_restarted_session_resumes_without_sending_any_order_twice(tmp_path, frame):
