@@ -133,7 +133,7 @@ class PolicyServer:
         report = await asyncio.to_thread(account_risk_report, state.account, state.data,
                                          policy.env_config)
         return {"model_id": policy.model_id, "data_timestamp": state.stamp.isoformat(),
-                **report}
+                "report": report}
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
     async def predict_batch(self, items: list[tuple]) -> list[dict]:

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from risk.report import RiskReport
+
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 MAX_BARS = 20_000
@@ -95,26 +97,14 @@ class RiskRequest(BaseModel):
 
 
 class RiskResponse(BaseModel):
-    """risk.report.RiskReport of the book at the last bar, with the model it was judged by."""
+    """The risk engine's report on the book at the last bar, with the model it was judged by
+    (its run's limits and margin tiers)."""
 
     model_id: str
     data_timestamp: str = Field(description="Last bar used (UTC ISO).")
-    timestamp: str
-    equity: float
-    gross_exposure: float
-    net_exposure: float
-    leverage: float | None
-    maintenance_margin: float
-    margin_ratio: float | None
-    var: list[dict] = Field(description="VaR and ES per method, confidence and horizon "
-                            "(fractions of equity).")
-    stress: list[dict] = Field(description="Each stress scenario's P&L, equity after, margin "
-                               "with each asset's own tiers, and whether it liquidates.")
-    alerts: list[dict] = Field(description="Limit alerts (warning or critical).")
-    regime: str | None
-    liquidity: list[dict]
-    counterparty: list[dict]
-    notes: list[str] = Field(description="Sections that could not be computed, and why.")
+    report: RiskReport = Field(description="risk.report.RiskReport: exposure, margin, VaR/ES, "
+                               "stress tests (each asset on its own tiers), alerts, regime, "
+                               "liquidity, counterparty, notes.")
 
 
 class HeadProbabilities(BaseModel):

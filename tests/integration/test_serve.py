@@ -131,15 +131,15 @@ def test_a_live_sessions_account_is_served_and_its_status_reported(served):
     np.testing.assert_allclose([s["target_notional"] for s in got], notional, rtol=1e-9)
     assert [s["shield"] for s in got] == [shield[a] for a in data.assets]
     assert risk.status_code == 200, risk.text
-    report = risk.json()
+    assert risk.json()["data_timestamp"] == frame.index[bar].isoformat()
+    report = risk.json()["report"]
     local = account_risk_report(account, data, trained.env)
-    assert report["data_timestamp"] == frame.index[bar].isoformat()
     assert report["equity"] == pytest.approx(state["account"]["values"]["equity"])
     assert report["maintenance_margin"] == pytest.approx(local["maintenance_margin"])
     assert {r["scenario"] for r in report["stress"]} == {r["scenario"] for r in local["stress"]}
     assert local["var"] and [r["var"] for r in report["var"]] == pytest.approx(
         [r["var"] for r in local["var"]])
-    assert flat_risk.status_code == 200 and flat_risk.json()["gross_exposure"] == 0.0
+    assert flat_risk.status_code == 200 and flat_risk.json()["report"]["gross_exposure"] == 0.0
     assert escape.status_code in (404, 422) and "etc" not in escape.text
     assert hidden.status_code in (404, 422) and str(served.live) not in hidden.text
     assert unknown.status_code == 404 and unknown.json()["code"] == "unknown_session"
