@@ -10,8 +10,10 @@ anything new is sent: it asks the exchange for the order by its client order id 
 id is deterministic: run, bar, asset, leg). Known to the exchange: it was sent before
 the crash (the ack was lost), so it is marked sent and never sent again. Unknown: the
 crash came before it left, so it is sent now, under the same id. A send whose answer is
-a duplicate-id refusal counts as sent for the same reason. Network errors after a send
-leave the intent pending, to be settled the same way.
+a duplicate-id refusal counts as sent for the same reason. An answer that leaves the
+outcome unknown (network errors, timeouts, 429, 503 and binance's -1001 "internal error",
+ccxt's OperationFailed family) leaves the intent pending, to be settled the same way; only
+a definite refusal (ccxt's ExchangeError: margin, precision, bad symbol) rejects it.
 """
 
 from __future__ import annotations
@@ -107,8 +109,8 @@ class OrderRouter:
         try:
             order = self.exchange.create_order(intent.symbol, intent.type, intent.side,
                                                intent.amount, intent.price, intent.params())
-        except ccxt.NetworkError as err:
-            log.warning("order %s: no answer (%s); left pending, settled on recovery",
+        except ccxt.OperationFailed as err:  # network errors, 429, 503, -1001: outcome unknown
+            log.warning("order %s: no definite answer (%s); left pending, settled on recovery",
                         intent.client_id, describe_error(err))
             return Outcome(intent.client_id, PENDING, reason=describe_error(err))
         except ccxt.ExchangeError as err:

@@ -7,7 +7,7 @@ import pytest
 from live.orders import OrderIntent, client_order_id
 from live.router import PENDING, REJECTED, SENT, OrderRouter
 from tests.unit.live.fake_futures import Crash, FuturesVenue
-from tests.unit.market.ccxt_fakes import fake_exchange
+from tests.unit.market.ccxt_fakes import error, fake_exchange
 
 KEYS = {"QUANTUM_BINANCEUSDM_API_KEY": "test-key", "QUANTUM_BINANCEUSDM_SECRET": "test-secret"}
 BAR = 1_704_067_200_000
@@ -103,3 +103,23 @@ def test_a_refused_order_is_rejected_with_the_reason_and_not_retried(tmp_path):
 
     assert first[0].state == REJECTED and "Margin is insufficient" in first[0].reason
     assert again[0].state == REJECTED and len(sent_orders(venue)) == 1
+
+
+@pytest.mark.parametrize("answer", [
+    error("binanceusdm", "too_many_requests_429"),
+    (503, {"code": -1001, "msg": "Internal error; unable to process your request. Please try "
+                                 "again."}),
+])
+def test_a_rate_limit_or_maintenance_answer_leaves_the_order_pending_then_sent_once(tmp_path,
+                                                                                     answer):
+    venue = FuturesVenue()
+    venue.inject("order", answer)
+    sender = router(venue, tmp_path)
+
+    first = sender.submit(intents()[:1])
+    later = sender.recover()
+
+    assert first[0].state == PENDING and first[0].reason
+    assert later[0].state == SENT
+    assert sorted(venue.orders) == [intents()[0].client_id]
+    assert venue.positions == {"BTCUSDT": 0.5}
