@@ -30,6 +30,7 @@ from live.monitors import Breach
 from live.orders import client_order_id, protective_orders, translate
 from live.reconcile import adopt, reconcile
 from live.router import OrderRouter, Outcome
+from market.exchanges import describe_error
 
 
 @dataclass
@@ -42,6 +43,9 @@ class ExchangeExecutor:
     config: Any
     """The session's EnvConfig."""
     kill_fraction: float = 0.02
+    max_errors: int = 5
+    """Bars in a row the exchange may fail to answer before the kill switch trips."""
+    errors: int = 0
     _stops: dict[str, tuple] = field(default_factory=dict)
     _seen: set = field(default_factory=set)
     """Exchange trade ids already reported (fills.jsonl)."""
@@ -81,10 +85,20 @@ class ExchangeExecutor:
         """Reconcile the book with the exchange after the bar ``tick`` (module docstring);
         ``model_lines``: the bar's simulated ledger lines, whose fills each exchange fill
         is compared with."""
-        self._cancel(trigger=False)
-        fills = self._fills(tick, (model_lines or {}).get("ledger.jsonl", []))
+        try:
+            self._cancel(trigger=False)
+            fills = self._fills(tick, (model_lines or {}).get("ledger.jsonl", []))
+            found = reconcile(self.exchange, self.symbols, book.account)
+        except ccxt.OperationFailed as err:  # no answer this bar: the model stands in
+            self.errors += 1
+            line = {"bar_time": tick.bar_time, "error": describe_error(err),
+                    "consecutive_errors": self.errors}
+            breach = None
+            if self.errors >= self.max_errors:
+                breach = Breach("exchange_errors", self.errors, self.max_errors)
+            return {"reconcile.jsonl": [line]}, breach
+        self.errors = 0
         model = {a: row["quantity"] for a, row in book.account.book.items()}
-        found = reconcile(self.exchange, self.symbols, book.account)
         line = {"bar_time": tick.bar_time, "exchange_equity": found.equity,
                 "model_equity": found.local_equity, "equity_gap": found.equity_gap,
                 "positions": found.positions, "model_positions": model,
@@ -139,11 +153,9 @@ class ExchangeExecutor:
         intents = list(entries.orders)
         wanted = {a: (state[k, QTY], state[k, SL_PX], state[k, TP_PX])
                   for k, a in enumerate(self.symbols)}
-        if wanted != self._stops:
-            self._cancel(trigger=True)
-            stops = protective_orders(self.exchange, self.run_id, ms, self.symbols, state,
-                                      state[:, QTY], data.mkt[b, :, M_CLOSE])
-            intents += stops.orders
+        if wanted != self._stops and self._cancelled_stops():
+            intents += protective_orders(self.exchange, self.run_id, ms, self.symbols, state,
+                                         state[:, QTY], data.mkt[b, :, M_CLOSE]).orders
             self._stops = wanted
         outcomes = self.router.submit(intents)
         return {"execution.jsonl": [{
@@ -153,6 +165,15 @@ class ExchangeExecutor:
             "skipped": [vars(s) for s in entries.skipped],
             "cut": entries.cut,
         }]}
+
+    def _cancelled_stops(self) -> bool:
+        """Cancel the open protective orders; False when the exchange did not answer (the
+        old ones stay until a later bar replaces them)."""
+        try:
+            self._cancel(trigger=True)
+        except ccxt.OperationFailed:
+            return False
+        return True
 
     def _cancel(self, trigger: bool) -> None:
         """Cancel this run's open orders of one kind (entries, or stop/take-profit)."""

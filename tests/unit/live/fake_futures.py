@@ -19,7 +19,8 @@ class Crash(BaseException):
 
 @dataclass
 class FuturesVenue(BinanceVenue):
-    paths: ClassVar = {**BinanceVenue.paths, "order": ("/fapi/v1/order",)}
+    paths: ClassVar = {**BinanceVenue.paths, "order": ("/fapi/v1/order",),
+                       "positions": ("/fapi/v3/positionRisk",)}
     prices: dict[str, float] = field(default_factory=lambda: {"BTCUSDT": 40_000.0,
                                                               "ETHUSDT": 2_000.0})
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)

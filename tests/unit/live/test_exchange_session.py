@@ -182,3 +182,25 @@ def test_a_testnet_session_gets_an_executor_on_cross_margin_at_its_leverage(tmp_
     assert executor.symbols == SYMBOLS and executor.router.path.parent == tmp_path
     assert venue.leverages == {"BTCUSDT": 20, "ETHUSDT": 20}
     assert _executor(paper, market, tuple(SYMBOLS), config, tmp_path, False, None, True) is None
+
+
+def test_an_exchange_that_stops_answering_is_survived_then_trips_the_kill_switch(tmp_path,
+                                                                                  frame):
+    from tests.unit.market.ccxt_fakes import error
+
+    venue = FuturesVenue()
+    folder = tmp_path / "s"
+    folder.mkdir()
+    venue.inject("positions", error("binanceusdm", "too_many_requests_429"), after=3)
+    run, feed = session(folder, venue, frame, 2420)
+    state = run.run(feed.ticks, feed.start)
+    rows = run.journal.rows("reconcile.jsonl")
+
+    assert state["status"] == RUNNING and state["kill"] is None
+    assert [bool(r.get("error")) for r in rows[2:6]] == [False, True, False, False]
+    assert "429 Too Many Requests" in rows[3]["error"]
+
+    venue.inject("positions", *[error("binanceusdm", "too_many_requests_429")] * 10)
+    run, feed = session(folder, venue, frame, 2440)
+    state = run.run(feed.ticks, feed.start)
+    assert state["kill"]["rule"] == "exchange_errors" and state["kill"]["value"] == 5
