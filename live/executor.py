@@ -6,8 +6,8 @@ what the orders did), :meth:`ExchangeExecutor.settle`:
 1. cancels this session's entry orders still open (a limit clip lives one bar, as in the
    simulator), then reads what the exchange holds (live.reconcile): every position that
    differs from the model's beyond one amount step is recorded with the exchange's and
-   the model's equity; past ``kill_fraction`` of equity the difference trips the kill
-   switch;
+   the model's equity and the funding the exchange booked (its income history); past
+   ``kill_fraction`` of equity the difference trips the kill switch;
 2. adopts the exchange's positions, entries and wallet into the book.
 
 Then :meth:`ExchangeExecutor.send` translates the book's working orders into the next
@@ -48,7 +48,7 @@ class ExchangeExecutor:
     errors: int = 0
     _stops: dict[str, tuple] = field(default_factory=dict)
     _seen: set = field(default_factory=set)
-    """Exchange trade ids already reported (fills.jsonl)."""
+    """(kind, id) of the exchange trades and funding payments already reported."""
     _since: int | None = None
     """Earliest trade time asked for: when this process started trading."""
 
@@ -88,6 +88,7 @@ class ExchangeExecutor:
         try:
             self._cancel(trigger=False)
             fills = self._fills(tick, (model_lines or {}).get("ledger.jsonl", []))
+            funding = self._funding()
             found = reconcile(self.exchange, self.symbols, book.account)
         except ccxt.OperationFailed as err:  # no answer this bar: the model stands in
             self.errors += 1
@@ -108,7 +109,20 @@ class ExchangeExecutor:
         breach = None
         if found.breached(self.kill_fraction):
             breach = Breach("reconciliation", found.worst_fraction(), self.kill_fraction)
+        line["funding"] = funding
         return {"reconcile.jsonl": [line], "fills.jsonl": fills}, breach
+
+    def _funding(self) -> dict[str, float]:
+        """Funding the exchange booked since the last bar, per asset (its income history:
+        positive received, negative paid), as realised, not as modelled."""
+        out = {}
+        for asset, symbol in self.symbols.items():
+            rows = [r for r in self.exchange.fetch_funding_history(symbol, since=self._since)
+                    if ("funding", r["id"]) not in self._seen]
+            self._seen.update(("funding", r["id"]) for r in rows)
+            if rows:
+                out[asset] = sum(float(r["amount"]) for r in rows)
+        return out
 
     def _fills(self, tick, ledger: list[dict]) -> list[dict]:
         """The exchange's new fills per asset (price, amount, fee from its trade history)
@@ -118,10 +132,10 @@ class ExchangeExecutor:
         out = []
         for asset, symbol in self.symbols.items():
             trades = [t for t in self.exchange.fetch_my_trades(symbol, since=self._since)
-                      if t["id"] not in self._seen]
+                      if ("trade", t["id"]) not in self._seen]
             if not trades:
                 continue
-            self._seen.update(t["id"] for t in trades)
+            self._seen.update(("trade", t["id"]) for t in trades)
             amount = sum(t["amount"] for t in trades)
             signed = sum(t["amount"] * (1 if t["side"] == "buy" else -1) for t in trades)
             price = sum(t["price"] * t["amount"] for t in trades) / amount

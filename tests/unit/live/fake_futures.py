@@ -54,10 +54,28 @@ class FuturesVenue(BinanceVenue):
                 "/fapi/v3/positionRisk": self._position_risk,
                 "/fapi/v3/account": self._account,
                 "/fapi/v1/userTrades": self._user_trades,
+                "/fapi/v1/income": self._income,
                 "/fapi/v1/marginType": self._margin_type,
                 "/fapi/v1/leverage": self._leverage}
 
     trades: list[dict[str, Any]] = field(default_factory=list)
+    income: list[dict[str, Any]] = field(default_factory=list)
+
+    def pay_funding(self, symbol: str, rate: float, mark: float) -> float:
+        """A funding payment on the open position at ``mark`` (longs pay when the rate is
+        positive), booked to the wallet and the income history."""
+        amount = -self.positions.get(symbol, 0.0) * mark * rate
+        self.wallet += amount
+        self.income.append({"symbol": symbol, "incomeType": "FUNDING_FEE",
+                            "income": f"{amount}", "asset": "USDT", "info": "FUNDING_FEE",
+                            "time": self.now_ms, "tranId": len(self.income) + 1,
+                            "tradeId": ""})
+        return amount
+
+    def _income(self, p: dict[str, str]) -> tuple[int, Any]:
+        lo = int(p.get("startTime", 0))
+        return 200, [i for i in self.income if i["incomeType"] == p.get("incomeType")
+                     and i["symbol"] == p.get("symbol", i["symbol"]) and i["time"] >= lo]
     fill_slippage: float = 0.0
     """Fraction a market order pays beyond the venue's price (buyers higher, sellers lower)."""
 

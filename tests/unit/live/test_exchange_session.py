@@ -55,6 +55,10 @@ class PricedFeed(ReplayFeed):
         b = int(np.searchsorted(self.frame.index.asi8, tick.bar_time))
         row = min(b + 1, len(self.frame) - 1)
         for asset, market_id in IDS.items():
+            if self.frame[(asset, "funding_event")].iloc[b] and b > self.first:
+                self.venue.pay_funding(market_id, float(self.frame[(asset, "funding_rate")]
+                                                        .iloc[b]),
+                                       float(self.frame[(asset, "mark")].iloc[b]))
             self.venue.prices[market_id] = float(self.frame[(asset, "open")].iloc[row])
         return tick
 
@@ -66,8 +70,9 @@ class PricedFeed(ReplayFeed):
             yield self._priced(tick)
 
 
-def session(folder, venue, frame, last, kill_fraction=0.02):
-    config = EnvConfig(record_ledger=True, episode_steps=10**9, bars_per_step=2)
+def session(folder, venue, frame, last, kill_fraction=0.02, first=2400):
+    config = EnvConfig(record_ledger=True, episode_steps=10**9, bars_per_step=2,
+                       funding_multiplier=1.0)  # the venue pays funding at the data's rate
     settings = SessionSettings(session_id="testnet", model_path="-", market={},
                                env=config.model_dump(mode="json"), replay=True,
                                kill=KillSwitch(max_drawdown=None, daily_loss=None))
@@ -75,7 +80,7 @@ def session(folder, venue, frame, last, kill_fraction=0.02):
     exchange.load_markets()
     executor = ExchangeExecutor(exchange, SYMBOLS, OrderRouter(exchange, folder), "run-1",
                                 config, kill_fraction)
-    feed = PricedFeed(frame, 2400, last)
+    feed = PricedFeed(frame, first, last)
     feed.venue = venue
     return PaperSession(folder, settings, policy(), executor=executor), feed
 
@@ -85,7 +90,7 @@ def test_a_replayed_session_trades_on_the_exchange_and_agrees_with_its_model(tmp
     venue = FuturesVenue(fill_slippage=0.001)  # market orders pay 10 bps beyond the price
     folder = tmp_path / "s"
     folder.mkdir()
-    run, feed = session(folder, venue, frame, 2440)
+    run, feed = session(folder, venue, frame, 1940, first=1900)  # over 08:00 UTC: funding
 
     state = run.run(feed.ticks, feed.start)
 
@@ -111,6 +116,10 @@ def test_a_replayed_session_trades_on_the_exchange_and_agrees_with_its_model(tmp
     assert all(f["model_qty"] == pytest.approx(f["exchange_qty"], abs=1e-3) for f in fills)
     assert [f["slippage_bps"] for f in fills] == pytest.approx([10.0] * len(fills))
     assert all(f["exchange_fee"] > 0 and f["model_cost_bps"] > 0 for f in fills)
+    paid = {a: -sum(r["funding"] for r in run.journal.rows("ledger.jsonl")
+                    if r["kind"] == "funding" and r["asset"] == a) for a in SYMBOLS}
+    booked = {a: sum(r["funding"].get(a, 0.0) for r in reconciled) for a in SYMBOLS}
+    assert any(paid.values()) and booked == pytest.approx(paid, rel=1e-9)
     report = fill_report(fills)
     assert report["all"]["fills"] == len(fills) and report["all"]["slippage_bps"] == \
         pytest.approx(10.0)
