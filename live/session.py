@@ -188,6 +188,12 @@ class PaperSession:
             settled, mismatch = self.executor.settle(book, tick, lines)
             for name, rows in settled.items():
                 lines.setdefault(name, []).extend(rows)
+            for row in settled.get("reconcile.jsonl", []):
+                if row.get("differences") and mismatch is None:
+                    assets = ", ".join(d["asset"] for d in row["differences"])
+                    self.alerts.send("reconciliation", f"the exchange holds other positions "
+                                     f"than the model ({assets}); adopted the exchange's",
+                                     bar_time=tick.bar_time)
             state["session_peak"] = max(state["session_peak"], book.account.values["equity"])
         if state["kill"] is None:
             breach = mismatch or self._breach(book, tick, state)

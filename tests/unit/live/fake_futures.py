@@ -43,7 +43,7 @@ class FuturesVenue(BinanceVenue):
     def open_orders(self, algo: bool) -> list[dict[str, Any]]:
         return [o["native"] for o in self.orders.values()
                 if o["algo"] == algo and o["native"].get("status", o["native"].get(
-                    "algoStatus")) == "NEW"]
+                    "algoStatus")) in ("NEW", "PARTIALLY_FILLED")]
 
     def routes(self) -> dict[str, Any]:
         return {**super().routes(), "/fapi/v1/order": self._order,
@@ -76,6 +76,8 @@ class FuturesVenue(BinanceVenue):
         lo = int(p.get("startTime", 0))
         return 200, [i for i in self.income if i["incomeType"] == p.get("incomeType")
                      and i["symbol"] == p.get("symbol", i["symbol"]) and i["time"] >= lo]
+    limit_fill: float = 0.0
+    """Share of a limit order filled at once at its price (the rest rests: a partial fill)."""
     fill_slippage: float = 0.0
     """Fraction a market order pays beyond the venue's price (buyers higher, sellers lower)."""
 
@@ -192,20 +194,26 @@ class FuturesVenue(BinanceVenue):
         filled = p["type"] == "MARKET"
         price = self.prices[p["symbol"]] * (1.0 + (self.fill_slippage if signed > 0
                                                    else -self.fill_slippage))
+        done = qty
+        partial = False
+        if p["type"] == "LIMIT" and self.limit_fill > 0.0:
+            done = round(qty * self.limit_fill, 3)
+            signed, price, filled = (done if signed > 0 else -done), float(p["price"]), True
+            partial = done < qty
         if filled:
             held = self.positions.get(p["symbol"], 0.0)
             if held * signed >= 0.0 and held + signed != 0.0:  # open or add: average entry
                 entry = self.entries.get(p["symbol"], price)
                 self.entries[p["symbol"]] = (held * entry + signed * price) / (held + signed)
             self.positions[p["symbol"]] = round(held + signed, 9)  # exact, as a venue keeps it
-            fee = qty * price * 0.0004  # taker fee
+            fee = done * price * (0.0002 if p["type"] == "LIMIT" else 0.0004)
             self.wallet -= fee
             self.trades.append({
                 "symbol": p["symbol"], "id": len(self.trades) + 1, "orderId": len(self.orders) + 1,
-                "side": p["side"], "price": f"{price}", "qty": p["quantity"],
-                "realizedPnl": "0", "quoteQty": f"{qty * price}", "commission": f"{fee}",
+                "side": p["side"], "price": f"{price}", "qty": f"{done}",
+                "realizedPnl": "0", "quoteQty": f"{done * price}", "commission": f"{fee}",
                 "commissionAsset": "USDT", "time": self.now_ms, "positionSide": "BOTH",
-                "buyer": p["side"] == "BUY", "maker": False})
+                "buyer": p["side"] == "BUY", "maker": p["type"] == "LIMIT"})
         native = ({"algoId": len(self.orders) + 1, "clientAlgoId": client_id,
                    "algoType": "CONDITIONAL", "orderType": p["type"], "symbol": p["symbol"],
                    "side": p["side"], "positionSide": "BOTH", "timeInForce": "GTC",
@@ -215,10 +223,13 @@ class FuturesVenue(BinanceVenue):
                    "updateTime": self.now_ms}
                   if algo else
                   {"orderId": len(self.orders) + 1, "symbol": p["symbol"],
-                   "status": "FILLED" if filled else "NEW", "clientOrderId": client_id,
+                   "status": ("PARTIALLY_FILLED" if partial else "FILLED" if filled
+                              else "NEW"),
+                   "clientOrderId": client_id,
                    "price": p.get("price", "0"), "avgPrice": str(price) if filled else "0",
-                   "origQty": p["quantity"], "executedQty": p["quantity"] if filled else "0",
-                   "cumQuote": str(qty * price) if filled else "0",
+                   "origQty": p["quantity"],
+                   "executedQty": f"{done}" if filled else "0",
+                   "cumQuote": str(done * price) if filled else "0",
                    "timeInForce": p.get("timeInForce", "GTC"), "type": p["type"],
                    "reduceOnly": p.get("reduceOnly") == "true", "side": p["side"],
                    "stopPrice": "0", "updateTime": self.now_ms})

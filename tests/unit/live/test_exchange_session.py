@@ -28,7 +28,7 @@ def frame():
     return generate_market(SyntheticConfig(days=2, seed=5, assets=("BTC", "ETH"))).aligned()
 
 
-def policy():
+def policy(style=0):
     space = action_space(EnvConfig(), 2)
     space.seed(1)
     step = {"n": 0}
@@ -38,7 +38,7 @@ def policy():
         action["trade"][:] = 2 if step["n"] % 4 < 2 else 0  # long, then short, ...
         action["size"][:] = 0.2
         action["risk"][:] = 1.0  # the widest stops: the simulator checks them in the entry
-        action["execution"][0, ::2] = 0  # bar, the exchange holds them from the next; market
+        action["execution"][0, ::2] = style  # bar, the exchange from the next; market
         step["n"] += 1
         return action
 
@@ -70,7 +70,7 @@ class PricedFeed(ReplayFeed):
             yield self._priced(tick)
 
 
-def session(folder, venue, frame, last, kill_fraction=0.02, first=2400):
+def session(folder, venue, frame, last, kill_fraction=0.02, first=2400, style=0):
     config = EnvConfig(record_ledger=True, episode_steps=10**9, bars_per_step=2,
                        funding_multiplier=1.0)  # the venue pays funding at the data's rate
     settings = SessionSettings(session_id="testnet", model_path="-", market={},
@@ -82,7 +82,7 @@ def session(folder, venue, frame, last, kill_fraction=0.02, first=2400):
                                 config, kill_fraction)
     feed = PricedFeed(frame, first, last)
     feed.venue = venue
-    return PaperSession(folder, settings, policy(), executor=executor), feed
+    return PaperSession(folder, settings, policy(style), executor=executor), feed
 
 
 def test_a_replayed_session_trades_on_the_exchange_and_agrees_with_its_model(tmp_path,
@@ -213,3 +213,28 @@ def test_an_exchange_that_stops_answering_is_survived_then_trips_the_kill_switch
     run, feed = session(folder, venue, frame, 2440)
     state = run.run(feed.ticks, feed.start)
     assert state["kill"]["rule"] == "exchange_errors" and state["kill"]["value"] == 5
+
+
+def test_partly_filled_limit_clips_are_cancelled_next_bar_and_the_exchange_is_adopted(
+        tmp_path, frame, caplog):
+    from envs.config import ExecStyle
+
+    venue = FuturesVenue(limit_fill=0.5)  # every post-only clip half fills, the rest rests
+    folder = tmp_path / "s"
+    folder.mkdir()
+    run, feed = session(folder, venue, frame, 2430, kill_fraction=1.0,
+                        style=int(ExecStyle.LIMIT))
+
+    state = run.run(feed.ticks, feed.start)
+
+    sent = [o for row in run.journal.rows("execution.jsonl") for o in row["orders"]
+            if o["leg"] == "entry"]
+    assert sent and all(o["type"] == "limit" and o["post_only"] for o in sent)
+    last = {o["client_id"] for o in run.journal.rows("execution.jsonl")[-1]["orders"]}
+    resting = {o["clientOrderId"] for o in venue.open_orders(algo=False)}
+    assert resting <= last  # older clips were cancelled at the next bar
+    fills = run.journal.rows("fills.jsonl")
+    assert fills and all(f["exchange_price"] > 0 for f in fills)
+    differences = [d for r in run.journal.rows("reconcile.jsonl") for d in r["differences"]]
+    assert differences and state["status"] == RUNNING  # recorded, alerted, adopted
+    assert "adopted the exchange's" in caplog.text
