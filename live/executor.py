@@ -10,11 +10,13 @@ what the orders did), :meth:`ExchangeExecutor.settle`:
    ``kill_fraction`` of equity the difference trips the kill switch;
 2. adopts the exchange's positions, entries and wallet into the book.
 
-Then :meth:`ExchangeExecutor.send` translates the book's working orders into the next
-bar's child orders (live.orders) and sends them through the idempotent router
-(live.router), with reduce-only stop-loss and take-profit orders replaced whenever the
-position or the book's stop prices change. :meth:`recover` settles the router's pending
-intents when a session starts again, before anything new is sent.
+Then :meth:`ExchangeExecutor.plan` translates the book's working orders into the next
+bar's child orders (live.orders), with reduce-only stop-loss and take-profit orders
+replaced whenever the position or the book's stop prices change, and journals them as
+pending in the router (live.router); the session commits the bar; :meth:`dispatch`
+sends them. Orders belong to a committed bar: a crash before the commit re-runs the bar
+(nothing was sent), a crash after it leaves pending intents that :meth:`recover` settles
+by client id (sent if the exchange lacks them) when the session starts again.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class ExchangeExecutor:
     _stops: dict[str, tuple] = field(default_factory=dict)
     _seen: set = field(default_factory=set)
     """(kind, id) of the exchange trades and funding payments already reported."""
+    _planned: list = field(default_factory=list)
     _since: int | None = None
     """Earliest trade time asked for: when this process started trading."""
 
@@ -156,8 +159,11 @@ class ExchangeExecutor:
             out.append(row)
         return out
 
-    def send(self, book, tick) -> dict[str, list[dict]]:
-        """Send the next bar's child orders and refresh the protective orders."""
+    def plan(self, book, tick) -> dict[str, list[dict]]:
+        """The next bar's child orders and, when the position or the book's stop prices
+        changed, fresh protective orders (the old ones cancelled first), journaled as
+        pending before the bar commits: a crash after the commit cannot lose them (module
+        docstring). Sent by :meth:`dispatch` once the bar is committed."""
         data = tick.data
         _, state, _, b = book.account.to_state(data)
         params = pack_params(self.config, book.account.assets)
@@ -171,14 +177,19 @@ class ExchangeExecutor:
             intents += protective_orders(self.exchange, self.run_id, ms, self.symbols, state,
                                          state[:, QTY], data.mkt[b, :, M_CLOSE]).orders
             self._stops = wanted
-        outcomes = self.router.submit(intents)
+        self.router.journal(intents)
+        self._planned = intents
         return {"execution.jsonl": [{
             "bar_time": tick.bar_time,
-            "orders": [{**i.to_dict(), "state": o.state, "order_id": o.order_id,
-                        "reason": o.reason} for i, o in zip(intents, outcomes, strict=True)],
+            "orders": [i.to_dict() for i in intents],
             "skipped": [vars(s) for s in entries.skipped],
             "cut": entries.cut,
         }]}
+
+    def dispatch(self) -> list[Outcome]:
+        """Send what :meth:`plan` journaled (outcomes go to the router's orders.jsonl)."""
+        intents, self._planned = self._planned, []
+        return self.router.submit(intents)
 
     def _cancelled_stops(self) -> bool:
         """Cancel the open protective orders; False when the exchange did not answer (the

@@ -51,6 +51,8 @@ class OrderRouter:
     def __init__(self, exchange: ccxt.Exchange, folder: Path) -> None:
         self.exchange = exchange
         self.path = Path(folder) / ORDERS
+        self._fresh: set[str] = set()
+        """Ids journaled by this process and not tried yet (no lookup needed)."""
 
     def states(self) -> dict[str, dict[str, Any]]:
         """Each client order id's last line (a torn last line, from a crash mid-write, is
@@ -66,20 +68,32 @@ class OrderRouter:
             out[row["client_id"]] = row
         return out
 
+    def journal(self, intents: list[OrderIntent]) -> None:
+        """Write intents not seen before as pending (fsynced): from here on a crash cannot
+        lose them, since recovery sends every pending intent the exchange does not know."""
+        states = self.states()
+        for intent in intents:
+            if intent.client_id not in states:
+                self._write({"client_id": intent.client_id, "state": PENDING,
+                             "intent": intent.to_dict()})
+                self._fresh.add(intent.client_id)
+
     def submit(self, intents: list[OrderIntent]) -> list[Outcome]:
-        """Send intents not sent before (by client id), each journaled first."""
+        """Journal and send intents not sent before (by client id); an intent still pending
+        from an earlier try is looked up first (the exchange may have it already)."""
+        self.journal(intents)
         states = self.states()
         outcomes = []
         for intent in intents:
-            known = states.get(intent.client_id)
-            if known is not None and known["state"] != PENDING:
+            known = states[intent.client_id]
+            if intent.client_id in self._fresh:  # journaled by this process, never tried
+                self._fresh.discard(intent.client_id)
+                outcomes.append(self._send(intent))
+            elif known["state"] == PENDING:
+                outcomes.append(self._settle(intent))
+            else:
                 outcomes.append(Outcome(intent.client_id, known["state"],
                                         known.get("order_id"), known.get("reason")))
-                continue
-            if known is None:
-                self._write({"client_id": intent.client_id, "state": PENDING,
-                             "intent": intent.to_dict()})
-            outcomes.append(self._send(intent))
         return outcomes
 
     def recover(self) -> list[Outcome]:
@@ -88,13 +102,18 @@ class OrderRouter:
         for row in self.states().values():
             if row["state"] != PENDING:
                 continue
-            intent = OrderIntent(**row["intent"])
-            found = self._lookup(intent)
-            if found is not None:
-                outcomes.append(self._mark(intent, SENT, found.get("id")))
-            else:
-                outcomes.append(self._send(intent))
+            outcomes.append(self._settle(OrderIntent(**row["intent"])))
         return outcomes
+
+    def _settle(self, intent: OrderIntent) -> Outcome:
+        """A pending intent: marked sent if the exchange has it, else sent now."""
+        try:
+            found = self._lookup(intent)
+        except ccxt.OperationFailed as err:
+            return Outcome(intent.client_id, PENDING, reason=describe_error(err))
+        if found is not None:
+            return self._mark(intent, SENT, found.get("id"))
+        return self._send(intent)
 
     def _lookup(self, intent: OrderIntent) -> dict | None:
         params: dict[str, Any] = {"clientOrderId": intent.client_id}

@@ -131,8 +131,9 @@ class PaperSession:
                                                                          tick.bar_time)))
                 book = self._book(state)
                 lines = self._decide(book, tick, state)
-                self._send(book, tick, lines)
+                self._plan(book, tick, lines)
                 self._commit(state, book, lines)
+                self._dispatch()
             elif self.executor is not None:
                 self.executor.recover()
             book = self._book(state)
@@ -151,8 +152,9 @@ class PaperSession:
                     self._commit(state, book, {})
                     continue
                 lines = self._bar(book, tick, state, max_steps)
-                self._send(book, tick, lines)
+                self._plan(book, tick, lines)
                 self._commit(state, book, lines)
+                self._dispatch()
                 if self.on_bar is not None:
                     self.on_bar(status_of(state))
                 if state["status"] != RUNNING:
@@ -213,13 +215,17 @@ class PaperSession:
             lines.setdefault(name, []).extend(rows)
         return lines
 
-    def _send(self, book: PaperBook, tick: Tick, lines: dict[str, list[dict]]) -> None:
-        """With an exchange, send the next bar's orders (after the state they follow from
-        is decided; the router journals each before it leaves)."""
+    def _plan(self, book: PaperBook, tick: Tick, lines: dict[str, list[dict]]) -> None:
+        """With an exchange, journal the next bar's orders before the bar commits."""
         if self.executor is None or tick.data is None:
             return
-        for name, rows in self.executor.send(book, tick).items():
+        for name, rows in self.executor.plan(book, tick).items():
             lines.setdefault(name, []).extend(rows)
+
+    def _dispatch(self) -> None:
+        """With an exchange, send the orders of the bar just committed."""
+        if self.executor is not None:
+            self.executor.dispatch()
 
     def _decide(self, book: PaperBook, tick: Tick, state: dict[str, Any]) -> dict[str, list[dict]]:
         action = book.decide(tick.data, self.policy)
