@@ -309,17 +309,17 @@ class TrainConfig(BaseModel):
         from market.loader import DEFAULT_SYMBOLS
         from market.tiers import read_tiers
 
-        market = self.market
-        if not market.stored:
+        data_dir = self.env_config.get("data_dir")  # the raw keys: YAML may hold dates
+        if data_dir is None:
             return self
-        recorded = read_tiers(market.data_dir, market.venue)
+        recorded = read_tiers(data_dir, self.env_config.get("exchange") or "synthetic")
         given = self.env_config.get("env", {}).get("margin", {})
         named = {a.upper() for a in given.get("asset_brackets", {})}
         margin = MarginConfig(**given)
         brackets = {a: [list(row) for row in t] for a, t in margin.asset_brackets.items()}
         leverage = {a: list(levels) for a, levels in margin.asset_leverage.items()}
         used = False
-        for symbol in market.symbols or DEFAULT_SYMBOLS:
+        for symbol in self.env_config.get("symbols") or DEFAULT_SYMBOLS:
             entry = recorded.get(symbol)
             if entry is None or entry["asset"].upper() in named:
                 continue

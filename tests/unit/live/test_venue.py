@@ -20,7 +20,7 @@ def test_live_refuses_to_start_without_consent_and_paper_takes_no_exchange():
 def test_missing_keys_are_named():
     with pytest.raises(VenueError, match="QUANTUM_BINANCEUSDM_SECRET"):
         trading_exchange("binanceusdm", TradingMode.TESTNET,
-                         env={"QUANTUM_BINANCEUSDM_API_KEY": "x"})
+                         env={"QUANTUM_BINANCEUSDM_API_KEY": "tk-only-a-key-0000"})
 
 
 def test_testnet_uses_the_sandbox_and_live_the_real_endpoints():
