@@ -49,15 +49,17 @@ class ExchangeExecutor:
     """Bars in a row the exchange may fail to answer before the kill switch trips."""
     errors: int = 0
     _stops: dict[str, tuple] = field(default_factory=dict)
+    """Per asset, the (position, stop, take-profit) the open protective orders cover."""
     _seen: set = field(default_factory=set)
     """(kind, id) of the exchange trades and funding payments already reported."""
     _planned: list = field(default_factory=list)
-    _since: int | None = None
-    """Earliest trade time asked for: when this process started trading."""
+    _since: dict = field(default_factory=dict)
+    """(kind, symbol) -> the time the next history request starts from: the newest record
+    seen (ids settle ties), at first a bar before this process started trading."""
 
     def __post_init__(self) -> None:
-        self._since = self.exchange.milliseconds() - 60_000
-    """Per asset, the (position, stop, take-profit) the open protective orders cover."""
+        self._start = self.exchange.milliseconds() - 60_000
+        self._params = pack_params(self.config, tuple(self.symbols))
 
     def prepare(self, leverage: int) -> dict[str, int]:
         """Cross margin and ``leverage`` on every symbol, set through ccxt and verified from
@@ -120,12 +122,20 @@ class ExchangeExecutor:
         positive received, negative paid), as realised, not as modelled."""
         out = {}
         for asset, symbol in self.symbols.items():
-            rows = [r for r in self.exchange.fetch_funding_history(symbol, since=self._since)
-                    if ("funding", r["id"]) not in self._seen]
-            self._seen.update(("funding", r["id"]) for r in rows)
+            rows = self._new("funding", symbol, self.exchange.fetch_funding_history)
             if rows:
                 out[asset] = sum(float(r["amount"]) for r in rows)
         return out
+
+    def _new(self, kind: str, symbol: str, fetch) -> list[dict]:
+        """History records of ``symbol`` not reported yet; each request starts at the newest
+        record seen, so it stays one bar long however long the session runs."""
+        since = self._since.get((kind, symbol), self._start)
+        rows = [r for r in fetch(symbol, since=since) if (kind, r["id"]) not in self._seen]
+        self._seen.update((kind, r["id"]) for r in rows)
+        if rows:
+            self._since[(kind, symbol)] = max(since, *(int(r["timestamp"]) for r in rows))
+        return rows
 
     def _fills(self, tick, ledger: list[dict]) -> list[dict]:
         """The exchange's new fills per asset (price, amount, fee from its trade history)
@@ -134,11 +144,9 @@ class ExchangeExecutor:
         estimate, and the fees both charged."""
         out = []
         for asset, symbol in self.symbols.items():
-            trades = [t for t in self.exchange.fetch_my_trades(symbol, since=self._since)
-                      if ("trade", t["id"]) not in self._seen]
+            trades = self._new("trade", symbol, self.exchange.fetch_my_trades)
             if not trades:
                 continue
-            self._seen.update(("trade", t["id"]) for t in trades)
             amount = sum(t["amount"] for t in trades)
             signed = sum(t["amount"] * (1 if t["side"] == "buy" else -1) for t in trades)
             price = sum(t["price"] * t["amount"] for t in trades) / amount
@@ -166,10 +174,9 @@ class ExchangeExecutor:
         docstring). Sent by :meth:`dispatch` once the bar is committed."""
         data = tick.data
         _, state, _, b = book.account.to_state(data)
-        params = pack_params(self.config, book.account.assets)
         ms = tick.bar_time // 1_000_000
         entries = translate(self.exchange, self.run_id, ms, self.symbols, state, data.mkt,
-                            params, b, self.config, book.account.values["equity"])
+                            self._params, b, self.config, book.account.values["equity"])
         intents = list(entries.orders)
         wanted = {a: (state[k, QTY], state[k, SL_PX], state[k, TP_PX])
                   for k, a in enumerate(self.symbols)}

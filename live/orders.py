@@ -58,6 +58,11 @@ ID_LENGTH = 32
 """okx allows 32 alphanumeric characters; binance 36 of [.A-Z:/a-z0-9_-], bybit 36."""
 
 
+def amount_step(exchange: ccxt.Exchange, symbol: str) -> float:
+    """The market's amount precision (smallest order increment; 0 when unknown)."""
+    return float(exchange.market(symbol)["precision"]["amount"] or 0.0)
+
+
 def client_order_id(run: str, bar_time_ms: int, asset_index: int, leg: Leg) -> str:
     """A deterministic id of one order: the same run, bar, asset and leg always give the
     same id (so a re-send after a crash is recognised), different ones never collide in
@@ -163,7 +168,7 @@ def translate(exchange: ccxt.Exchange, run: str, bar_time_ms: int, symbols: dict
                 qty = cut
             gross += (abs(held + qty) - abs(held)) * close[a]
         limit = int(book[a, STYLE]) == ExecStyle.LIMIT
-        step = float(exchange.market(symbol)["precision"]["amount"] or 0.0)
+        step = amount_step(exchange, symbol)
         closes = bool(abs(held + qty) < step)  # to flat: the whole position, nearest step
         intent = _order(exchange, client_order_id(run, bar_time_ms, a, "entry"), symbol, asset,
                         "entry", qty, "limit" if limit else "market",
@@ -201,7 +206,7 @@ def _order(exchange, client_id, symbol, asset, leg, qty, kind, price, reference,
     """One intent with ccxt's rounding and the market's minimums (None: skipped, why
     recorded)."""
     market = exchange.market(symbol)
-    step = float(market["precision"]["amount"] or 0.0)
+    step = amount_step(exchange, symbol)
     size = abs(qty)
     if reduce_only and step > 0.0:  # a closing order matches the position, not a step less
         size = round(size / step) * step * (1.0 + 1e-12)

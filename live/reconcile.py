@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import ccxt
 
 from envs.account import Account
+from live.orders import amount_step
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def reconcile(exchange: ccxt.Exchange, symbols: dict[str, str], account: Account
             unrealized += float(held.get("unrealizedPnl") or 0.0)
         positions[asset] = qty
         local = account.book[asset]["quantity"]
-        step = float(exchange.market(symbol)["precision"]["amount"] or 0.0)
+        step = amount_step(exchange, symbol)
         if abs(qty - local) > step * (1.0 + 1e-9):
             mark = marks.get(asset) or account.book[asset]["entry_price"] or 0.0
             differences.append(Difference(asset, local, qty, step, mark))
