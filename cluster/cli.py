@@ -26,7 +26,7 @@ def _write(text: str) -> None:
 
 
 def _fail(err: Exception) -> typer.Exit:
-    console.print(f"[red]error:[/] {err}")
+    console.print(f"[red]error:[/] {err}", soft_wrap=True)
     return typer.Exit(2)
 
 

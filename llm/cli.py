@@ -229,7 +229,7 @@ def chat_command(
         if backtest is not None:
             bot.update_backtest(backtest)
     except (OSError, ValueError) as exc:
-        errors.print(f"[red]error:[/red] {exc}")
+        errors.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(code=1) from exc
     if interactive:
         errors.print("Ask about prices, indicators, signals, risk or backtests. /reset, /quit.")

@@ -138,12 +138,13 @@ def serve_command(
         digests = legacy_digests()
         keys = KeyFile(key_file).ring(digests, legacy_scopes())
     except KeyFileError as err:
-        console.print(f"[red]error:[/] {err}")
+        console.print(f"[red]error:[/] {err}", soft_wrap=True)
         raise typer.Exit(2) from err
     if not keys:
         where = "" if is_loopback(host) else f" (and refuses to bind {host} without them)"
         console.print(f"[red]error:[/] no API keys: make one with `quantum keys add --state-dir "
-                      f"{state_dir}` or set QUANTUM_API_KEYS; the service needs keys{where}")
+                      f"{state_dir}` or set QUANTUM_API_KEYS; the service needs keys{where}",
+                      soft_wrap=True)
         raise typer.Exit(2)
     ingress = None
     if direct_ingress:
@@ -153,7 +154,7 @@ def serve_command(
             low, high = (int(p) for p in direct_ports.split("-"))
             ingress = DirectIngress(low, high)
         except ValueError as err:
-            console.print(f"[red]error:[/] --direct-ports wants MIN-MAX: {err}")
+            console.print(f"[red]error:[/] --direct-ports wants MIN-MAX: {err}", soft_wrap=True)
             raise typer.Exit(2) from err
         ingress.enable()
     from ray import serve
