@@ -16,13 +16,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from live.executor import fill_report
-from market.synthetic import SyntheticConfig, generate_market
+from tests.unit.live.exchange_harness import replay_frame, session
 from tests.unit.live.fake_futures import FuturesVenue
-from tests.unit.live.test_exchange_session import session
 
 
 def main(folder: Path) -> dict:
-    frame = generate_market(SyntheticConfig(days=2, seed=5, assets=("BTC", "ETH"))).aligned()
+    frame = replay_frame()
     venue = FuturesVenue(fill_slippage=0.0005)
     folder.mkdir(parents=True, exist_ok=True)
     run, feed = session(folder, venue, frame, 2640)

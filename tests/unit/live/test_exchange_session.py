@@ -4,85 +4,21 @@ exchange's positions are the truth each bar; a position the book does not know t
 the kill switch, which flattens on the exchange; a restart sends nothing twice."""
 
 import ccxt
-import numpy as np
 import pytest
 
 from envs.config import EnvConfig
-from envs.spaces import action_space
-from live.executor import ExchangeExecutor, fill_report
-from live.feed import ReplayFeed
-from live.monitors import KillSwitch
-from live.router import SENT, OrderRouter
-from live.session import KILLED, RUNNING, PaperSession, SessionSettings
-from market.synthetic import SyntheticConfig, generate_market
+from live.executor import fill_report
+from live.router import SENT
+from live.session import KILLED, RUNNING, SessionSettings
+from tests.unit.live.exchange_harness import IDS, KEYS, SYMBOLS, replay_frame, session
 from tests.unit.live.fake_futures import FuturesVenue
 from tests.unit.market.ccxt_fakes import fake_exchange
-
-KEYS = {"QUANTUM_BINANCEUSDM_API_KEY": "test-key", "QUANTUM_BINANCEUSDM_SECRET": "test-secret"}
-SYMBOLS = {"BTC": "BTC/USDT:USDT", "ETH": "ETH/USDT:USDT"}
-IDS = {"BTC": "BTCUSDT", "ETH": "ETHUSDT"}
 
 
 @pytest.fixture(scope="module")
 def frame():
-    return generate_market(SyntheticConfig(days=2, seed=5, assets=("BTC", "ETH"))).aligned()
+    return replay_frame()
 
-
-def policy(style=0):
-    space = action_space(EnvConfig(), 2)
-    space.seed(1)
-    step = {"n": 0}
-
-    def act(obs):
-        action = {k: np.asarray(v)[None] for k, v in space.sample().items()}
-        action["trade"][:] = 2 if step["n"] % 4 < 2 else 0  # long, then short, ...
-        action["size"][:] = 0.2
-        action["risk"][:] = 1.0  # the widest stops: the simulator checks them in the entry
-        action["execution"][0, ::2] = style  # bar, the exchange from the next; market
-        step["n"] += 1
-        return action
-
-    return act
-
-
-class PricedFeed(ReplayFeed):
-    """The replay, with the venue's price at each bar's close set to the next bar's open:
-    where the simulator fills the orders sent then."""
-
-    venue: FuturesVenue = None
-
-    def _priced(self, tick):
-        b = int(np.searchsorted(self.frame.index.asi8, tick.bar_time))
-        row = min(b + 1, len(self.frame) - 1)
-        for asset, market_id in IDS.items():
-            if self.frame[(asset, "funding_event")].iloc[b] and b > self.first:
-                self.venue.pay_funding(market_id, float(self.frame[(asset, "funding_rate")]
-                                                        .iloc[b]),
-                                       float(self.frame[(asset, "mark")].iloc[b]))
-            self.venue.prices[market_id] = float(self.frame[(asset, "open")].iloc[row])
-        return tick
-
-    def start(self):
-        return self._priced(super().start())
-
-    def ticks(self, last_bar):
-        for tick in super().ticks(last_bar):
-            yield self._priced(tick)
-
-
-def session(folder, venue, frame, last, kill_fraction=0.02, first=2400, style=0):
-    config = EnvConfig(record_ledger=True, episode_steps=10**9, bars_per_step=2,
-                       funding_multiplier=1.0)  # the venue pays funding at the data's rate
-    settings = SessionSettings(session_id="testnet", model_path="-", market={},
-                               env=config.model_dump(mode="json"), replay=True,
-                               kill=KillSwitch(max_drawdown=None, daily_loss=None))
-    exchange = fake_exchange(venue, env=KEYS)
-    exchange.load_markets()
-    executor = ExchangeExecutor(exchange, SYMBOLS, OrderRouter(exchange, folder), "run-1",
-                                config, kill_fraction)
-    feed = PricedFeed(frame, first, last)
-    feed.venue = venue
-    return PaperSession(folder, settings, policy(style), executor=executor), feed
 
 
 def test_a_replayed_session_trades_on_the_exchange_and_agrees_with_its_model(tmp_path,
