@@ -28,6 +28,7 @@ import ccxt
 
 from envs.core.layout import M_CLOSE, QTY, SL_PX, TP_PX
 from envs.core.params import pack_params
+from live.dialects import funding_received, is_no_change, leverage_set
 from live.monitors import Breach
 from live.orders import client_order_id, protective_orders, translate
 from live.reconcile import adopt, reconcile
@@ -69,10 +70,9 @@ class ExchangeExecutor:
             try:
                 self.exchange.set_margin_mode("cross", symbol)
             except ccxt.ExchangeError as err:
-                if "-4046" not in str(err):  # 'No need to change margin type': already cross
+                if not is_no_change(err):  # 'already cross' is fine
                     raise
-            answer = self.exchange.set_leverage(leverage, symbol)
-            got = int(float((answer or {}).get("leverage", 0)))
+            got = leverage_set(self.exchange, symbol, leverage)
             if got != leverage:
                 raise ccxt.ExchangeError(f"{symbol}: asked for {leverage}x leverage, the "
                                          f"exchange set {got}x")
@@ -124,7 +124,7 @@ class ExchangeExecutor:
         for asset, symbol in self.symbols.items():
             rows = self._new("funding", symbol, self.exchange.fetch_funding_history)
             if rows:
-                out[asset] = sum(float(r["amount"]) for r in rows)
+                out[asset] = sum(funding_received(self.exchange, r) for r in rows)
         return out
 
     def _new(self, kind: str, symbol: str, fetch) -> list[dict]:

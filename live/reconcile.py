@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import ccxt
 
 from envs.account import Account
+from live import dialects
 from live.orders import amount_step
 
 
@@ -63,7 +64,8 @@ class Reconciliation:
 def reconcile(exchange: ccxt.Exchange, symbols: dict[str, str], account: Account,
               settle: str = "USDT") -> Reconciliation:
     """The exchange's view of ``account``'s assets (``symbols``: asset -> ccxt symbol)."""
-    by_symbol = {p["symbol"]: p for p in exchange.fetch_positions(list(symbols.values()))}
+    by_symbol = {p["symbol"]: p for p in dialects.positions(exchange, list(symbols.values()),
+                                                              settle)}
     balance = exchange.fetch_balance()
     positions, entries, marks, differences = {}, {}, {}, []
     unrealized = 0.0
@@ -82,7 +84,7 @@ def reconcile(exchange: ccxt.Exchange, symbols: dict[str, str], account: Account
         if abs(qty - local) > step * (1.0 + 1e-9):
             mark = marks.get(asset) or account.book[asset]["entry_price"] or 0.0
             differences.append(Difference(asset, local, qty, step, mark))
-    equity = float(balance["total"].get(settle) or 0.0)
+    equity = dialects.equity(exchange, balance, settle, unrealized)
     return Reconciliation(positions, entries, marks, equity, unrealized,
                           account.values["equity"], differences)
 

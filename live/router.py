@@ -27,14 +27,16 @@ from typing import Any
 
 import ccxt
 
+from live.dialects import find_order
 from live.orders import OrderIntent
 from market.exchanges import describe_error
 
 log = logging.getLogger(__name__)
 ORDERS = "orders.jsonl"
 PENDING, SENT, REJECTED = "pending", "sent", "rejected"
-DUPLICATE_ID_CODES = ("-4116",)
-"""binanceusdm's 'client order id is duplicated' (ccxt maps it to InvalidOrder)."""
+DUPLICATE_ID_CODES = ("-4116", "110072")
+"""binanceusdm's 'client order id is duplicated', bybit's 'OrderLinkedID is duplicate'
+(ccxt maps both to InvalidOrder)."""
 
 
 @dataclass(frozen=True)
@@ -116,13 +118,8 @@ class OrderRouter:
         return self._send(intent)
 
     def _lookup(self, intent: OrderIntent) -> dict | None:
-        params: dict[str, Any] = {"clientOrderId": intent.client_id}
-        if intent.leg in ("stop_loss", "take_profit"):
-            params["trigger"] = True
-        try:
-            return self.exchange.fetch_order(None, intent.symbol, params)
-        except ccxt.OrderNotFound:
-            return None
+        return find_order(self.exchange, intent.symbol, intent.client_id,
+                          trigger=intent.leg in ("stop_loss", "take_profit"))
 
     def _send(self, intent: OrderIntent) -> Outcome:
         try:

@@ -19,9 +19,16 @@ from live.router import OrderRouter
 from live.session import PaperSession, SessionSettings
 from market.synthetic import SyntheticConfig, generate_market
 from tests.unit.live.fake_futures import FuturesVenue
-from tests.unit.market.ccxt_fakes import fake_exchange
+from tests.unit.market.ccxt_fakes import FakeVenue, fake_exchange
 
 KEYS = {"QUANTUM_BINANCEUSDM_API_KEY": "test-key", "QUANTUM_BINANCEUSDM_SECRET": "test-secret"}
+
+
+def keys(exchange_id: str) -> dict[str, str]:
+    """Test credentials for ``exchange_id`` as the environment would carry them."""
+    prefix = f"QUANTUM_{exchange_id.upper()}"
+    return {f"{prefix}_API_KEY": "test-key", f"{prefix}_SECRET": "test-secret"}
+
 SYMBOLS = {"BTC": "BTC/USDT:USDT", "ETH": "ETH/USDT:USDT"}
 IDS = {"BTC": "BTCUSDT", "ETH": "ETHUSDT"}
 
@@ -33,7 +40,7 @@ def replay_frame():
     return generate_market(SyntheticConfig(days=2, seed=5, assets=("BTC", "ETH"))).aligned()
 
 
-def venue_tick(venue: FuturesVenue) -> Tick:
+def venue_tick(venue: FuturesVenue | FakeVenue) -> Tick:
     """The venue in this process: prices and funding set directly."""
 
     def tick(prices: dict[str, float], funding: list[tuple[str, float, float]]) -> None:
@@ -86,7 +93,7 @@ class PricedFeed(ReplayFeed):
             yield self._priced(tick)
 
 
-def session(folder, venue: FuturesVenue | None, frame, last, kill_fraction=0.02, first=2400,
+def session(folder, venue: FakeVenue | None, frame, last, kill_fraction=0.02, first=2400,
             style=0, exchange: ccxt.Exchange | None = None, tick: Tick | None = None):
     """A session over bars [first, last) of `frame` trading on `venue` (in this process) or
     on `exchange` whose venue `tick` prices (elsewhere)."""
@@ -96,7 +103,7 @@ def session(folder, venue: FuturesVenue | None, frame, last, kill_fraction=0.02,
                                env=config.model_dump(mode="json"), replay=True,
                                kill=KillSwitch(max_drawdown=None, daily_loss=None))
     if exchange is None:
-        exchange, tick = fake_exchange(venue, env=KEYS), venue_tick(venue)
+        exchange, tick = fake_exchange(venue, env=keys(venue.exchange_id)), venue_tick(venue)
     exchange.load_markets()
     executor = ExchangeExecutor(exchange, SYMBOLS, OrderRouter(exchange, folder), "run-1",
                                 config, kill_fraction)

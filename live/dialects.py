@@ -1,0 +1,95 @@
+"""Where venues differ beneath ccxt's unified API, each found against the venue's real ccxt
+class (tests/unit/live: fake_futures for binanceusdm, fake_bybit for bybit). Everything
+else in the order path (create, cancel, open orders, positions, trades) is unified.
+
+- Finding an order by client id: binanceusdm answers ``fetch_order`` with ``clientOrderId``
+  (its conditional orders with ``trigger``). bybit's ``fetch_order`` on a unified account
+  refuses without ``acknowledged`` and sends ``orderId=None`` when asked by client id, so
+  the order is looked for among open orders, then closed ones, by ``orderLinkId``.
+- The wallet: binanceusdm's balance total is the margin balance (wallet plus unrealised
+  PnL); bybit's is the wallet balance alone.
+- Funding history: binanceusdm's income ``amount`` is what was received; bybit's
+  (execFee of a Funding execution) is what was paid.
+- Positions: bybit's ``fetch_positions`` takes one symbol at most; all of a settle coin's
+  positions come in one request with ``settleCoin``.
+- "Nothing to change" answers when setting margin mode or leverage: ccxt's NoChange on
+  bybit, binanceusdm's -4046 (ccxt maps it to BadRequest), bybit's 110043 for leverage.
+- Leverage: binanceusdm echoes the leverage it set; bybit answers an empty result, so it
+  is read back with ``fetch_leverage``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ccxt
+
+NO_CHANGE_CODES = ("-4046", "110043")
+"""binanceusdm 'No need to change margin type', bybit 'Set leverage not modified'."""
+
+_WALLET_ONLY = frozenset({"bybit"})
+"""Venues whose balance total excludes unrealised PnL."""
+_FUNDING_AS_PAID = frozenset({"bybit"})
+"""Venues whose funding history amount is positive when paid."""
+
+
+def find_order(exchange: ccxt.Exchange, symbol: str, client_id: str,
+               trigger: bool) -> dict[str, Any] | None:
+    """The order with ``client_id`` at the exchange (open or done), or None if it has none."""
+    if exchange.id == "bybit":
+        params: dict[str, Any] = {"orderLinkId": client_id}
+        if trigger:
+            params["trigger"] = True
+        for fetch in (exchange.fetch_open_orders, exchange.fetch_closed_orders):
+            for order in fetch(symbol, params=params):
+                if order.get("clientOrderId") == client_id:
+                    return order
+        return None
+    params = {"clientOrderId": client_id}
+    if trigger:
+        params["trigger"] = True
+    try:
+        return exchange.fetch_order(None, symbol, params)
+    except ccxt.OrderNotFound:
+        return None
+
+
+def positions(exchange: ccxt.Exchange, symbols: list[str],
+              settle: str) -> list[dict[str, Any]]:
+    """The open positions of ``symbols`` (ccxt position structures)."""
+    if exchange.id == "bybit":
+        return [p for p in exchange.fetch_positions(None, {"settleCoin": settle})
+                if p["symbol"] in symbols]
+    return exchange.fetch_positions(symbols)
+
+
+def is_no_change(err: ccxt.ExchangeError) -> bool:
+    """An answer meaning the setting already had the asked value."""
+    return isinstance(err, ccxt.NoChange) or any(c in str(err) for c in NO_CHANGE_CODES)
+
+
+def leverage_set(exchange: ccxt.Exchange, symbol: str, leverage: int) -> int:
+    """Set ``leverage`` on ``symbol`` and return what the exchange says it holds."""
+    try:
+        answer = exchange.set_leverage(leverage, symbol) or {}
+    except ccxt.ExchangeError as err:
+        if not is_no_change(err):
+            raise
+        answer = {}
+    if "leverage" in answer:
+        return int(float(answer["leverage"]))
+    held = exchange.fetch_leverage(symbol)
+    return int(float(held.get("longLeverage") or held.get("shortLeverage") or 0))
+
+
+def equity(exchange: ccxt.Exchange, balance: dict[str, Any], settle: str,
+           unrealized: float) -> float:
+    """Account equity (wallet plus unrealised PnL) from ``fetch_balance``'s answer."""
+    total = float(balance["total"].get(settle) or 0.0)
+    return total + unrealized if exchange.id in _WALLET_ONLY else total
+
+
+def funding_received(exchange: ccxt.Exchange, row: dict[str, Any]) -> float:
+    """A funding history row's amount as received (negative when paid)."""
+    amount = float(row["amount"])
+    return -amount if exchange.id in _FUNDING_AS_PAID else amount
