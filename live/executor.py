@@ -30,7 +30,7 @@ from envs.core.layout import M_CLOSE, QTY, SL_PX, TP_PX
 from envs.core.params import pack_params
 from live.dialects import funding_received, is_no_change, leverage_set
 from live.monitors import Breach
-from live.orders import client_order_id, protective_orders, translate
+from live.orders import client_order_id, contract_size, protective_orders, translate
 from live.reconcile import adopt, reconcile
 from live.router import OrderRouter, Outcome
 from market.exchanges import describe_error
@@ -147,9 +147,11 @@ class ExchangeExecutor:
             trades = self._new("trade", symbol, self.exchange.fetch_my_trades)
             if not trades:
                 continue
-            amount = sum(t["amount"] for t in trades)
-            signed = sum(t["amount"] * (1 if t["side"] == "buy" else -1) for t in trades)
-            price = sum(t["price"] * t["amount"] for t in trades) / amount
+            unit = contract_size(self.exchange, symbol)  # trade amounts are contracts
+            amount = unit * sum(t["amount"] for t in trades)
+            signed = unit * sum(t["amount"] * (1 if t["side"] == "buy" else -1)
+                                for t in trades)
+            price = unit * sum(t["price"] * t["amount"] for t in trades) / amount
             fee = sum(float((t.get("fee") or {}).get("cost") or 0.0) for t in trades)
             model = [r for r in ledger if r.get("kind") == "fill" and r.get("asset") == asset]
             row = {"bar_time": tick.bar_time, "asset": asset, "exchange_qty": signed,

@@ -58,9 +58,16 @@ ID_LENGTH = 32
 """okx allows 32 alphanumeric characters; binance 36 of [.A-Z:/a-z0-9_-], bybit 36."""
 
 
+def contract_size(exchange: ccxt.Exchange, symbol: str) -> float:
+    """Base units per contract: ccxt's order amounts are in contracts (okx: 0.01 BTC per
+    BTC-USDT-SWAP contract; binanceusdm and bybit: 1, amounts are base units)."""
+    return float(exchange.market(symbol).get("contractSize") or 1.0)
+
+
 def amount_step(exchange: ccxt.Exchange, symbol: str) -> float:
-    """The market's amount precision (smallest order increment; 0 when unknown)."""
-    return float(exchange.market(symbol)["precision"]["amount"] or 0.0)
+    """The market's smallest order increment in base units (0 when unknown)."""
+    step = float(exchange.market(symbol)["precision"]["amount"] or 0.0)
+    return step * contract_size(exchange, symbol)
 
 
 def client_order_id(run: str, bar_time_ms: int, asset_index: int, leg: Leg) -> str:
@@ -86,6 +93,7 @@ class OrderIntent:
     side: Literal["buy", "sell"]
     type: Literal["market", "limit"]
     amount: float
+    """In contracts, as sent (base units where a contract is one: see contract_size)."""
     price: float | None = None
     stop_price: float | None = None
     reduce_only: bool = False
@@ -206,8 +214,9 @@ def _order(exchange, client_id, symbol, asset, leg, qty, kind, price, reference,
     """One intent with ccxt's rounding and the market's minimums (None: skipped, why
     recorded)."""
     market = exchange.market(symbol)
-    step = amount_step(exchange, symbol)
-    size = abs(qty)
+    unit = contract_size(exchange, symbol)
+    step = float(market["precision"]["amount"] or 0.0)
+    size = abs(qty) / unit  # contracts, as ccxt sends amounts
     if reduce_only and step > 0.0:  # a closing order matches the position, not a step less
         size = round(size / step) * step * (1.0 + 1e-12)
     try:
@@ -222,7 +231,7 @@ def _order(exchange, client_id, symbol, asset, leg, qty, kind, price, reference,
         skipped.append(Skipped(asset, leg, abs(qty), f"amount {amount:g} under the market's "
                                f"minimum {min_amount:g}"))
         return None
-    notional = amount * (price or reference) * float(market.get("contractSize") or 1.0)
+    notional = amount * (price or reference) * unit
     if notional < min_cost and not reduce_only:
         skipped.append(Skipped(asset, leg, abs(qty), f"notional {notional:.2f} under the "
                                f"market's minimum {min_cost:g}"))

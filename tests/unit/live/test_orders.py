@@ -163,3 +163,27 @@ def test_sent_through_ccxt_the_intents_are_binances_native_orders(exchange):
     assert all(p["reduceOnly"] == "true" and p["algoType"] == "CONDITIONAL" for p in algo)
     assert [p["clientAlgoId"] for p in algo] == [
         client_order_id("run", BAR, 0, leg) for leg in ("stop_loss", "take_profit")]
+
+
+def test_on_a_venue_with_contracts_amounts_are_sent_in_contracts():
+    """okx: one BTC-USDT-SWAP contract is 0.01 BTC, one ETH contract 0.1 ETH; the book's
+    base quantities become contract counts, steps and minimums are the venue's."""
+    from live.orders import amount_step, contract_size
+    from tests.unit.market.ccxt_fakes import OkxVenue
+
+    okx = fake_exchange(OkxVenue())
+    okx.load_markets()
+    rows = book((0.0, 0.5, ExecStyle.MARKET, 1), (0.0, -3.0, ExecStyle.TWAP, 3))
+
+    btc, eth = translate(okx, "run", BAR, SYMBOLS, rows, market(), PARAMS, 1, CONFIG,
+                         1e6).orders
+
+    assert (contract_size(okx, SYMBOLS["BTC"]), contract_size(okx, SYMBOLS["ETH"])) == \
+        (0.01, 0.1)
+    assert (btc.side, btc.amount) == ("buy", 50.0)  # 0.5 BTC
+    assert (eth.side, eth.amount) == ("sell", 10.0)  # a third of 3 ETH
+    assert amount_step(okx, SYMBOLS["BTC"]) == pytest.approx(0.0001)  # 0.01 contract
+    (tiny,) = translate(okx, "run", BAR, {"BTC": SYMBOLS["BTC"]},
+                        book((0.0, 0.00005, ExecStyle.MARKET, 1)), market()[:, :1], PARAMS, 1,
+                        CONFIG, 1e6).skipped
+    assert "under the market's minimum" in tiny.reason or "precision" in tiny.reason
