@@ -13,6 +13,9 @@ import hashlib
 import html
 import re
 import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import pyarrow as pa
 
@@ -49,3 +52,87 @@ def content_hash(title: str, summary: str = "") -> str:
     story syndicated under two URLs is one item; a corrected title is a new one."""
     key = f"{clean_text(title).casefold()}\n{clean_text(summary).casefold()}"
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewsRecord:
+    """One row of the dataset (see COLUMNS). Build it with :meth:`create`, which cleans the
+    text and derives the hash, so every collector makes identities the same way."""
+
+    hash: str
+    published: datetime | None
+    first_seen: datetime
+    source: str
+    title: str
+    summary: str
+    url: str
+    assets: tuple[str, ...]
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        source: str,
+        title: str,
+        summary: str = "",
+        url: str = "",
+        published: datetime | None,
+        first_seen: datetime,
+        assets: tuple[str, ...] = (),
+    ) -> NewsRecord:
+        """A record from raw feed fields: HTML cleaned, times in UTC at the store's
+        millisecond precision (so a record equals itself after a round trip)."""
+        clean_title, clean_summary = clean_text(title), clean_text(summary)
+        if not clean_title:
+            raise ValueError(f"{source}: an item needs a title")
+        if first_seen.tzinfo is None:
+            raise ValueError("first_seen must be timezone-aware (the collector's UTC clock)")
+        return cls(
+            hash=content_hash(clean_title, clean_summary),
+            published=None if published is None else _to_ms(as_utc(published)),
+            first_seen=_to_ms(as_utc(first_seen)),
+            source=source,
+            title=clean_title,
+            summary=clean_summary,
+            url=(url or "").strip(),
+            assets=tuple(assets),
+        )
+
+
+def records_table(records: list[NewsRecord]) -> pa.Table:
+    """Records as an arrow table of SCHEMA (assets as lists), in the given order."""
+    rows = [
+        {name: list(r.assets) if name == "assets" else getattr(r, name) for name in COLUMNS}
+        for r in records
+    ]
+    return pa.Table.from_pylist(rows, schema=SCHEMA)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; a naive time is taken to be UTC already (what feeds that omit the
+    zone almost always mean, and the only reading that needs no guess about the server)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """A source's date string as UTC, or None when missing or unparseable.
+
+    RFC 822 (RSS ``pubDate``, also with zone names such as EST or GMT) and ISO 8601
+    (Atom, JSON APIs, ``Z`` or ``+02:00``) are read; a time without a zone is UTC."""
+    if not text or not text.strip():
+        return None
+    text = text.strip()
+    try:
+        return as_utc(parsedate_to_datetime(text))
+    except (TypeError, ValueError, IndexError):
+        pass
+    try:
+        return as_utc(datetime.fromisoformat(text))
+    except ValueError:
+        return None
+
+
+def _to_ms(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)

@@ -14,6 +14,7 @@ from live.cli import app as live_app
 from llm.cli import app as llm_app
 from llm.cli import chat_command
 from market.cli import app as data_app
+from news.cli import app as news_app
 from rl.cli import train_command, tune_command
 from serving.cli import keys_app, serve_command, signal_command
 
@@ -37,6 +38,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(llm_app, name="llm", no_args_is_help=True)
 app.command("chat")(chat_command)
 app.add_typer(live_app, name="live", no_args_is_help=True)
+app.add_typer(news_app, name="news", no_args_is_help=True)
 
 
 @app.callback()
