@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 MARKET_KEYS = (
     "data_dir", "exchange", "symbols", "timeframe", "start", "end",
-    "synthetic_days", "synthetic_seed", "planted_signal", "augment",
+    "synthetic_days", "synthetic_seed", "planted_signal", "augment", "news",
 )
 """The env_config keys that name the market (the rest configure the env and episodes)."""
 EPISODE_KEYS = ("start_range", "start_fraction", "span", "num_envs")
@@ -46,6 +46,9 @@ class MarketSpec(BaseModel):
     synthetic_seed: int | None = None
     planted_signal: dict[str, Any] | None = None
     augment: dict[str, Any] | None = None
+    news: dict[str, Any] | None = None
+    """News features (news.source.NewsConfig fields): what the model reads beside the
+    bars; not part of the market's identity (the same bars are the same sample)."""
 
     @classmethod
     def of(cls, env_config: Mapping[str, Any]) -> MarketSpec:

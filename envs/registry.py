@@ -20,6 +20,9 @@ Keys of the dict (all optional):
 - ``num_envs``: present -> a PerpetualVectorEnv with that many accounts.
 - ``planted_signal``: ``{"horizon": 60, "informative": True, "seed": 0}`` appends the
   test feature of ``envs.planted`` (a leaked future direction, or a decoy).
+- ``news``: ``news.source.NewsConfig`` fields (``{}`` for the synthetic stream) appends
+  the news features of ``envs.news_features`` (decayed sentiment and intensity per asset
+  and market-wide), aligned without look-ahead.
 - ``augment``: ``envs.augment.AugmentConfig`` fields (asset permutation, price
   scaling, segment shuffling, feature noise), applied before features are computed.
 
@@ -46,13 +49,19 @@ _DATA_KEYS = ("data_dir", "exchange", "symbols", "timeframe", "start", "end")
 _SYNTH_KEYS = ("synthetic_days", "synthetic_seed")
 _KNOWN = {
     *_DATA_KEYS, *_SYNTH_KEYS, "env", "span", "start_range", "start_fraction", "num_envs",
-    "planted_signal", "augment",
+    "planted_signal", "augment", "news",
 }
 
 
 @functools.lru_cache(maxsize=4)
 def _market(key: tuple) -> MarketArrays:
     values = dict(key)
+    news = values.pop("news", None)
+    if news is not None:
+        from envs.news_features import with_news
+
+        return with_news(_market(tuple(sorted(values.items()))), _plain(news),
+                         values.get("data_dir"))
     planted = values.pop("planted_signal", None)
     if planted is not None:
         from envs.planted import plant_signal
@@ -108,7 +117,7 @@ def market_for(env_config: Mapping[str, Any]) -> MarketArrays:
     key = tuple(
         (k, _hashable(v))
         for k, v in sorted(env_config.items())
-        if k in _DATA_KEYS or k in _SYNTH_KEYS or k in ("planted_signal", "augment")
+        if k in _DATA_KEYS or k in _SYNTH_KEYS or k in ("planted_signal", "augment", "news")
     )
     return _market(key)
 
@@ -140,6 +149,15 @@ def _fraction_range(
         raise ValueError(f"start_fraction {fraction} must satisfy 0 <= low <= high <= 1")
     first, last = bounds
     return first + round(lo * (last - first)), first + round(hi * (last - first))
+
+
+def _plain(value: Any) -> Any:
+    """A config made hashable by :func:`_hashable` back as dicts (its mappings were
+    sorted (key, value) pairs)."""
+    if isinstance(value, tuple) and all(
+            isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str) for v in value):
+        return {k: _plain(v) for k, v in value}
+    return value
 
 
 def _hashable(value: Any) -> Any:
