@@ -265,16 +265,7 @@ class ParquetStore:
             {"quantum.series": str(key), "quantum.source": source}
         )
         table = pa.Table.from_pandas(frame.reset_index(), schema=schema, preserve_index=False)
-        tmp = directory / f".{uuid.uuid4().hex}.tmp"
-        try:
-            with tmp.open("wb") as fh:
-                pq.write_table(table, fh, compression="zstd")
-                fh.flush()
-                os.fsync(fh.fileno())
-            tmp.replace(final)
-        finally:
-            tmp.unlink(missing_ok=True)
-        fsync_dir(directory)
+        write_parquet_atomic(table, final)
         return final
 
     def _delete_superseded(self, key: SeriesKey) -> int:
@@ -308,6 +299,21 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_parquet_atomic(table: pa.Table, final: Path) -> None:
+    """Write ``table`` to ``final`` so that a reader sees the old file or the whole new
+    one: a hidden temp file beside it, fsynced, renamed over it, the rename fsynced."""
+    tmp = final.parent / f".{uuid.uuid4().hex}.tmp"
+    try:
+        with tmp.open("wb") as fh:
+            pq.write_table(table, fh, compression="zstd")
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(final.parent)
 
 
 def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:

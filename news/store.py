@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import re
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -41,7 +40,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from market.store import fsync_dir, write_json_atomic
+from market.store import write_json_atomic, write_parquet_atomic
 from news.schema import COLUMNS, SCHEMA, NewsRecord, as_utc, records_table
 
 log = logging.getLogger(__name__)
@@ -180,16 +179,7 @@ class NewsStore:
         directory.mkdir(parents=True, exist_ok=True)
         final = directory / DATA_FILE
         table = pa.concat_tables([self._read_file(final), new]) if final.is_file() else new
-        tmp = directory / f".{uuid.uuid4().hex}.tmp"
-        try:
-            with tmp.open("wb") as fh:
-                pq.write_table(table, fh, compression="zstd")
-                fh.flush()
-                os.fsync(fh.fileno())
-            tmp.replace(final)
-        finally:
-            tmp.unlink(missing_ok=True)
-        fsync_dir(directory)
+        write_parquet_atomic(table, final)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
