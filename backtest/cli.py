@@ -221,7 +221,7 @@ def _analyze_bias(
     market = evaluation_market(trained, data_path, synthetic_seed, None, symbols, exchange)
     data = market.arrays()
     config = trained.env
-    trained.check_spaces(data.assets, len(data.features), config)
+    trained.check_spaces(data, config)
     span = BacktestOptions(start=start, end=end)
     lo, hi, sample = model_span(trained, market, data, config, span, allow_in_sample)
     console.print(f"sample: {sample.note}", soft_wrap=True)

@@ -303,7 +303,7 @@ def backtest_trained(
     data = market.arrays()
     config = options.env_config(run.env)
     lo, hi, sample = model_span(run, market, data, config, options, allow_in_sample)
-    run.check_spaces(data.assets, len(data.features), config)
+    run.check_spaces(data, config)
     result = run_module(
         run.module, data, config, lo, hi, name, options.deterministic,
         meta={"checkpoint": str(run.checkpoint)}, fast_path=options.fast_path,

@@ -27,6 +27,7 @@ from envs.core.observe import N_RISK, RISK_FEATURES, observe_batch, portfolio_fe
 from envs.core.params import pack_params
 from envs.core.step import new_state, reset_batch
 from envs.data import MarketArrays
+from envs.spaces import text_shape
 
 FORMAT = 1
 """Version of the serialised form; a reader refuses others."""
@@ -191,6 +192,8 @@ class Account:
         observe_batch(acct[None], book[None], hist[None], data.mkt, data.feats,
                       pack_params(config, data.assets), np.array([b], dtype=np.int64),
                       np.ones(1, dtype=bool), obs["market"], obs["risk"], obs["portfolio"])
+        if data.text is not None:
+            data.text.text_batch(np.array([b], dtype=np.int64), out=obs["text"])
         return obs
 
     def targets(self, data: MarketArrays, config, trade: np.ndarray,
@@ -276,11 +279,15 @@ class Account:
 
 def empty_observation(data: MarketArrays, config) -> dict[str, np.ndarray]:
     """Observation buffers of one account (batch axis 1), as the env allocates them."""
-    return {
+    obs = {
         "market": np.empty((1, config.window, data.n_assets, len(data.features)), np.float32),
         "risk": np.empty((1, config.risk_window, N_RISK), np.float32),
         "portfolio": np.empty((1, data.n_assets, len(portfolio_features(config))), np.float32),
     }
+    shape = text_shape(data)
+    if shape is not None:
+        obs["text"] = np.empty((1, *shape), np.float32)
+    return obs
 
 
 def _iso(ns: int) -> str:

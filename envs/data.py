@@ -12,6 +12,8 @@ features (market.features) and stacks what the kernels need:
   bars equal the first rows of the whole history's.
 - ``feats`` (bars, assets, features) float32: the observed features.
 - ``days``  (bars,) int64: UTC day number of each bar (daily loss limit).
+- ``text``  optional: headlines aligned to the bars (news.align.AlignedNews) for the
+  `text` observation.
 
 Bars before every feature is defined (indicator warm-up) are not usable as a
 decision point; `first_valid` is the first that is.
@@ -20,6 +22,7 @@ decision point; `first_valid` is the first that is.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -45,6 +48,9 @@ from envs.core.layout import (
     M_VOLUME,
     N_MKT,
 )
+
+if TYPE_CHECKING:
+    from news.align import AlignedNews
 
 OBS_FEATURES: tuple[str, ...] = (
     "log_return_z",
@@ -82,6 +88,9 @@ class MarketArrays:
     feats: np.ndarray
     days: np.ndarray
     first_valid: int
+    text: AlignedNews | None = None
+    """Headlines aligned to these bars for the `text` observation (envs.news_features);
+    None: the observation has no text part."""
 
     def __post_init__(self) -> None:
         # the kernels are compiled for C-contiguous arrays: a strided `feats` (np.stack on the

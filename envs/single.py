@@ -121,7 +121,7 @@ class PerpetualEnv(gym.Env):
             stats = self._vec.episode_stats()
             info["trading"] = {key: float(value[0]) for key, value in stats.items()}
         return (
-            {"market": obs["market"][0], "risk": obs["risk"][0], "portfolio": obs["portfolio"][0]},
+            _first(obs),
             float(reward[0]),
             bool(terminated[0]),
             bool(truncated[0]),

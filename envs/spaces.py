@@ -39,17 +39,29 @@ STYLES = tuple(s.name.lower() for s in ExecStyle)
 """The execution styles by index, as signals name them."""
 
 
-def observation_space(config: EnvConfig, n_assets: int, n_features: int) -> spaces.Dict:
+def observation_space(config: EnvConfig, n_assets: int, n_features: int,
+                      text: tuple[int, int] | None = None) -> spaces.Dict:
     """market (window, A, features), risk (risk_window, N_RISK), portfolio (A, its
-    features under the config: envs.core.observe.portfolio_features)."""
+    features under the config: envs.core.observe.portfolio_features), and with ``text``
+    (slots, width) the news part: the newest visible headlines, each its embedding then
+    sentiment and recency (news.align.AlignedNews.text)."""
     box = lambda shape: spaces.Box(-np.inf, np.inf, shape, np.float32)  # noqa: E731
-    return spaces.Dict(
-        {
-            "market": box((config.window, n_assets, n_features)),
-            "risk": box((config.risk_window, N_RISK)),
-            "portfolio": box((n_assets, len(portfolio_features(config)))),
-        }
-    )
+    parts = {
+        "market": box((config.window, n_assets, n_features)),
+        "risk": box((config.risk_window, N_RISK)),
+        "portfolio": box((n_assets, len(portfolio_features(config)))),
+    }
+    if text is not None:
+        parts["text"] = box(tuple(text))
+    return spaces.Dict(parts)
+
+
+def text_shape(data) -> tuple[int, int] | None:
+    """The `text` part's (slots, width) for market arrays (envs.data.MarketArrays), or None
+    when they carry no headlines."""
+    if data.text is None:
+        return None
+    return data.text.slots.shape[1], data.text.width
 
 
 def action_space(config: EnvConfig, n_assets: int) -> spaces.Dict:

@@ -29,7 +29,7 @@ from envs.core.step import N_TERMS, REWARD_TERMS, new_state, reset_batch, step_b
 from envs.data import MarketArrays
 from envs.episode_stats import episode_stats, steps_per_year
 from envs.ledger import account_totals, ledger_frame
-from envs.spaces import action_space, check_actions, observation_space
+from envs.spaces import action_space, check_actions, observation_space, text_shape
 
 _TERM_KEYS = tuple(f"reward_{name}" for name in REWARD_TERMS)
 
@@ -67,7 +67,7 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
         self.num_envs = num_envs
         self.assets = data.assets
         self.single_observation_space = observation_space(
-            self.config, data.n_assets, len(data.features)
+            self.config, data.n_assets, len(data.features), text_shape(data)
         )
         self.single_action_space = action_space(self.config, data.n_assets)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
@@ -110,11 +110,20 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
 
     def _new_obs(self) -> dict[str, np.ndarray]:
         n, cfg, data = self.num_envs, self.config, self.data
-        return {
+        obs = {
             "market": np.empty((n, cfg.window, data.n_assets, len(data.features)), np.float32),
             "risk": np.empty((n, cfg.risk_window, N_RISK), np.float32),
             "portfolio": np.empty((n, data.n_assets, len(portfolio_features(cfg))), np.float32),
         }
+        shape = text_shape(data)
+        if shape is not None:
+            obs["text"] = np.empty((n, *shape), np.float32)
+        return obs
+
+    def _observe_text(self, obs: dict[str, np.ndarray]) -> None:
+        """The `text` part at every env's current bar (the bar its market window ends at)."""
+        if self.data.text is not None:
+            self.data.text.text_batch(self._state["t"], out=obs["text"])
 
     def _reset_envs(
         self, mask: np.ndarray, obs: dict[str, np.ndarray], starts: np.ndarray | None
@@ -131,6 +140,7 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
             s["hist"], s["t"], s["steps"], mask, np.asarray(starts, dtype=np.int64),
             obs["market"], obs["risk"], obs["portfolio"],
         )
+        self._observe_text(obs)
 
     def reset(
         self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
@@ -182,6 +192,7 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
             self._events, self._counts, rewards, terms, terminated, truncated,
             obs["market"], obs["risk"], obs["portfolio"],
         )
+        self._observe_text(obs)
         if self.config.record_ledger:
             if self._counts.max(initial=0) > self._events.shape[1]:
                 raise RuntimeError("ledger event buffer overflow: a bug in the simulator core")

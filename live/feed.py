@@ -12,8 +12,9 @@ arrays built from a longer history: tests/unit/live/test_feed.py checks it bit f
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,10 +22,37 @@ import pandas as pd
 from envs.data import MarketArrays
 from live.session import Tick
 
+if TYPE_CHECKING:
+    from news.align import AlignedNews
 
-def arrays_upto(frame: pd.DataFrame, bar: int) -> MarketArrays:
-    """Market arrays of the aligned frame's bars 0..bar (nothing after ``bar``)."""
-    return MarketArrays.from_aligned(frame.iloc[: bar + 1])
+
+@dataclass(frozen=True)
+class NewsInput:
+    """The news a trained run reads (its env_config ``news``, news.source.NewsConfig), for
+    arrays built bar by bar."""
+
+    config: Mapping[str, Any]
+    market_dir: str | None = None
+    aligned: AlignedNews | None = None
+    """A replay's headlines aligned once to its whole span (alignment is causal, so each
+    prefix takes the first rows); None: read from the store and aligned at every bar."""
+
+    def __post_init__(self) -> None:
+        if self.aligned is None and self.config.get("source", "synthetic") == "synthetic":
+            raise ValueError("the synthetic news stream is generated from a whole span (its "
+                             "headlines lead moves): align it once, or read collected news")
+
+    def apply(self, data: MarketArrays) -> MarketArrays:
+        from envs.news_features import with_news
+
+        return with_news(data, self.config, self.market_dir, self.aligned)
+
+
+def arrays_upto(frame: pd.DataFrame, bar: int, news: NewsInput | None = None) -> MarketArrays:
+    """Market arrays of the aligned frame's bars 0..bar (nothing after ``bar``), with the
+    news visible by then when the run reads news."""
+    data = MarketArrays.from_aligned(frame.iloc[: bar + 1])
+    return data if news is None else news.apply(data)
 
 
 @dataclass
@@ -34,14 +62,16 @@ class ReplayFeed:
     frame: pd.DataFrame
     first: int
     last: int
+    news: NewsInput | None = None
 
     def start(self) -> Tick:
         """The session's first decision bar."""
-        return Tick(int(self.frame.index.asi8[self.first]), arrays_upto(self.frame, self.first))
+        return Tick(int(self.frame.index.asi8[self.first]),
+                    arrays_upto(self.frame, self.first, self.news))
 
     def _tick(self, bar: int) -> Tick:
         received = time.perf_counter()
-        return Tick(int(self.frame.index.asi8[bar]), arrays_upto(self.frame, bar),
+        return Tick(int(self.frame.index.asi8[bar]), arrays_upto(self.frame, bar, self.news),
                     received=received)
 
     def ticks(self, last_bar: int) -> Iterator[Tick]:
@@ -85,6 +115,8 @@ class ExchangeFeed:
     """Stop after this many polls (tests; None: run until the session stops)."""
     on_incomplete: object = None
     """Called with a message when a bar goes out incomplete."""
+    news: NewsInput | None = None
+    """The run's news, read from the store at every bar (`quantum news collect` keeps it)."""
 
     def __post_init__(self) -> None:
         from market.schema import timeframe_ms
@@ -131,7 +163,8 @@ class ExchangeFeed:
             if frame is not None and len(frame):
                 received = time.perf_counter()
                 bar = len(frame) - 1
-                return Tick(int(frame.index.asi8[bar]), arrays_upto(frame, bar), self.errors,
+                return Tick(int(frame.index.asi8[bar]), arrays_upto(frame, bar, self.news),
+                            self.errors,
                             received)
             if self.max_polls is not None and self.polls >= self.max_polls:
                 raise TimeoutError(f"no bars for {list(self.symbols)} after {self.polls} polls: "
@@ -150,7 +183,8 @@ class ExchangeFeed:
                 for bar in np.flatnonzero(stamps > last_bar):
                     if stamps[bar] > ready:
                         break
-                    yield Tick(int(stamps[bar]), arrays_upto(frame, int(bar)), self.errors,
+                    yield Tick(int(stamps[bar]), arrays_upto(frame, int(bar), self.news),
+                               self.errors,
                                received)
                     last_bar, sent = int(stamps[bar]), True
             stale = not sent and self._stale(last_bar)

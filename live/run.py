@@ -22,7 +22,7 @@ from backtest.run import BacktestOptions, model_span
 from envs.config import EnvConfig
 from envs.market_spec import MarketSpec
 from envs.registry import aligned_for
-from live.feed import ExchangeFeed, ReplayFeed
+from live.feed import ExchangeFeed, NewsInput, ReplayFeed
 from live.journal import read_state
 from live.monitors import DriftReference, KillSwitch
 from live.policy import RemotePolicy, in_process
@@ -77,7 +77,7 @@ def replay_session(
         data = market.arrays()
         config = options.env_config(trained.env)
         lo, hi, _ = model_span(trained, market, data, config, options, allow_in_sample)
-        trained.check_spaces(data.assets, len(data.features), config)
+        trained.check_spaces(data, config)
         steps = span_steps(data, config, lo, hi)
         config = backtest_config(config, steps)
         last = lo + steps * config.bars_per_step
@@ -91,7 +91,35 @@ def replay_session(
     policy = _policy(settings, trained, config, data.assets)
     drift = _drift(trained, settings.kill)
     session = PaperSession(folder, settings, policy, drift)
-    return Replay(session, ReplayFeed(aligned_for(market.keys()), lo, last), steps)
+    feed = ReplayFeed(aligned_for(market.keys()), lo, last, _replay_news(market, data))
+    return Replay(session, feed, steps)
+
+
+def _replay_news(market: MarketSpec, data) -> NewsInput | None:
+    """The run's news for a replay: its headlines (generated or stored) aligned once to the
+    whole span, as the backtest of the same span aligns them."""
+    if market.news is None:
+        return None
+    from envs.core.layout import M_CLOSE
+    from news.source import NewsConfig, aligned_news
+
+    config = NewsConfig.model_validate(market.news)
+    aligned = aligned_news(config, data.timestamps, data.mkt[:, :, M_CLOSE], data.assets,
+                           market.data_dir)
+    return NewsInput(market.news, market.data_dir, aligned)
+
+
+def _live_news(market: MarketSpec) -> NewsInput | None:
+    """The run's news for a live session: collected headlines, read at every bar."""
+    if market.news is None:
+        return None
+    from news.source import NewsConfig
+
+    if NewsConfig.model_validate(market.news).source != "store":
+        raise ValueError("the model reads the synthetic news stream, which exists only for "
+                         "history: a live session needs collected news (train with "
+                         "news.source 'store' and keep `quantum news collect` running)")
+    return NewsInput(market.news, market.data_dir)
 
 
 def _policy(settings: SessionSettings, trained: TrainedRun, config, assets):
@@ -190,7 +218,8 @@ def live_session(
 
     feed = ExchangeFeed(exchange, ParquetStore(market.data_dir), tuple(market.symbols),
                         market.bar_timeframe, pd.Timestamp(market.start, tz="UTC"),
-                        poll_s=poll_s, stale_bars=settings.kill.stale_bars or float("inf"))
+                        poll_s=poll_s, stale_bars=settings.kill.stale_bars or float("inf"),
+                        news=_live_news(market))
     policy = _policy(settings, trained, config, assets)
     executor = _executor(settings, market, assets, config, folder, consent, trade_exchange,
                          fresh=state is None)

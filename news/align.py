@@ -10,9 +10,9 @@ headlines visible at t and nothing later.
 
 Two outputs per bar t:
 - ``slots[t]``: the newest ``slots`` visible headlines within ``window_bars`` (most recent
-  first, -1 when fewer): the `text` observation is their embeddings with two extra
-  columns, sentiment and recency weight ``exp(-age / half_life)``; empty slots are zero
-  rows, which the model's TextEncoder ignores.
+  first, -1 when fewer): the `text` observation is their embeddings, then sentiment,
+  recency weight ``2 ** (-age / half_life)`` and one 0/1 column per asset the headline
+  mentions; empty slots are zero rows, which the model's TextEncoder ignores.
 - ``features[t]`` (assets x 4): exponentially decayed sentiment level and news intensity
   of the headlines mentioning each asset, and of all headlines (market-wide), for the MLP
   baseline or any model as plain inputs. Intensity is the decayed count; the level is the
@@ -21,6 +21,7 @@ Two outputs per bar t:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +31,8 @@ from scipy.signal import lfilter
 
 FEATURES = ("asset_sentiment", "asset_intensity", "market_sentiment", "market_intensity")
 EXTRA_COLUMNS = 2
-"""Columns after the embedding in each text slot: sentiment, recency weight."""
+"""Columns after the embedding in each text slot: sentiment, recency weight (then one
+mention flag per asset)."""
 
 
 class AlignConfig(BaseModel):
@@ -60,18 +62,43 @@ class AlignedNews:
     """(H, E) float32 headline embeddings (row order of the headlines given)."""
     sentiment: np.ndarray
     """(H,) float32."""
+    mentions: np.ndarray
+    """(H, A) bool: which of the bars' assets each headline mentions."""
     config: AlignConfig
 
+    def upto(self, n_bars: int) -> AlignedNews:
+        """The alignment of the first ``n_bars`` bars: alignment is causal, so these rows
+        equal aligning the same headlines to those bars alone (a replay aligns once)."""
+        if n_bars > len(self.slots):
+            raise ValueError(f"aligned to {len(self.slots)} bars, asked for {n_bars}")
+        return dataclasses.replace(self, slots=self.slots[:n_bars],
+                                   features=self.features[:n_bars])
+
+    @property
+    def width(self) -> int:
+        """Columns of a text slot: the embedding, sentiment, recency weight, one flag per
+        asset."""
+        return self.embeddings.shape[1] + EXTRA_COLUMNS + self.mentions.shape[1]
+
     def text(self, t: int) -> np.ndarray:
-        """The `text` observation at bar t: (slots, E + 2) float32."""
-        index = self.slots[t]
-        out = np.zeros((len(index), self.embeddings.shape[1] + EXTRA_COLUMNS), np.float32)
+        """The `text` observation at bar t: (slots, width) float32."""
+        return self.text_batch(np.array([t]))[0]
+
+    def text_batch(self, t: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The `text` observations at bars ``t`` (N,): (N, slots, width) float32, written
+        into ``out`` when given (empty slots are zero rows)."""
+        index = self.slots[np.asarray(t, np.int64)]
+        if out is None:
+            out = np.empty((*index.shape, self.width), np.float32)
+        out[:] = 0.0
         present = index >= 0
         rows = index[present]
-        age = t - self.visible[rows]
-        out[present, :-EXTRA_COLUMNS] = self.embeddings[rows]
-        out[present, -2] = self.sentiment[rows]
-        out[present, -1] = np.exp2(-age / self.config.half_life_bars)
+        age = np.broadcast_to(np.asarray(t)[:, None], index.shape)[present] - self.visible[rows]
+        e = self.embeddings.shape[1]
+        out[present, :e] = self.embeddings[rows]
+        out[present, e] = self.sentiment[rows]
+        out[present, e + 1] = np.exp2(-age / self.config.half_life_bars)
+        out[present, e + EXTRA_COLUMNS:] = self.mentions[rows]
         return out
 
 
@@ -109,9 +136,11 @@ def align(headlines: pd.DataFrame, embeddings: np.ndarray, sentiment: np.ndarray
     features = np.zeros((n_bars, len(assets), len(FEATURES)), np.float32)
     market_n = _decayed(visible, np.ones(len(visible)), n_bars, decay)
     market_s = _decayed(visible, score, n_bars, decay)
-    mentions = [set(a or ()) for a in headlines["assets"]]
-    for k, asset in enumerate(assets):
-        mine = np.array([asset in m for m in mentions], bool)
+    named = [set(a if a is not None else ()) for a in headlines["assets"]]
+    mentions = np.array([[asset in m for asset in assets] for m in named], bool).reshape(
+        len(named), len(assets))
+    for k in range(len(assets)):
+        mine = mentions[:, k]
         count = _decayed(visible[mine], np.ones(int(mine.sum())), n_bars, decay)
         total = _decayed(visible[mine], score[mine], n_bars, decay)
         features[:, k, 0] = np.divide(total, count, out=np.zeros(n_bars), where=count > 1e-12)
@@ -120,7 +149,8 @@ def align(headlines: pd.DataFrame, embeddings: np.ndarray, sentiment: np.ndarray
                                   where=market_n > 1e-12)[:, None]
     features[:, :, 3] = market_n[:, None]
     return AlignedNews(visible, _slots(visible, n_bars, config), features,
-                       np.asarray(embeddings, np.float32), score.astype(np.float32), config)
+                       np.asarray(embeddings, np.float32), score.astype(np.float32), mentions,
+                       config)
 
 
 def _slots(visible: np.ndarray, n_bars: int, config: AlignConfig) -> np.ndarray:

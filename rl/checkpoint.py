@@ -22,11 +22,14 @@ import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envs.config import EnvConfig
 from envs.market_spec import MarketSpec
 from rl.config import TrainConfig
+
+if TYPE_CHECKING:
+    from envs.data import MarketArrays
 
 
 @dataclass(frozen=True)
@@ -185,13 +188,13 @@ class TrainedRun:
         """The run's untouched test part (first, last bar time), if its manifest has one."""
         return untouched_span(self.manifest)
 
-    def check_spaces(self, assets: tuple[str, ...], n_features: int, env: EnvConfig) -> None:
-        """Refuse a market or simulator whose spaces differ from the module's (a clear
-        error naming what differs, instead of a shape error mid-run)."""
+    def check_spaces(self, data: MarketArrays, env: EnvConfig) -> None:
+        """Refuse market arrays or a simulator whose spaces differ from the module's (a
+        clear error naming what differs, instead of a shape error mid-run)."""
         from envs.space_checks import check_action_space, check_observation_space
-        from envs.spaces import action_space, observation_space
+        from envs.spaces import action_space, observation_space, text_shape
 
-        module = self.module
-        expected = observation_space(env, len(assets), n_features)
+        module, assets = self.module, data.assets
+        expected = observation_space(env, len(assets), len(data.features), text_shape(data))
         check_observation_space(module.observation_space, expected, assets=assets)
         check_action_space(module.action_space, action_space(env, len(assets)), assets=assets)

@@ -56,8 +56,9 @@ class ModelConfig(BaseModel):
     text_dim: int = Field(
         0,
         ge=0,
-        description="Size of the optional `text` observation embeddings (e.g. 384 for "
-        "all-MiniLM-L6-v2); 0 disables the text encoder.",
+        description="Width the `text` observation must have (checked; 0: whatever it "
+        "has). The text encoder is on when the observation has a `text` part "
+        "(env_config.news.text).",
     )
     text_hidden: int = Field(32, ge=4, description="Text encoder output size.")
     fusion_hidden: int = Field(128, ge=8, description="Width of the fusion layer.")

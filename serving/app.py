@@ -255,6 +255,9 @@ class Gateway(PolicyServer):
             raise _limited(wait, "signal requests")
         if (body.bars is None) == (body.observation is None):
             raise ApiError(422, "invalid_request", "send either bars or an observation")
+        if body.news is not None and body.bars is None:
+            raise ApiError(422, "invalid_request", "news goes with bars (a ready observation "
+                           "carries its headlines in its text part)")
         body = self._held_account(body)
         try:
             return await self.signal(body)

@@ -115,7 +115,7 @@ class PolicyServer:
             result["data_timestamp"] = None
             return result
         state = await asyncio.to_thread(served_state, request.bars, policy.spec,
-                                        request.portfolio, request.account)
+                                        request.portfolio, request.account, request.news)
         result = await self.predict_batch((policy, state.obs))
         result = await asyncio.to_thread(policy.with_targets, result, state)
         result["data_timestamp"] = state.stamp.isoformat()

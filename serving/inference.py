@@ -45,7 +45,8 @@ class LoadedPolicy:
         env_config = trained.env
         space = trained.module.observation_space
         assets = trained.assets()
-        expected = observation_space(env_config, len(assets), space["market"].shape[2])
+        text = tuple(space["text"].shape) if "text" in space.spaces else None
+        expected = observation_space(env_config, len(assets), space["market"].shape[2], text)
         if expected != space:
             raise ValueError(f"{model_path}: the module's observation space {space} does not "
                              f"match its run's env config {expected}")
@@ -58,7 +59,8 @@ class LoadedPolicy:
             env_config=env_config,
             assets=assets,
             kind=trained.config.model.kind,
-            spec=ObservationSpec.from_spaces(space, assets, env_config, timeframe_ms(timeframe)),
+            spec=ObservationSpec.from_spaces(space, assets, env_config, timeframe_ms(timeframe),
+                                             trained.market.news),
             timeframe=timeframe,
         )
 

@@ -47,7 +47,7 @@ from envs.data import OBS_FEATURES, MarketArrays
 from market.features import FeatureConfig, compute_features, make_aligned_frame
 from market.loader import aligned_frame, asset_fields
 from market.schema import FUNDING_INTERVAL_MS, TIMESTAMP, asset_of
-from serving.schemas import Bar, Observation, PortfolioState
+from serving.schemas import Bar, Headline, Observation, PortfolioState
 
 _FIELDS = ("timestamp", "open", "high", "low", "close", "volume", "mark", "funding_rate")
 _T, _O, _H, _L, _C, _V, _MARK, _RATE = range(len(_FIELDS))
@@ -94,6 +94,11 @@ class ObservationSpec:
     margin: MarginConfig = field(default_factory=MarginConfig)
     env_config: EnvConfig = field(default_factory=EnvConfig)
     """The run's env config: the account part is observed with it."""
+    text: tuple[int, int] | None = None
+    """The `text` part's (slots, width) when the model reads news text."""
+    news: Mapping[str, Any] | None = None
+    """The run's news settings (news.source.NewsConfig fields) when it reads news: a bars
+    request's headlines are aligned with them."""
 
     @classmethod
     def from_spaces(
@@ -102,12 +107,16 @@ class ObservationSpec:
         assets: Sequence[str],
         env_config: EnvConfig,
         timeframe_ms: int = 60_000,
+        news: Mapping[str, Any] | None = None,
     ) -> ObservationSpec:
         """The spec of a module's observation space; refuses one its env config would not make."""
         window, n_assets, n_features = observation_space["market"].shape
         if len(assets) != n_assets:
             raise ValueError(f"{len(assets)} assets {list(assets)} for a {n_assets}-asset space")
-        if env_spaces.observation_space(env_config, n_assets, n_features) != observation_space:
+        text = (tuple(observation_space["text"].shape) if "text" in observation_space.spaces
+                else None)
+        made = env_spaces.observation_space(env_config, n_assets, n_features, text)
+        if made != observation_space:
             raise ValueError(f"observation space {observation_space} does not match env config")
         floors, rates, allowances = bracket_arrays(env_config.margin, assets)
         maintenance_margin(1.0, floors[0], rates[0], allowances[0])  # jit now
@@ -125,17 +134,34 @@ class ObservationSpec:
             timeframe_ms=timeframe_ms,
             margin=env_config.margin,
             env_config=env_config,
+            text=text,
+            news=dict(news) if news is not None else None,
         )
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """Each part's shape without the batch axis."""
         a = len(self.assets)
-        return {
+        shapes = {
             "market": (self.window, a, self.n_features),
             "risk": (self.risk_window, self.n_risk),
             "portfolio": (a, self.n_portfolio),
         }
+        if self.text is not None:
+            shapes["text"] = self.text
+        return shapes
+
+    @property
+    def bar_features(self) -> int:
+        """Features per asset a bars request yields: the market's, plus the news features
+        when the run reads them."""
+        if self.news is None:
+            return len(OBS_FEATURES)
+        from news.align import FEATURES
+        from news.source import NewsConfig
+
+        config = NewsConfig.model_validate(self.news)
+        return len(OBS_FEATURES) + len(FEATURES) * config.features + len(config.sources)
 
 
 @functools.lru_cache(maxsize=16)
@@ -207,6 +233,7 @@ def served_state(
     spec: ObservationSpec,
     portfolio: PortfolioState | None = None,
     account: Mapping[str, Any] | None = None,
+    news: Sequence[Headline | Mapping] | None = None,
 ) -> ServedState:
     """The state after the last bar of a request.
 
@@ -214,12 +241,19 @@ def served_state(
     (an envs.account.Account dict at the last bar) or ``portfolio``, not both. The market
     arrays span every bar sent: the risk shield's inputs (the trailing day's covariance,
     the regime codes) read past bars, so a request sends a day beyond ``min_bars`` for
-    the values a backtest over the same bars sees.
+    the values a backtest over the same bars sees. ``news`` (headlines) is aligned to the
+    bars as in training when the model reads news; a model that does not refuses it.
     """
     if portfolio is not None and account is not None:
         raise InputError("invalid_request", "send an account or a portfolio, not both")
-    if spec.n_features != len(OBS_FEATURES):
-        detail = {"model_features": spec.n_features, "bar_features": len(OBS_FEATURES)}
+    if news and spec.news is None:
+        _raise("news_unsupported", "the model was trained without news: send no headlines",
+               [{"headlines": len(news)}])
+    if spec.news is not None and spec.news.get("sources"):
+        _raise("bars_unsupported", "the model reads stored feature sources (news.sources): "
+               "send observations", [{"sources": list(spec.news["sources"])}])
+    if spec.n_features != spec.bar_features:
+        detail = {"model_features": spec.n_features, "bar_features": spec.bar_features}
         _raise("bars_unsupported", "model observes other features: send observations", [detail])
     names = {asset: name for name, asset in resolve_assets(bars, spec).items()}
     tables = {names[a]: _table(names[a], bars[names[a]]) for a in spec.assets}
@@ -229,8 +263,32 @@ def served_state(
     undefined = _undefined(features, spec, names)
     _raise("undefined_features", "features undefined in the window (flat prices?)", undefined)
     data = MarketArrays.from_frames(frame, features)
+    if spec.news is not None:
+        data = _with_headlines(data, spec, news or ())
     held = _account(account, portfolio, data, spec)
     return ServedState(held.observe(data, spec.env_config), frame.index[-1], data, held)
+
+
+def _with_headlines(data: MarketArrays, spec: ObservationSpec,
+                    news: Sequence[Headline | Mapping]) -> MarketArrays:
+    """The request's headlines aligned to its bars with the run's news settings (the same
+    code as training: news.source.align_headlines, envs.news_features.with_news); each
+    headline's assets matched to the model's by base ('btc', 'BTC/USDT:USDT' -> BTC)."""
+    from envs.news_features import with_news
+    from news.schema import content_hash
+    from news.source import NewsConfig, align_headlines
+
+    items = [h if isinstance(h, Headline) else Headline.model_validate(h) for h in news]
+    bases = {asset_of(a).upper(): a for a in data.assets}
+    rows = [{"hash": content_hash(h.title, h.summary), "title": h.title, "summary": h.summary,
+             "first_seen": pd.Timestamp(h.first_seen).tz_convert("UTC"),
+             "assets": [bases[asset_of(n).upper()] for n in h.assets
+                        if asset_of(n).upper() in bases]} for h in items]
+    frame = pd.DataFrame(rows, columns=["hash", "title", "summary", "first_seen", "assets"])
+    frame["first_seen"] = pd.to_datetime(frame["first_seen"], utc=True)
+    config = NewsConfig.model_validate(spec.news)
+    aligned = align_headlines(config, frame, data.timestamps, data.assets)
+    return with_news(data, spec.news, aligned=aligned)
 
 
 def observation_from_bars(
@@ -238,15 +296,19 @@ def observation_from_bars(
     spec: ObservationSpec,
     portfolio: PortfolioState | None = None,
     account: Mapping[str, Any] | None = None,
+    news: Sequence[Headline | Mapping] | None = None,
 ) -> tuple[dict[str, np.ndarray], pd.Timestamp]:
     """The observation after the last bar (batch axis 1) and that bar's open time (UTC);
     see :func:`served_state`."""
-    state = served_state(bars, spec, portfolio, account)
+    state = served_state(bars, spec, portfolio, account, news)
     return state.obs, state.stamp
 
 
 def observation_from_arrays(obs: Observation, spec: ObservationSpec) -> dict[str, np.ndarray]:
     """A ready observation as float32 arrays with a batch axis of 1, checked part by part."""
+    if obs.text is not None and spec.text is None:
+        _raise("news_unsupported", "the model reads no text: send no text part",
+               [{"part": "text"}])
     out = {}
     for part, shape in spec.shapes.items():
         detail = {"part": part, "expected": list(shape)}

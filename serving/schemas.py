@@ -8,16 +8,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from risk.report import RiskReport
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 MAX_BARS = 20_000
+"""Most bars accepted per asset in one request (about two weeks of minute bars)."""
+MAX_HEADLINES = 2_000
+"""Most headlines accepted in one request."""
 SESSION_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """A live session's id: its folder's name (no separators, no leading dot)."""
-"""Most bars accepted per asset in one request (about two weeks of minute bars)."""
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -38,6 +40,21 @@ class Bar(BaseModel):
     )
 
 
+class Headline(BaseModel):
+    """A news item the policy may read (models trained with env_config.news): visible
+    from the first bar closing strictly after ``first_seen``, as in training."""
+
+    model_config = _STRICT
+    title: str = Field(min_length=1, max_length=1_000)
+    summary: str = Field("", max_length=10_000)
+    first_seen: AwareDatetime = Field(
+        description="When the news was first seen (ISO 8601 with a timezone); never its "
+        "claimed publication time when that is earlier.")
+    assets: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
+        default_factory=list, max_length=50,
+        description="Assets it is about ('BTC' or a symbol); none: market-wide news.")
+
+
 class PortfolioState(BaseModel):
     """The account the signal is for (default: flat, 1M USDC, no history)."""
 
@@ -55,6 +72,9 @@ class Observation(BaseModel):
     market: list[list[list[FiniteFloat]]] = Field(description="(window, assets, features)")
     risk: list[list[FiniteFloat]] = Field(description="(risk_window, risk features)")
     portfolio: list[list[FiniteFloat]] = Field(description="(assets, portfolio features)")
+    text: list[list[FiniteFloat]] | None = Field(
+        None, description="(slots, width): ready headline embeddings, for models that read "
+        "news text (news.align.AlignedNews.text)")
 
 
 class SignalRequest(BaseModel):
@@ -65,6 +85,9 @@ class SignalRequest(BaseModel):
         None, description="Bars per asset, oldest first, for every asset of the model."
     )
     observation: Observation | None = None
+    news: Annotated[list[Headline], Field(max_length=MAX_HEADLINES)] | None = Field(
+        None, description="Recent headlines, with bars, for models trained with news: "
+        "aligned to the bars as in training (none sent: no news).")
     portfolio: PortfolioState | None = None
     account: dict[str, Any] | None = Field(
         None, description="The full account at the last bar, as `quantum live` keeps it "

@@ -135,23 +135,34 @@ class RiskLSTM(nn.Module):
 
 
 class TextEncoder(nn.Module):
-    """News/social embeddings (B, N, E) -> (B, text_hidden), pooled with attention.
+    """Headline slots (B, N, width) -> market-wide news (B, text_hidden) and each asset's
+    news (B, A, text_hidden), both pooled with one learned attention score.
 
-    The embeddings come precomputed in the observation's ``text`` part (e.g. from
-    all-MiniLM-L6-v2); rows that are all zero are empty slots and are ignored.
+    A slot (news.align.AlignedNews.text) is the headline's precomputed embedding (e.g.
+    all-MiniLM-L6-v2), its sentiment and recency, then one flag per asset it mentions.
+    The market-wide vector pools every present slot; an asset's vector pools only the
+    slots that mention it, so each asset's heads read their own news (a pooled vector
+    alone would make the shared context carry which asset each story is about). Slots
+    that are all zero are empty and ignored; an asset with no news gets zeros.
     """
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, width: int, n_assets: int) -> None:
         super().__init__()
-        self.project = nn.Sequential(nn.Linear(config.text_dim, config.text_hidden), nn.GELU())
+        self.content = width - n_assets
+        if self.content < 1:
+            raise ValueError(f"a text slot of width {width} cannot hold {n_assets} asset flags")
+        self.project = nn.Sequential(nn.Linear(self.content, config.text_hidden), nn.GELU())
         self.score = nn.Linear(config.text_hidden, 1)
 
-    def forward(self, text: torch.Tensor) -> torch.Tensor:
-        present = text.abs().sum(-1, keepdim=True) > 0
-        h = self.project(text)
-        scores = self.score(h).masked_fill(~present, -1e9)
-        weights = torch.softmax(scores, dim=1) * present
-        return (weights * h).sum(dim=1)
+    def forward(self, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        content = text[..., : self.content]
+        present = content.abs().sum(-1, keepdim=True) > 0  # (B, N, 1)
+        h = self.project(content)
+        scores = self.score(h)
+        pooled = (torch.softmax(scores.masked_fill(~present, -1e9), dim=1) * present * h)
+        mine = present & (text[..., self.content:] > 0.5)  # (B, N, A)
+        weights = torch.softmax(scores.masked_fill(~mine, -1e9), dim=1) * mine
+        return pooled.sum(dim=1), torch.einsum("bna,bnh->bah", weights, h)
 
 
 class MLPEncoder(nn.Module):

@@ -62,8 +62,11 @@ class _PolicyModule(TorchRLModule, ValueFunctionAPI):
         self.cfg = ModelConfig(**self.model_config["quantum"])
         self.layout = layout_of(self.action_space)
         spaces = self.observation_space
-        if self.cfg.text_dim and "text" not in spaces.spaces:
-            raise ValueError("model.text_dim > 0 needs a 'text' part in the observation space")
+        self.text_width = spaces["text"].shape[-1] if "text" in spaces.spaces else 0
+        if self.cfg.text_dim and self.cfg.text_dim != self.text_width:
+            raise ValueError(
+                f"model.text_dim {self.cfg.text_dim} needs a 'text' part of that width in "
+                f"the observation space, which has {self.text_width or 'none'}")
         self.window, self.n_assets, self.n_features = spaces["market"].shape
         self.base_dim, self.context_dim = self._build_encoder()
         self.heads = HierarchicalHeads(
@@ -176,19 +179,24 @@ class HierarchicalPPOModule(_PolicyModule):
         self.market = MarketTransformer(cfg, self.window, self.n_features)
         self.cross = CrossAssetAttention(cfg, self.n_assets, spaces["portfolio"].shape[-1])
         self.risk_lstm = RiskLSTM(cfg, spaces["risk"].shape[-1])
-        self.text = TextEncoder(cfg) if cfg.text_dim else None
+        text = self.text_width > 0
+        self.text = TextEncoder(cfg, self.text_width, self.n_assets) if text else None
         fused_in = self.n_assets * cfg.d_model + cfg.risk_hidden
-        fused_in += cfg.text_hidden if cfg.text_dim else 0
+        fused_in += cfg.text_hidden if text else 0
         self.fusion = nn.Sequential(nn.Linear(fused_in, cfg.fusion_hidden), nn.GELU())
-        return cfg.fusion_hidden + cfg.d_model, cfg.fusion_hidden
+        return cfg.fusion_hidden + cfg.d_model + (cfg.text_hidden if text else 0), \
+            cfg.fusion_hidden
 
     def encode(self, obs):
         assets, weights = self.cross(self.market(obs["market"]), obs["portfolio"])
         parts = [assets.flatten(1), self.risk_lstm(obs["risk"])]
+        own = [assets]
         if self.text is not None:
-            parts.append(self.text(obs["text"]))
+            market_news, asset_news = self.text(obs["text"])
+            parts.append(market_news)
+            own.append(asset_news)  # each asset's heads read the news about it
         context = self.fusion(torch.cat(parts, dim=-1))
-        base = torch.cat([context.unsqueeze(1).expand(-1, self.n_assets, -1), assets], -1)
+        base = torch.cat([context.unsqueeze(1).expand(-1, self.n_assets, -1), *own], -1)
         return base, context, weights
 
 
@@ -197,7 +205,7 @@ class MLPPPOModule(_PolicyModule):
 
     def _build_encoder(self) -> tuple[int, int]:
         spaces = self.observation_space
-        keys = ["market", "risk", "portfolio"] + (["text"] if self.cfg.text_dim else [])
+        keys = ["market", "risk", "portfolio"] + (["text"] if self.text_width else [])
         self.keys = keys
         sizes = [int(torch.tensor(spaces[k].shape).prod()) for k in keys]
         self.mlp = MLPEncoder(sizes, self.cfg.mlp_hidden)

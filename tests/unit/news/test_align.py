@@ -61,9 +61,12 @@ def test_slots_hold_the_newest_headlines_with_sentiment_and_recency_until_the_wi
 
     assert out.slots[2].tolist() == [2, 1] and out.slots[0].tolist() == [0, -1]
     text = out.text(4)
-    assert text.shape == (2, 4 + EXTRA_COLUMNS)
+    assert text.shape == (2, 4 + EXTRA_COLUMNS + len(ASSETS))
     assert text[0, :4].tolist() == emb[2].tolist() and text[0, 4] == pytest.approx(0.3)
     assert text[0, 5] == pytest.approx(2 ** (-2 / 2)) and text[1, 5] == pytest.approx(0.5 ** 1.5)
+    assert text[0, 6:].tolist() == [0.0, 1.0] and text[1, 6:].tolist() == [1.0, 0.0]  # ETH, BTC
+    np.testing.assert_array_equal(out.text_batch(np.array([4, 7, 2])),
+                                  np.stack([out.text(4), out.text(7), out.text(2)]))
     assert out.slots[7].tolist() == [-1, -1]  # all older than 5 bars
     assert not out.text(7).any()  # empty slots are zero rows (the encoder skips them)
 

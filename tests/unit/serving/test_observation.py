@@ -431,3 +431,48 @@ def test_a_bad_account_is_refused_with_its_code(all_bars, env_data, spec):
         observation_from_bars(bars, spec, PortfolioState(), account)
     with pytest.raises(InputError, match="bad_account"):
         observation_from_bars(bars, spec, account={**account, "format": 0})
+
+
+def test_headlines_in_a_bars_request_are_observed_as_the_env_observes_its_news(aligned, all_bars):
+    """A model trained with news (features and text): the request's headlines become the
+    same news features and text slots the env shows at that bar; headlines first seen
+    after the last bar change nothing; a model without news refuses headlines."""
+    from envs.core.layout import M_CLOSE
+    from envs.news_features import with_news
+    from envs.spaces import text_shape
+    from news.source import NewsConfig, headlines_for
+
+    news = {"text": True, "synthetic": {"seed": 4, "move_quantile": 0.9, "min_gap_bars": 60}}
+    config = EnvConfig(record_ledger=False)
+    plain = MarketArrays.from_aligned(aligned)
+    data = with_news(plain, news)
+    space = observation_space(config, 3, len(data.features), text_shape(data))
+    spec = ObservationSpec.from_spaces(space, SYMBOLS, config, news=news)
+    b = data.n_bars - 2
+    env = PerpetualVectorEnv(data, config)
+    expected, _ = env.reset(options={"start": b})
+
+    headlines = headlines_for(NewsConfig.model_validate(news), plain.timestamps,
+                              plain.mkt[:, :, M_CLOSE], plain.assets)
+    sent = [{"title": r.title, "summary": r.summary, "first_seen": r.first_seen.isoformat(),
+             "assets": [f"{a}/USDT:USDT" for a in r.assets]} for r in headlines.itertuples()]
+    assert len(sent) > 20
+
+    obs, _ = observation_from_bars(last(all_bars, b + 1, b), spec, news=sent)
+
+    assert obs.keys() == expected.keys()
+    np.testing.assert_array_equal(obs["text"], expected["text"])
+    assert (obs["text"][0, :, 384 + 1] > 0).any()  # headlines in the slots
+    np.testing.assert_array_equal(obs["market"][..., len(OBS_FEATURES):],
+                                  expected["market"][..., len(OBS_FEATURES):])
+    later = observation_from_bars(
+        last(all_bars, b + 1, b), spec,
+        news=[*sent, {"title": "Bitcoin crashes", "assets": ["BTC"],
+                      "first_seen": (pd.Timestamp(data.timestamps[b], tz="UTC")
+                                     + pd.Timedelta("61s")).isoformat()}])[0]
+    np.testing.assert_array_equal(later["text"], obs["text"])
+    np.testing.assert_array_equal(later["market"], obs["market"])
+    plain_spec = ObservationSpec.from_spaces(
+        observation_space(config, 3, len(OBS_FEATURES)), SYMBOLS, config)
+    with pytest.raises(InputError, match="news_unsupported"):
+        observation_from_bars(last(all_bars, plain_spec.min_bars), plain_spec, news=sent[:1])
