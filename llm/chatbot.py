@@ -36,9 +36,11 @@ from llm.facts import (
     read_market_file,
     risk_facts,
     signal_facts,
+    to_aligned,
     to_utc,
 )
 from llm.grounding import Grounded, GroundingConfig, fallback_template, ground, render
+from llm.news_facts import NewsFactsConfig, news_facts, scored
 from llm.prompt import PLACEHOLDER, STOP, Detected, context, detect, format_prompt, instantiate
 
 _BACKTEST_INTENTS = ("performance", "sharpe", "drawdown")
@@ -121,6 +123,8 @@ class MarketChatbot:
         self._market_asset = "BTC"
         self._market_facts: dict[pd.Timestamp | None, Facts] = {}
         self._signals = self._risk = self._backtest = Facts()
+        self._news: pd.DataFrame | None = None
+        self._news_config = NewsFactsConfig()
         self._backtest_end: pd.Timestamp | None = None
         self._history: list[Turn] = []
 
@@ -137,6 +141,28 @@ class MarketChatbot:
         """The policy's signal: the /v1/signals response (dict, JSON text or file) or a
         list of per-asset signals."""
         self._signals = signal_facts(signals, timestamp)
+
+    def update_news(self, headlines: pd.DataFrame | str | Path,
+                    config: NewsFactsConfig | None = None) -> None:
+        """Headlines: a frame in the news store's columns (first_seen, title, summary,
+        source, assets), a `quantum news collect` store folder or a parquet file of one.
+        Sentiment facts per asset then cite the headlines behind them."""
+        from news.schema import COLUMNS
+
+        if isinstance(headlines, str | Path):
+            path = Path(headlines)
+            if path.is_dir():
+                from news.store import NewsStore
+
+                headlines = NewsStore(path).read()
+            else:
+                headlines = pd.read_parquet(path)
+        missing = [c for c in ("first_seen", "title", "assets") if c not in headlines]
+        if missing:
+            raise ValueError(f"headlines lack columns {missing} (the news store's: "
+                             f"{list(COLUMNS)})")
+        self._news = scored(headlines.copy())
+        self._news_config = config or NewsFactsConfig()
 
     def update_risk(self, report: Any) -> None:
         """A risk report (risk.report.RiskReport, its dict, JSON text or file)."""
@@ -174,8 +200,28 @@ class MarketChatbot:
             except ValueError:  # no bar at or before the cut-off: no market facts then
                 self._market_facts[cut] = Facts()
         market = self._market_facts.get(cut, Facts())
-        facts = market.merge(self._signals, self._risk, self._backtest)
+        facts = market.merge(self._signals, self._risk, self._backtest, self._news_facts(cut))
         return facts if cut is None else facts.as_of(cut)
+
+    def _news_facts(self, cut: pd.Timestamp | None) -> Facts:
+        """The news as of ``cut``, else as of the last market bar's close (the moment the
+        market facts describe), else as of the newest headline."""
+        if self._news is None or self._news.empty:
+            return Facts()
+        now = cut
+        if now is None and self._market is not None:
+            index = to_aligned(self._market, self._market_asset).index
+            now = index[-1] + (index[-1] - index[-2] if len(index) > 1 else pd.Timedelta(0))
+        if now is None:
+            now = pd.to_datetime(self._news["first_seen"], utc=True).max()
+        return news_facts(self._news, self._assets_named(), now, self._news_config)
+
+    def _assets_named(self) -> tuple[str, ...]:
+        """Assets the loaded market and signals name, and those the headlines mention."""
+        market = self._market_facts.get(None, Facts())
+        signalled = [f.key.split(".")[1] for f in self._signals if f.key.endswith(".decision")]
+        mentioned = [a for names in self._news["assets"] if names is not None for a in names]
+        return tuple(dict.fromkeys(str(a) for a in (*market.assets, *signalled, *mentioned)))
 
     def _assets(self) -> tuple[str, ...]:
         facts = self.facts()

@@ -207,6 +207,8 @@ def chat_command(
     ] = None,
     risk_report: Annotated[Path | None, typer.Option(help="Risk report JSON.")] = None,
     backtest: Annotated[Path | None, typer.Option(help="Backtest report folder.")] = None,
+    news: Annotated[Path | None, typer.Option(
+        help="Headlines: a `quantum news collect` store folder or a parquet file.")] = None,
     max_history: Annotated[int, typer.Option(help="Question/answer pairs remembered.")] = 5,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
@@ -228,6 +230,8 @@ def chat_command(
             bot.update_risk(risk_report)
         if backtest is not None:
             bot.update_backtest(backtest)
+        if news is not None:
+            bot.update_news(news)
     except (OSError, ValueError) as exc:
         errors.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(code=1) from exc

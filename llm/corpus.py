@@ -37,6 +37,7 @@ from envs.config import EnvConfig
 from envs.spaces import STYLES
 from llm.facts import Facts, MarketView, backtest_facts, risk_facts, signal_facts
 from llm.grounding import fallback_template, render
+from llm.news_facts import news_facts, scored
 from llm.prompt import (
     ALIASES,
     BY_NAME,
@@ -50,6 +51,7 @@ from llm.prompt import (
     instantiate,
 )
 from market.synthetic import SyntheticConfig, generate_market
+from news.synthetic import SyntheticNewsConfig, synthetic_news
 from risk.report import build_risk_report
 from risk.stress import PortfolioSnapshot, hypothetical_scenarios, load_scenarios
 
@@ -64,6 +66,9 @@ QUESTIONS: _Q = {
     "trend": ("what is the trend of $A? | is $A in an uptrend or a downtrend? | what regime is "
               "$A in? | which direction is $A heading? | is $A bullish or bearish?",
               "describe the $A trend | what's the trend regime for $A?"),
+    "news": ("what is the news sentiment on $A? | any headlines about $A? | what does the "
+             "news say about $A? | is the press bullish on $A? | $A news?",
+             "what stories are out on $A? | how is $A's media sentiment?"),
     "rsi": ("what is the RSI of $A? | is $A overbought? | is $A oversold? | $A RSI? | give me "
             "the relative strength index for $A", "what does the RSI say about $A? | rsi $A"),
     "macd": ("what is the MACD of $A? | what does the MACD histogram show for $A? | is $A "
@@ -185,6 +190,10 @@ class _Market:
         self.synthetic = SyntheticConfig(assets=cfg.assets, days=cfg.days, seed=seed)
         self.aligned = generate_market(self.synthetic).aligned()
         self.view = MarketView.build(self.aligned)
+        closes = self.aligned.xs("close", axis=1, level="field")
+        self.news = scored(synthetic_news(closes, SyntheticNewsConfig(
+            seed=seed, move_quantile=0.95, min_gap_bars=120))[0])
+        self.step = self.aligned.index[1] - self.aligned.index[0]
         self.closes = self.aligned.xs("close", axis=1, level="field").to_numpy()
         self.assets = cfg.assets
         limits = EnvConfig().limits
@@ -200,7 +209,8 @@ class _Market:
         latest risk report at or before i (the risk engine runs periodically)."""
         market = self.view.facts(i)
         stamp = self.aligned.index[i]
-        out = market.merge(self._signal(market, stamp, rng), self._backtest(i, rng))
+        out = market.merge(self._signal(market, stamp, rng), self._backtest(i, rng),
+                           news_facts(self.news, self.assets, stamp + self.step))
         k = int(np.searchsorted(self.risk_at, i, side="right")) - 1
         return out.merge(self.risk[k]) if k >= 0 else out
 
@@ -369,6 +379,7 @@ _SOURCES: dict[str, tuple[str, ...]] = {
     intent.name: ("signal",) if intent.name in ("signal", "probabilities", "strategy")
     else ("risk",) if intent.name in ("var", "leverage", "alerts")
     else ("backtest",) if intent.name in ("performance", "sharpe", "drawdown")
+    else ("news",) if intent.name == "news"
     else () if intent.name == "help" else _MARKET_SOURCES
     for intent in INTENTS
 }

@@ -30,7 +30,7 @@ from market.features import FeatureConfig, compute_features
 from market.loader import aligned_frame, asset_fields
 from risk.regimes import RegimeConfig, market_regimes, trend_regime, volatility_regime
 
-Source = Literal["market", "indicator", "regime", "signal", "risk", "backtest"]
+Source = Literal["market", "indicator", "regime", "signal", "risk", "backtest", "news"]
 Unit = Literal[
     "price", "pct", "signed_pct", "number", "usd", "count", "x", "atr", "bars", "text"
 ]

@@ -71,6 +71,7 @@ _SIGNAL_MISSING = (
     "load one with update_signals or --trading-signals."
 )
 _RISK_MISSING = "No risk report is loaded; load one with update_risk."
+_NEWS_MISSING = "No news about $A is loaded; load headlines with update_news."
 _BACKTEST_MISSING = "No backtest is loaded; load a report folder with update_backtest."
 _STRATEGY = (
     "The policy is a hierarchical PPO agent trained on perpetual futures: for each asset it "
@@ -83,7 +84,8 @@ _PATTERNS: dict[str, tuple[float, str]] = {
               r"|\blevel|\bclos(e|ed|ing)\b"),
     "change": (1, r"\bchang|\bmov(e|ed|es|ing)\b|\bup\b|\bdown\b|\bgain|\blos[st]|\bdrop|\bfell\b"
                r"|\bris(e|en)\b|today|\bhour|\b24 ?h\b|\bday\b"),
-    "trend": (1, r"trend|regime|direction|\bbull|\bbear|sentiment|heading"),
+    "trend": (1, r"trend|regime|direction|\bbull|\bbear|heading"),
+    "news": (2, r"\bnews|headline|sentiment|\bstor(y|ies)\b|\bmedia\b|\bpress\b|\breported"),
     "rsi": (2, r"\brsi\b|relative strength|overbought|oversold"),
     "macd": (2, r"\bmacd|histogram|momentum|signal line"),
     "atr": (2, r"\batr\b|average true range|true range|range per bar"),
@@ -193,6 +195,16 @@ INTENTS: tuple[Intent, ...] = (
         "{signal.$A.confidence}.",
     ), asked=("signal.$A.p_long", "signal.$A.p_flat", "signal.$A.p_short"),
         missing=_SIGNAL_MISSING),
+    _intent("news", "asset", (
+        "News sentiment on $A is {news.$A.tone} ({news.$A.sentiment}) over {news.$A.count} "
+        "headlines; the one that weighs most: {news.$A.headline_1}.",
+        "Headlines on $A read {news.$A.tone} ({news.$A.sentiment}): {news.$A.headline_1}; "
+        "{news.$A.headline_2}.",
+        "$A's news tone is {news.$A.tone}, scored {news.$A.sentiment}, led by "
+        "{news.$A.headline_1}.",
+        "News sentiment on $A is {news.$A.tone} ({news.$A.sentiment}), from "
+        "{news.$A.headline_1}.",
+    ), asked=("news.$A.sentiment",), missing=_NEWS_MISSING),
     _intent("var", "account", (
         "At 95% confidence the book's one-step VaR is {risk.var_95} and its expected "
         "shortfall {risk.es_95}; at 99% confidence they are {risk.var_99} and {risk.es_99}.",
@@ -248,7 +260,8 @@ INTENTS: tuple[Intent, ...] = (
         missing="I have no market data loaded; pass bars with update_market_data."),
     _intent("help", "none", (
         "I answer questions about prices, 24h changes, trends and regimes, RSI, MACD, ATR, "
-        "volatility, volume, funding, the policy's signals and probabilities, risk (VaR, "
+        "volatility, volume, funding, news sentiment and its headlines, the policy's signals "
+        "and probabilities, risk (VaR, "
         "leverage, alerts) and backtest performance, using only the data loaded.",
     )),
 )

@@ -3,9 +3,9 @@
 One replica holds one chatbot model (llm.chatbot.MarketChatbot) and the recent turns of
 many conversations (least recently used dropped past ``max_conversations``; each keeps
 ``max_history`` turns). Its facts stay live: at most every ``refresh_s`` it reads the
-latest stored bars for the policy's assets and asks the Gateway, through a
-DeploymentHandle, for the policy's signal on them, so answers about "the signal" are
-the served policy's current one, with its timestamp.
+latest stored bars for the policy's assets (and the headlines collected beside them)
+and asks the Gateway, through a DeploymentHandle, for the policy's signal on them, so
+answers about "the signal" are the served policy's current one, with its timestamp.
 
 Generation runs in a worker thread (the replica's event loop keeps answering health
 checks and other conversations' queue positions) one request at a time: one model on a
@@ -78,6 +78,9 @@ class ChatServer:
             info = await gateway.live_info.remote()
             frame, bars = await asyncio.to_thread(self._bars, info)
             self.bot.update_market_data(frame)
+            news = await asyncio.to_thread(self._news, frame)
+            if news is not None:
+                self.bot.update_news(news)
             signal = await gateway.live_signal.remote(bars)
             self.bot.update_signals(signal)
             self.signal_model = signal.get("model_id")
@@ -94,6 +97,16 @@ class ChatServer:
         frame = recent_frame(self.data_path, info["assets"], count, self.exchange,
                              info["timeframe"])
         return frame, bars_from_frame(frame.iloc[-int(info["min_bars"]) :])
+
+    def _news(self, frame):
+        """The headlines `quantum news collect` stored beside the bars since the frame's
+        first bar, or None when the store holds no news."""
+        from news.store import NewsStore
+
+        store = NewsStore(self.data_path)
+        if not any(store.directory.glob("month=*/data.parquet")):
+            return None
+        return store.read(start=frame.index[0])
 
     async def reply(self, conversation_id: str | None, message: str) -> dict:
         async with self._lock:

@@ -142,8 +142,11 @@ class TextEncoder(nn.Module):
     all-MiniLM-L6-v2), its sentiment and recency, then one flag per asset it mentions.
     The market-wide vector pools every present slot; an asset's vector pools only the
     slots that mention it, so each asset's heads read their own news (a pooled vector
-    alone would make the shared context carry which asset each story is about). Slots
-    that are all zero are empty and ignored; an asset with no news gets zeros.
+    alone would make the shared context carry which asset each story is about). Pooled
+    weights are scaled by each slot's recency weight (the last content column), so a
+    story fades with the alignment's half-life as the decayed news features do, instead
+    of the policy having to learn that old news is stale. Slots that are all zero are
+    empty and ignored; an asset with no news gets zeros.
     """
 
     def __init__(self, config: ModelConfig, width: int, n_assets: int) -> None:
@@ -159,10 +162,11 @@ class TextEncoder(nn.Module):
         present = content.abs().sum(-1, keepdim=True) > 0  # (B, N, 1)
         h = self.project(content)
         scores = self.score(h)
-        pooled = (torch.softmax(scores.masked_fill(~present, -1e9), dim=1) * present * h)
+        recency = content[..., -1:]  # (B, N, 1)
+        pooled = torch.softmax(scores.masked_fill(~present, -1e9), dim=1) * present * recency
         mine = present & (text[..., self.content:] > 0.5)  # (B, N, A)
-        weights = torch.softmax(scores.masked_fill(~mine, -1e9), dim=1) * mine
-        return pooled.sum(dim=1), torch.einsum("bna,bnh->bah", weights, h)
+        weights = torch.softmax(scores.masked_fill(~mine, -1e9), dim=1) * mine * recency
+        return (pooled * h).sum(dim=1), torch.einsum("bna,bnh->bah", weights, h)
 
 
 class MLPEncoder(nn.Module):

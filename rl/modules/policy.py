@@ -182,7 +182,7 @@ class HierarchicalPPOModule(_PolicyModule):
         text = self.text_width > 0
         self.text = TextEncoder(cfg, self.text_width, self.n_assets) if text else None
         fused_in = self.n_assets * cfg.d_model + cfg.risk_hidden
-        fused_in += cfg.text_hidden if text else 0
+        fused_in += (1 + self.n_assets) * cfg.text_hidden if text else 0
         self.fusion = nn.Sequential(nn.Linear(fused_in, cfg.fusion_hidden), nn.GELU())
         return cfg.fusion_hidden + cfg.d_model + (cfg.text_hidden if text else 0), \
             cfg.fusion_hidden
@@ -193,7 +193,7 @@ class HierarchicalPPOModule(_PolicyModule):
         own = [assets]
         if self.text is not None:
             market_news, asset_news = self.text(obs["text"])
-            parts.append(market_news)
+            parts += [market_news, asset_news.flatten(1)]  # the value head sees every asset's
             own.append(asset_news)  # each asset's heads read the news about it
         context = self.fusion(torch.cat(parts, dim=-1))
         base = torch.cat([context.unsqueeze(1).expand(-1, self.n_assets, -1), *own], -1)

@@ -236,3 +236,30 @@ def test_the_chatbot_library_does_not_import_the_cli():
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert not imported & {"llm.cli", "typer", "rich", "quantum.cli"}
+
+
+def test_a_news_sentiment_answer_cites_the_headlines_behind_it_and_only_those_seen_by_then():
+    seen = START + pd.Timedelta(hours=60)
+    headlines = pd.DataFrame({
+        "first_seen": [seen, seen + pd.Timedelta(hours=5), seen + pd.Timedelta(hours=30),
+                       seen - pd.Timedelta(hours=30)],
+        "title": ["Bitcoin surges on ETF approval hopes", "Bitcoin developers schedule an upgrade",
+                  "Bitcoin crashes through support on panic selling", "Bitcoin plunges on hack"],
+        "summary": ["", "", "", ""], "source": ["coindesk"] * 4,
+        "assets": [["BTC"], ["BTC"], ["BTC"], ["BTC"]]})
+    model = FakeModel("News sentiment on BTC is {news.BTC.tone} ({news.BTC.sentiment}), "
+                      "from {news.BTC.headline_1}.")
+    bot = fake_bot(model)
+    bot.update_news(headlines)
+
+    reply = bot.reply("What is the news sentiment on bitcoin?")
+
+    assert reply.intent == "news" and reply.grounded
+    assert reply.text.startswith("News sentiment on BTC is bullish (")
+    assert '"Bitcoin surges on ETF approval hopes" (coindesk, 2024-03-03 12:00 UTC)' in reply.text
+    facts = bot.facts()
+    assert facts["news.BTC.count"].value == 2  # at the last bar's close: 2 of 4 (1 later, 1 old)
+    assert "crashes" not in " ".join(f.text for f in facts)  # first seen after the last bar
+    assert facts["news.BTC.sentiment"].value > 0.05
+    with pytest.raises(ValueError, match="lack columns"):
+        bot.update_news(headlines.drop(columns=["first_seen"]))

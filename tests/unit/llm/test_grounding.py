@@ -158,7 +158,13 @@ def complete_facts():
             "var": [{"method": "historical", "confidence": c, "horizon": 1, "var": 0.01 * c,
                      "es": 0.012 * c} for c in (0.95, 0.99)],
             "stress": [{"scenario": "covid_crash_2020", "pnl": -3e5}]}
-    market = MarketView.build(bars).facts().merge(signal_facts(signal), risk_facts(risk))
+    from llm.news_facts import news_facts
+    from news.synthetic import synthetic_news
+
+    headlines, _ = synthetic_news(bars.xs("close", axis=1, level="field"))
+    news = news_facts(headlines, ("BTC", "ETH", "SOL"), end + pd.Timedelta("1min"))
+    assert "news.ETH.headline_2" in news
+    market = MarketView.build(bars).facts().merge(signal_facts(signal), risk_facts(risk), news)
     return [
         market.merge(backtest_facts({"total_return": r, "sharpe": 1.0, "sortino": 1.2,
                                      "max_drawdown": 0.1, "n_trades": 4, "win_rate": 0.5,
