@@ -25,6 +25,7 @@ import pandas as pd
 from numba import njit
 
 from backtest.result import STEP_COLUMNS, BacktestResult
+from envs.account import empty_observation, observe_text
 from envs.config import EnvConfig
 from envs.core.accounting import bracket_arrays
 from envs.core.layout import (
@@ -44,7 +45,7 @@ from envs.core.layout import (
     SPREAD,
     TRADED,
 )
-from envs.core.observe import N_RISK, portfolio_features
+from envs.core.observe import N_RISK
 from envs.core.params import pack_params
 from envs.core.step import N_TERMS, new_state, reset_batch, step_batch
 from envs.data import MarketArrays
@@ -97,11 +98,7 @@ class Account:
         self.params = pack_params(cfg, data.assets)
         self.brackets = bracket_arrays(cfg.margin, data.assets)
         self.state = new_state(1, data.n_assets, cfg.risk_window, N_RISK)
-        self.obs = {
-            "market": np.empty((1, cfg.window, data.n_assets, len(data.features)), np.float32),
-            "risk": np.empty((1, cfg.risk_window, N_RISK), np.float32),
-            "portfolio": np.empty((1, data.n_assets, len(portfolio_features(cfg))), np.float32),
-        }
+        self.obs = empty_observation(data, cfg)
         self.record = np.zeros((self.n_steps + 1, N_RECORD))
         self.positions = np.zeros((self.n_steps + 1, data.n_assets))
         self.shield = np.zeros((self.n_steps + 1, data.n_assets, 2))
@@ -119,6 +116,7 @@ class Account:
             s["t"], s["steps"], np.ones(1, dtype=bool), np.array([self.start_bar]),
             self.obs["market"], self.obs["risk"], self.obs["portfolio"],
         )
+        observe_text(data, s["t"], self.obs)
         record_step(s["acct"][0], s["book"][0], data.mkt, self.start_bar, 0, self.record,
                     self.positions, self.shield)
         self.bars[0] = self.start_bar
@@ -227,6 +225,7 @@ def run_policy(
         actions = check_actions(policy(obs), 1, data.n_assets, max_horizon)
         step_batch(*before, *actions, account.step_events, account.counts, *out,
                    obs["market"], obs["risk"], obs["portfolio"])
+        observe_text(data, account.state["t"], obs)
         account.keep_events(int(account.counts[0]))
         b = int(account.state["t"][0])
         record_step(account.state["acct"][0], account.state["book"][0], data.mkt, b, k,

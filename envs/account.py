@@ -192,8 +192,7 @@ class Account:
         observe_batch(acct[None], book[None], hist[None], data.mkt, data.feats,
                       pack_params(config, data.assets), np.array([b], dtype=np.int64),
                       np.ones(1, dtype=bool), obs["market"], obs["risk"], obs["portfolio"])
-        if data.text is not None:
-            data.text.text_batch(np.array([b], dtype=np.int64), out=obs["text"])
+        observe_text(data, np.array([b], dtype=np.int64), obs)
         return obs
 
     def targets(self, data: MarketArrays, config, trade: np.ndarray,
@@ -277,16 +276,23 @@ class Account:
         return cls.from_dict(raw)
 
 
-def empty_observation(data: MarketArrays, config) -> dict[str, np.ndarray]:
-    """Observation buffers of one account (batch axis 1), as the env allocates them."""
+def observe_text(data: MarketArrays, bars: np.ndarray, obs: dict[str, np.ndarray]) -> None:
+    """Fill the `text` part of a batch of observations at ``bars`` (each env's current bar,
+    the bar its market window ends at); nothing when the data carry no headlines."""
+    if data.text is not None:
+        data.text.text_batch(bars, out=obs["text"])
+
+
+def empty_observation(data: MarketArrays, config, n: int = 1) -> dict[str, np.ndarray]:
+    """Observation buffers of ``n`` accounts (the batch axis), as the env allocates them."""
     obs = {
-        "market": np.empty((1, config.window, data.n_assets, len(data.features)), np.float32),
-        "risk": np.empty((1, config.risk_window, N_RISK), np.float32),
-        "portfolio": np.empty((1, data.n_assets, len(portfolio_features(config))), np.float32),
+        "market": np.empty((n, config.window, data.n_assets, len(data.features)), np.float32),
+        "risk": np.empty((n, config.risk_window, N_RISK), np.float32),
+        "portfolio": np.empty((n, data.n_assets, len(portfolio_features(config))), np.float32),
     }
     shape = text_shape(data)
     if shape is not None:
-        obs["text"] = np.empty((1, *shape), np.float32)
+        obs["text"] = np.empty((n, *shape), np.float32)
     return obs
 
 

@@ -11,6 +11,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
+from envs.account import empty_observation, observe_text
 from envs.config import EnvConfig
 from envs.core.accounting import bracket_arrays
 from envs.core.layout import (
@@ -23,7 +24,7 @@ from envs.core.layout import (
     SHIELD_RULES,
     SHIELD_SCALE,
 )
-from envs.core.observe import N_RISK, portfolio_features
+from envs.core.observe import N_RISK
 from envs.core.params import pack_params
 from envs.core.step import N_TERMS, REWARD_TERMS, new_state, reset_batch, step_batch
 from envs.data import MarketArrays
@@ -109,21 +110,8 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
         return low, high
 
     def _new_obs(self) -> dict[str, np.ndarray]:
-        n, cfg, data = self.num_envs, self.config, self.data
-        obs = {
-            "market": np.empty((n, cfg.window, data.n_assets, len(data.features)), np.float32),
-            "risk": np.empty((n, cfg.risk_window, N_RISK), np.float32),
-            "portfolio": np.empty((n, data.n_assets, len(portfolio_features(cfg))), np.float32),
-        }
-        shape = text_shape(data)
-        if shape is not None:
-            obs["text"] = np.empty((n, *shape), np.float32)
-        return obs
+        return empty_observation(self.data, self.config, self.num_envs)
 
-    def _observe_text(self, obs: dict[str, np.ndarray]) -> None:
-        """The `text` part at every env's current bar (the bar its market window ends at)."""
-        if self.data.text is not None:
-            self.data.text.text_batch(self._state["t"], out=obs["text"])
 
     def _reset_envs(
         self, mask: np.ndarray, obs: dict[str, np.ndarray], starts: np.ndarray | None
@@ -140,7 +128,7 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
             s["hist"], s["t"], s["steps"], mask, np.asarray(starts, dtype=np.int64),
             obs["market"], obs["risk"], obs["portfolio"],
         )
-        self._observe_text(obs)
+        observe_text(self.data, self._state["t"], obs)
 
     def reset(
         self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
@@ -192,7 +180,7 @@ class PerpetualVectorEnv(gym.vector.VectorEnv):
             self._events, self._counts, rewards, terms, terminated, truncated,
             obs["market"], obs["risk"], obs["portfolio"],
         )
-        self._observe_text(obs)
+        observe_text(self.data, self._state["t"], obs)
         if self.config.record_ledger:
             if self._counts.max(initial=0) > self._events.shape[1]:
                 raise RuntimeError("ledger event buffer overflow: a bug in the simulator core")

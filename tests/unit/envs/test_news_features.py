@@ -171,3 +171,27 @@ def test_feature_sources_are_appended_for_every_asset_from_the_store(tmp_path):
     assert column[day2 - 1, 0] == pytest.approx(-0.6) and column[day2, 0] == pytest.approx(0.6)
     with pytest.raises(ValueError, match="read from a store"):
         market_for({**BASE, "news": {"sources": ["fear_greed"]}})
+
+
+def test_a_backtest_shows_the_policy_the_text_part_at_each_decision_bar():
+    from backtest.engine import run_policy
+    from envs.config import EnvConfig
+
+    data = market_for({**BASE, "news": TEXT})
+    config = EnvConfig(record_ledger=False)
+    seen = []
+
+    def policy(obs):
+        seen.append(obs["text"][0].copy())
+        flat = {"trade": np.ones((1, 3), np.int64), "size": np.zeros((1, 3), np.float32),
+                "risk": np.zeros((1, 6), np.float32), "execution": np.zeros((1, 6), np.int64)}
+        return flat
+
+    result = run_policy(policy, data, config, 3000, 3000 + 20 * config.bars_per_step, "flat")
+
+    bars = [3000, *result.steps.index.map(lambda t: int(np.searchsorted(
+        data.timestamps, t.value)))[1:]]
+    assert len(seen) == 20
+    for bar, text in zip(bars, seen, strict=False):
+        np.testing.assert_array_equal(text, data.text.text(bar))
+    assert any(t[:, 385].any() for t in seen)
