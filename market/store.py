@@ -277,19 +277,24 @@ class ParquetStore:
         fsync_dir(self.root / key.partition)
         return len(stale)
 
-    @contextmanager
-    def _locked(self, key: SeriesKey) -> Iterator[None]:
-        """Exclusive lock per series; also clears temp files a killed writer left."""
-        directory = self.root / key.partition
-        directory.mkdir(parents=True, exist_ok=True)
-        with (directory / ".lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                for leftover in directory.glob(".*.tmp"):
-                    leftover.unlink(missing_ok=True)
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    def _locked(self, key: SeriesKey):
+        """Exclusive lock per series (:func:`locked_dir`)."""
+        return locked_dir(self.root / key.partition)
+
+
+@contextmanager
+def locked_dir(directory: Path) -> Iterator[None]:
+    """One writer in ``directory`` at a time (an flock on its ``.lock``); also clears the
+    hidden temp files a killed writer left, which no reader ever opens."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            for leftover in directory.glob(".*.tmp"):
+                leftover.unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def fsync_dir(directory: Path) -> None:

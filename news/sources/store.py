@@ -19,11 +19,9 @@ Why this shape:
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from market.store import write_parquet_atomic
+from market.store import locked_dir, write_parquet_atomic
 from news.sources.base import TIME_COLUMNS
 
 SOURCES_DIR = "sources"
@@ -99,7 +97,7 @@ def write_observations(data_dir: str | os.PathLike[str], name: str,
     incompatible stored file; in both cases the store is left as it was."""
     path = source_path(data_dir, name)
     new = _checked(observations, name)
-    with _locked(path.parent):
+    with locked_dir(path.parent):
         old = _frame(_read_table(path)) if path.is_file() else None
         if old is not None and list(old.columns) != list(new.columns):
             raise SourceStoreError(
@@ -167,17 +165,3 @@ def _frame(table: pa.Table) -> pd.DataFrame:
     for column in TIME_COLUMNS:
         frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[ms, UTC]")
     return frame.sort_values("time", kind="stable").reset_index(drop=True)
-
-
-@contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """One writer per source at a time; also clears temp files a killed writer left."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with (directory / ".lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            for leftover in directory.glob(".*.tmp"):
-                leftover.unlink(missing_ok=True)
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
