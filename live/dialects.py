@@ -1,21 +1,34 @@
 """Where venues differ beneath ccxt's unified API, each found against the venue's real ccxt
-class (tests/unit/live: fake_futures for binanceusdm, fake_bybit for bybit). Everything
-else in the order path (create, cancel, open orders, positions, trades) is unified.
+class (tests/unit/live: fake_futures for binanceusdm, fake_bybit for bybit, fake_okx for
+okx). Everything else in the order path (create, cancel, open orders, positions, trades)
+is unified.
 
 - Finding an order by client id: binanceusdm answers ``fetch_order`` with ``clientOrderId``
   (its conditional orders with ``trigger``). bybit's ``fetch_order`` on a unified account
   refuses without ``acknowledged`` and sends ``orderId=None`` when asked by client id, so
-  the order is looked for among open orders, then closed ones, by ``orderLinkId``.
+  the order is looked for among open orders, then closed ones, by ``orderLinkId``. okx
+  answers ``fetch_order`` by ``clOrdId`` (its algo orders by ``algoClOrdId``), unified.
+- Open protective orders: okx lists algo orders by type, and ccxt asks for ``trigger``
+  ones; its stops are ``conditional``, so that type is asked for. An okx algo order's
+  client id is its ``algoClOrdId`` (ccxt's ``clientOrderId`` reads ``clOrdId``, empty on
+  an algo order until it triggers).
 - The wallet: binanceusdm's balance total is the margin balance (wallet plus unrealised
-  PnL); bybit's is the wallet balance alone.
-- Funding history: binanceusdm's income ``amount`` is what was received; bybit's
-  (execFee of a Funding execution) is what was paid.
+  PnL), as is okx's (``eq``: cash balance plus unrealised PnL); bybit's is the wallet
+  balance alone.
+- Funding history: binanceusdm's income ``amount`` and okx's (balChg of a type-8 bill)
+  are what was received; bybit's (execFee of a Funding execution) is what was paid.
 - Positions: bybit's ``fetch_positions`` takes one symbol at most; all of a settle coin's
   positions come in one request with ``settleCoin``.
+- Cross margin: okx has no account or symbol margin mode; each order carries its own
+  (ccxt sends ``tdMode`` cross) and leverage is set per instrument and margin mode, so
+  ccxt's ``set_margin_mode`` there is a set-leverage call that needs the leverage.
+- Position mode: an okx account may be in long/short mode, where an order without
+  ``posSide`` is refused; the session trades one net position per symbol, so such an
+  account is switched to net mode (binanceusdm and bybit are left as they are).
 - "Nothing to change" answers when setting margin mode or leverage: ccxt's NoChange on
   bybit, binanceusdm's -4046 (ccxt maps it to BadRequest), bybit's 110043 for leverage.
-- Leverage: binanceusdm echoes the leverage it set; bybit answers an empty result, so it
-  is read back with ``fetch_leverage``.
+- Leverage: binanceusdm echoes the leverage it set; bybit and okx answer without it
+  (okx echoes ``lever`` in its raw ``data``), so it is read back with ``fetch_leverage``.
 """
 
 from __future__ import annotations
@@ -54,6 +67,23 @@ def find_order(exchange: ccxt.Exchange, symbol: str, client_id: str,
         return None
 
 
+def protective_params(exchange: ccxt.Exchange, trigger: bool) -> dict[str, Any]:
+    """ccxt params listing (and cancelling) open orders: the stop and take-profit orders
+    when ``trigger``, else plain ones."""
+    if not trigger:
+        return {}
+    if exchange.id == "okx":  # ccxt would ask for ordType 'trigger'; stops are conditional
+        return {"trigger": True, "ordType": "conditional"}
+    return {"trigger": True}
+
+
+def client_id(exchange: ccxt.Exchange, order: dict[str, Any]) -> str | None:
+    """The client order id of a ccxt order structure (okx's algo orders: algoClOrdId)."""
+    if exchange.id == "okx" and not order.get("clientOrderId"):
+        return (order.get("info") or {}).get("algoClOrdId") or None
+    return order.get("clientOrderId")
+
+
 def positions(exchange: ccxt.Exchange, symbols: list[str],
               settle: str) -> list[dict[str, Any]]:
     """The open positions of ``symbols`` (ccxt position structures)."""
@@ -66,6 +96,23 @@ def positions(exchange: ccxt.Exchange, symbols: list[str],
 def is_no_change(err: ccxt.ExchangeError) -> bool:
     """An answer meaning the setting already had the asked value."""
     return isinstance(err, ccxt.NoChange) or any(c in str(err) for c in NO_CHANGE_CODES)
+
+
+def cross_margin(exchange: ccxt.Exchange, symbol: str, leverage: int) -> None:
+    """Put ``symbol`` on cross margin ('already cross' is fine); okx's needs the leverage."""
+    params = {"lever": leverage} if exchange.id == "okx" else {}
+    try:
+        exchange.set_margin_mode("cross", symbol, params)
+    except ccxt.ExchangeError as err:
+        if not is_no_change(err):
+            raise
+
+
+def one_way(exchange: ccxt.Exchange) -> None:
+    """Make sure orders need no position side: an okx account in long/short mode is put in
+    net mode (okx refuses while positions or orders are open: 59000)."""
+    if exchange.id == "okx" and exchange.fetch_position_mode()["hedged"]:
+        exchange.set_position_mode(False)
 
 
 def leverage_set(exchange: ccxt.Exchange, symbol: str, leverage: int) -> int:

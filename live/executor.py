@@ -28,7 +28,14 @@ import ccxt
 
 from envs.core.layout import M_CLOSE, QTY, SL_PX, TP_PX
 from envs.core.params import pack_params
-from live.dialects import funding_received, is_no_change, leverage_set
+from live.dialects import (
+    client_id,
+    cross_margin,
+    funding_received,
+    leverage_set,
+    one_way,
+    protective_params,
+)
 from live.monitors import Breach
 from live.orders import client_order_id, contract_size, protective_orders, translate
 from live.reconcile import adopt, reconcile
@@ -66,12 +73,9 @@ class ExchangeExecutor:
         """Cross margin and ``leverage`` on every symbol, set through ccxt and verified from
         the exchange's answer (the simulator margins one cross wallet at that leverage)."""
         out = {}
+        one_way(self.exchange)
         for symbol in self.symbols.values():
-            try:
-                self.exchange.set_margin_mode("cross", symbol)
-            except ccxt.ExchangeError as err:
-                if not is_no_change(err):  # 'already cross' is fine
-                    raise
+            cross_margin(self.exchange, symbol, leverage)
             got = leverage_set(self.exchange, symbol, leverage)
             if got != leverage:
                 raise ccxt.ExchangeError(f"{symbol}: asked for {leverage}x leverage, the "
@@ -212,10 +216,10 @@ class ExchangeExecutor:
     def _cancel(self, trigger: bool) -> None:
         """Cancel this run's open orders of one kind (entries, or stop/take-profit)."""
         prefix = client_order_id(self.run_id, 0, 0, "entry")[:17]
-        params = {"trigger": True} if trigger else {}
+        params = protective_params(self.exchange, trigger)
         for symbol in self.symbols.values():
             for order in self.exchange.fetch_open_orders(symbol, params=params):
-                if str(order.get("clientOrderId") or "").startswith(prefix):
+                if str(client_id(self.exchange, order) or "").startswith(prefix):
                     try:
                         self.exchange.cancel_order(order["id"], symbol, params)
                     except ccxt.OrderNotFound:

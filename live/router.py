@@ -34,9 +34,10 @@ from market.exchanges import describe_error
 log = logging.getLogger(__name__)
 ORDERS = "orders.jsonl"
 PENDING, SENT, REJECTED = "pending", "sent", "rejected"
-DUPLICATE_ID_CODES = ("-4116", "110072")
-"""binanceusdm's 'client order id is duplicated', bybit's 'OrderLinkedID is duplicate'
-(ccxt maps both to InvalidOrder)."""
+DUPLICATE_ID_CODES = ("-4116", "110072", '"51016"')
+"""binanceusdm's 'client order id is duplicated', bybit's 'OrderLinkedID is duplicate', okx's
+'Duplicated clOrdId' (ccxt maps all three to InvalidOrder). okx's is matched as the quoted
+sCode value: its answers echo the client id, whose hex digits could contain 51016."""
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@
 exchange's test network (ccxt's sandbox mode) with testnet keys. ``live`` trades real
 money and refuses to start without ``--i-understand-this-trades-real-money``. Keys come
 only from the environment or a git-ignored ``.env`` (market.exchanges: QUANTUM_<ID>_API_KEY,
-_SECRET, _PASSWORD), are registered with the log redactor before the exchange exists, and
-are never part of a session's settings, its W&B config or a Ray runtime_env.
+_SECRET, and _PASSWORD where ccxt requires one: okx's API passphrase), are registered with
+the log redactor before the exchange exists, and are never part of a session's settings,
+its W&B config or a Ray runtime_env.
 """
 
 from __future__ import annotations
@@ -43,7 +44,11 @@ def trading_exchange(exchange_id: str, mode: TradingMode, *, consent: bool = Fal
                          "to confirm, or use --mode testnet")
     credentials = load_credentials(exchange_id, env, dotenv_path)
     names = env_names(exchange_id)
-    missing = [names[f] for f in ("api_key", "secret") if getattr(credentials, f) is None]
+    needed = ["api_key", "secret"]
+    if exchange_id in ccxt.exchanges and \
+            getattr(ccxt, exchange_id)().requiredCredentials.get("password"):
+        needed.append("password")  # okx's API passphrase
+    missing = [names[f] for f in needed if getattr(credentials, f) is None]
     if missing:
         where = "the environment" if env is not None else \
             f"the environment or {Path(dotenv_path or DEFAULT_DOTENV)}"

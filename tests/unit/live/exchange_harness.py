@@ -27,7 +27,10 @@ KEYS = {"QUANTUM_BINANCEUSDM_API_KEY": "test-key", "QUANTUM_BINANCEUSDM_SECRET":
 def keys(exchange_id: str) -> dict[str, str]:
     """Test credentials for ``exchange_id`` as the environment would carry them."""
     prefix = f"QUANTUM_{exchange_id.upper()}"
-    return {f"{prefix}_API_KEY": "test-key", f"{prefix}_SECRET": "test-secret"}
+    out = {f"{prefix}_API_KEY": "test-key", f"{prefix}_SECRET": "test-secret"}
+    if getattr(ccxt, exchange_id)().requiredCredentials.get("password"):  # okx's passphrase
+        out[f"{prefix}_PASSWORD"] = "test-password"
+    return out
 
 SYMBOLS = {"BTC": "BTC/USDT:USDT", "ETH": "ETH/USDT:USDT"}
 IDS = {"BTC": "BTCUSDT", "ETH": "ETHUSDT"}
@@ -41,12 +44,14 @@ def replay_frame():
 
 
 def venue_tick(venue: FuturesVenue | FakeVenue) -> Tick:
-    """The venue in this process: prices and funding set directly."""
+    """The venue in this process: prices and funding set directly (a venue whose market
+    ids differ from IDS names them in ``aliases``)."""
+    native = getattr(venue, "aliases", {})
 
     def tick(prices: dict[str, float], funding: list[tuple[str, float, float]]) -> None:
         for market_id, rate, mark in funding:
-            venue.pay_funding(market_id, rate, mark)
-        venue.prices.update(prices)
+            venue.pay_funding(native.get(market_id, market_id), rate, mark)
+        venue.prices.update({native.get(m, m): p for m, p in prices.items()})
 
     return tick
 
