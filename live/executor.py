@@ -42,6 +42,10 @@ from live.reconcile import adopt, reconcile
 from live.router import OrderRouter, Outcome
 from market.exchanges import describe_error
 
+MODEL_FILLS = ("fill", "stop_loss", "take_profit")
+"""The simulator's ledger kinds an exchange fill of the same bar is compared with: its
+order fills and its stop-loss and take-profit closes (the exchange's stop orders)."""
+
 
 @dataclass
 class ExchangeExecutor:
@@ -143,7 +147,8 @@ class ExchangeExecutor:
 
     def _fills(self, tick, ledger: list[dict]) -> list[dict]:
         """The exchange's new fills per asset (price, amount, fee from its trade history)
-        beside the simulator's fill of the same bar: the price difference in basis points
+        beside the simulator's fills of the same bar (MODEL_FILLS: a stop the exchange
+        triggered beside the simulator's stop): the price difference in basis points
         (positive: the exchange cost more) against the simulator's spread and impact
         estimate, and the fees both charged."""
         out = []
@@ -157,7 +162,8 @@ class ExchangeExecutor:
                                 for t in trades)
             price = unit * sum(t["price"] * t["amount"] for t in trades) / amount
             fee = sum(float((t.get("fee") or {}).get("cost") or 0.0) for t in trades)
-            model = [r for r in ledger if r.get("kind") == "fill" and r.get("asset") == asset]
+            model = [r for r in ledger
+                     if r.get("kind") in MODEL_FILLS and r.get("asset") == asset]
             row = {"bar_time": tick.bar_time, "asset": asset, "exchange_qty": signed,
                    "exchange_price": price, "exchange_fee": fee, "model_qty": None}
             if model:
@@ -183,19 +189,21 @@ class ExchangeExecutor:
         ms = tick.bar_time // 1_000_000
         entries = translate(self.exchange, self.run_id, ms, self.symbols, state, data.mkt,
                             self._params, b, self.config, book.account.values["equity"])
-        intents = list(entries.orders)
+        intents, skipped = list(entries.orders), list(entries.skipped)
         wanted = {a: (state[k, QTY], state[k, SL_PX], state[k, TP_PX])
                   for k, a in enumerate(self.symbols)}
         if wanted != self._stops and self._cancelled_stops():
-            intents += protective_orders(self.exchange, self.run_id, ms, self.symbols, state,
-                                         state[:, QTY], data.mkt[b, :, M_CLOSE]).orders
+            stops = protective_orders(self.exchange, self.run_id, ms, self.symbols, state,
+                                      state[:, QTY], data.mkt[b, :, M_CLOSE])
+            intents += stops.orders
+            skipped += stops.skipped
             self._stops = wanted
         self.router.journal(intents)
         self._planned = intents
         return {"execution.jsonl": [{
             "bar_time": tick.bar_time,
             "orders": [i.to_dict() for i in intents],
-            "skipped": [vars(s) for s in entries.skipped],
+            "skipped": [vars(s) for s in skipped],
             "cut": entries.cut,
         }]}
 

@@ -191,11 +191,22 @@ def protective_orders(exchange: ccxt.Exchange, run: str, bar_time_ms: int,
                       symbols: dict[str, str], book: np.ndarray, position: np.ndarray,
                       close: np.ndarray) -> BarOrders:
     """Reduce-only stop-loss and take-profit orders for each open ``position`` (signed base
-    quantity per asset, as the exchange holds it) at the book's stop prices."""
+    quantity per asset, as the exchange holds it) at the book's stop prices. Stops set for
+    the other direction (a decision reversing the position sets the new side's stops while
+    the old side is still held: a short's stop-loss above its take-profit on a long) are
+    skipped, as the simulator ignores them (envs.core.execution.check_stops): sent, the
+    old side's reduce-only orders at those prices would trigger at once and close what
+    the book is still working out of (or be refused as immediately triggering)."""
     out = BarOrders()
     for a, (asset, symbol) in enumerate(symbols.items()):
         qty = float(position[a])
         if qty == 0.0:
+            continue
+        sl, tp = float(book[a, SL_PX]), float(book[a, TP_PX])
+        if sl > 0.0 and tp > 0.0 and (qty > 0.0) != (sl < tp):
+            out.skipped += [Skipped(asset, leg, abs(qty), "stops set for the other direction "
+                                    "(the position is being reversed)")
+                            for leg in ("stop_loss", "take_profit")]
             continue
         for leg, slot in (("stop_loss", SL_PX), ("take_profit", TP_PX)):
             trigger = float(book[a, slot])

@@ -35,8 +35,13 @@ def keys(exchange_id: str) -> dict[str, str]:
 SYMBOLS = {"BTC": "BTC/USDT:USDT", "ETH": "ETH/USDT:USDT"}
 IDS = {"BTC": "BTCUSDT", "ETH": "ETHUSDT"}
 
-Tick = Callable[[dict[str, float], list[tuple[str, float, float]]], None]
-"""Sets the venue's prices ({market id: price}) after paying [(market id, rate, mark)]."""
+Bars = dict[str, tuple[float, float, float]]
+"""One bar per market id: its (open, high, low) last prices."""
+Tick = Callable[[dict[str, float], list[tuple[str, float, float]], Bars | None], None]
+"""Trades the bar that closed through the venue's resting conditional orders ({market
+id: (open, high, low)}, where given), pays [(market id, rate, mark)] and sets the
+venue's prices ({market id: price}): in the order the simulator runs a bar (stops, then
+funding at its close)."""
 
 
 def replay_frame():
@@ -44,11 +49,14 @@ def replay_frame():
 
 
 def venue_tick(venue: FuturesVenue | FakeVenue) -> Tick:
-    """The venue in this process: prices and funding set directly (a venue whose market
-    ids differ from IDS names them in ``aliases``)."""
+    """The venue in this process: bars traded, prices and funding set directly (a venue
+    whose market ids differ from IDS names them in ``aliases``)."""
     native = getattr(venue, "aliases", {})
 
-    def tick(prices: dict[str, float], funding: list[tuple[str, float, float]]) -> None:
+    def tick(prices: dict[str, float], funding: list[tuple[str, float, float]],
+             bars: Bars | None = None) -> None:
+        if bars:
+            venue.trade_bar({native.get(m, m): tuple(bar) for m, bar in bars.items()})
         for market_id, rate, mark in funding:
             venue.pay_funding(native.get(market_id, market_id), rate, mark)
         venue.prices.update({native.get(m, m): p for m, p in prices.items()})
@@ -75,7 +83,9 @@ def policy(style: int = 0):
 
 class PricedFeed(ReplayFeed):
     """The replay, with the venue's price at each bar's close set to the next bar's open:
-    where the simulator fills the orders sent then. Funding is paid at funding times."""
+    where the simulator fills the orders sent then. Each bar is first traded through the
+    venue's resting stop and take-profit orders (its open, high and low: the prices the
+    simulator checks its stops against), then funding is paid at funding times."""
 
     tick: Tick = None
 
@@ -86,8 +96,11 @@ class PricedFeed(ReplayFeed):
                     float(self.frame[(asset, "mark")].iloc[b]))
                    for asset, market_id in IDS.items()
                    if self.frame[(asset, "funding_event")].iloc[b] and b > self.first]
+        bars = {market_id: tuple(float(self.frame[(asset, k)].iloc[b])
+                                 for k in ("open", "high", "low"))
+                for asset, market_id in IDS.items()}
         self.tick({market_id: float(self.frame[(asset, "open")].iloc[row])
-                   for asset, market_id in IDS.items()}, funding)
+                   for asset, market_id in IDS.items()}, funding, bars)
         return tick
 
     def start(self):

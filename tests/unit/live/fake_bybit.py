@@ -2,7 +2,18 @@
 fake_futures.FuturesVenue (orders remembered by orderLinkId, market orders filled at the
 venue's price, conditional orders resting until cancelled, positions, a USDT wallet, the
 execution list with trades and funding), in bybit's formats: JSON bodies, retCode errors,
-wallet balances that exclude unrealised PnL."""
+wallet balances that exclude unrealised PnL.
+
+Conditional orders trigger as fake_futures' do when :meth:`BybitFutures.trade_bar` trades
+a bar of last prices through them (bybit's default ``triggerBy``, LastPrice, which ccxt
+leaves unset; an order asking for MarkPrice or IndexPrice fails the test rather than
+trigger on the wrong prices), by their ``triggerDirection`` (1: when the price rises to
+the trigger, the high; 2: when it falls to it, the low), stop-losses (a sell falling, a
+buy rising) first. A triggered order fills as a market order (``fill_slippage``, the
+taker fee) and is Filled, with an execution whose stopOrderType is the order's; a
+reduce-only one never fills more than the position nor against its side (nothing to
+reduce: Rejected, no execution). Like the fake's other fills, no realised PnL is
+booked to the wallet."""
 
 from __future__ import annotations
 
@@ -11,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
-from tests.unit.live.fake_futures import Crash
+from tests.unit.live.fake_futures import Bar, Crash, crossing
 from tests.unit.market.ccxt_fakes import BybitVenue, Request
 
 
@@ -32,6 +43,9 @@ class BybitFutures(BybitVenue):
     wallet: float = 1_000_000.0
     fill_slippage: float = 0.0
     margin_mode: str = "ISOLATED_MARGIN"
+    triggered: list[dict[str, Any]] = field(default_factory=list)
+    """Conditional orders the venue triggered (fake_futures.FuturesVenue.triggered)."""
+    bars_traded: int = 0
 
     def handle(self, method: str, url: str, headers: dict[str, str],
                body: str | bytes | None = None) -> tuple[int, Any]:
@@ -126,15 +140,7 @@ class BybitFutures(BybitVenue):
                                                    else -self.fill_slippage))
         filled = p["orderType"] == "Market" and not trigger
         if filled:
-            held = self.positions.get(p["symbol"], 0.0)
-            if held * signed >= 0.0 and held + signed != 0.0:
-                entry = self.entries.get(p["symbol"], price)
-                self.entries[p["symbol"]] = (held * entry + signed * price) / (held + signed)
-            self.positions[p["symbol"]] = round(held + signed, 9)
-            fee = qty * price * 0.00055
-            self.wallet -= fee
-            self.executions.append(self._execution(p["symbol"], "Trade", signed, price, fee,
-                                                   order_id, link))
+            self._fill(p["symbol"], signed, price, order_id, link)
         self.orders[link] = {
             "orderId": order_id, "orderLinkId": link, "symbol": p["symbol"],
             "side": p["side"], "orderType": p["orderType"], "price": p.get("price", "0"),
@@ -146,10 +152,67 @@ class BybitFutures(BybitVenue):
             "triggerPrice": p.get("triggerPrice", ""), "triggerDirection":
             int(p.get("triggerDirection", 0)), "reduceOnly": p.get("reduceOnly") == "true",
             "stopOrderType": "Stop" if trigger else "", "positionIdx": 0,
+            "triggerBy": p.get("triggerBy", "LastPrice"),
             "createdTime": str(self.now_ms), "updatedTime": str(self.now_ms)}
         if fault == "crash_after":
             raise Crash("sender died after the venue accepted the order")
         return self._ok({"orderId": order_id, "orderLinkId": link})
+
+    def _fill(self, symbol: str, signed: float, price: float, order_id: str,
+              link: str) -> dict[str, Any]:
+        """Fill ``signed`` of ``symbol`` at ``price`` as a taker: the position, its average
+        entry, the fee off the wallet, and a Trade execution (returned)."""
+        held = self.positions.get(symbol, 0.0)
+        if held * signed >= 0.0 and held + signed != 0.0:
+            entry = self.entries.get(symbol, price)
+            self.entries[symbol] = (held * entry + signed * price) / (held + signed)
+        self.positions[symbol] = round(held + signed, 9)
+        fee = abs(signed) * price * 0.00055
+        self.wallet -= fee
+        execution = self._execution(symbol, "Trade", signed, price, fee, order_id, link)
+        self.executions.append(execution)
+        return execution
+
+    def trade_bar(self, bars: dict[str, Bar]) -> None:
+        """Trade one bar of last prices per symbol ({symbol: (open, high, low)}) through the
+        untriggered conditional orders (module docstring)."""
+        self.bars_traded += 1
+        resting = [o for o in self.orders.values() if o["orderStatus"] == "Untriggered"
+                   and o["symbol"] in bars]
+        resting.sort(key=lambda o: (o["side"] == "Buy") != (o["triggerDirection"] == 1))
+        for row in resting:  # stop-losses (a buy on a rise, a sell on a fall) first
+            if row["triggerBy"] != "LastPrice":
+                raise AssertionError(f"fake bybit triggers on last prices only, not "
+                                     f"{row['triggerBy']}")
+            price = crossing(row["triggerDirection"] == 1, float(row["triggerPrice"]),
+                             bars[row["symbol"]])
+            if price is not None:
+                self._trigger(row, price)
+
+    def _trigger(self, row: dict[str, Any], price: float) -> None:
+        """A triggered conditional order: a market order for its quantity (reduce-only: at
+        most the position, and only against it), filled at ``price``."""
+        symbol, buy = row["symbol"], row["side"] == "Buy"
+        held = self.positions.get(symbol, 0.0)
+        qty = float(row["qty"])
+        if row["reduceOnly"]:
+            qty = min(qty, abs(held)) if (held < 0.0 if buy else held > 0.0) else 0.0
+        stop = buy == (row["triggerDirection"] == 1)
+        record = {"client_id": row["orderLinkId"], "symbol": symbol, "side": row["side"],
+                  "leg": "stop_loss" if stop else "take_profit", "qty": qty, "price": None,
+                  "bar": self.bars_traded}
+        self.triggered.append(record)
+        row["updatedTime"] = str(self.now_ms)
+        if qty <= 0.0:
+            row["orderStatus"] = "Rejected"  # a reduce-only order with nothing to reduce
+            return
+        price *= 1.0 + (self.fill_slippage if buy else -self.fill_slippage)
+        execution = self._fill(symbol, qty if buy else -qty, price, row["orderId"],
+                               row["orderLinkId"])
+        execution["stopOrderType"] = row["stopOrderType"]
+        record["price"] = price
+        row.update(orderStatus="Filled", cumExecQty=f"{qty}", cumExecValue=f"{qty * price}",
+                   avgPrice=f"{price}", leavesQty="0")
 
     def _orders(self, p: dict[str, str], open_: bool) -> tuple[int, Any]:
         """/v5/order/realtime answers open orders, /v5/order/history closed ones (the

@@ -1,7 +1,25 @@
 """A stateful binanceusdm beneath ccxt's real class: orders are accepted, remembered by
 client order id, and market orders fill at the venue's current price; faults a live
 loop must survive can be set per order (a crash of the sender before or after the
-venue accepted it, a timeout after it accepted it)."""
+venue accepted it, a timeout after it accepted it).
+
+Conditional orders (binance's algo service: STOP_MARKET, TAKE_PROFIT_MARKET) rest until
+:meth:`FuturesVenue.trade_bar` trades a bar through them (the replay harness does, each
+bar, before it pays that bar's funding and moves the price to the next bar's open). A
+stop-loss sells when the bar's low reaches its trigger and buys when the high does; a
+take-profit the opposite; either fills as a market order at the trigger, or at the
+bar's open when the bar opened beyond it (a gap), paying ``fill_slippage`` like any
+market order. The bar is one of last (contract) prices: the ``workingType`` binance
+uses when none is sent (CONTRACT_PRICE, as ccxt sends the session's stops) and the
+prices the simulator checks its stops against; an order asking for MARK_PRICE fails
+the test (AssertionError) rather than trigger on the wrong prices. Stop-losses go
+first (when both could trade in one bar: the simulator's conservative reading). A
+reduce-only order never fills more than the position, nor against its side: with
+nothing to reduce it is rejected when it triggers ("Reduce Only reject": algoStatus
+REJECTED, no fill). A triggered order is FINISHED (with its child order's id, price
+and quantity), so open-order queries no longer list it and a lookup by clientAlgoId
+finds it closed; its fill is a trade in the account's history like any other (the fee
+off the wallet; like the fake's other fills, no realised PnL is booked)."""
 
 from __future__ import annotations
 
@@ -15,6 +33,21 @@ from tests.unit.market.ccxt_fakes import BinanceVenue
 
 class Crash(BaseException):
     """The sending process dies here (nothing in ccxt or the router catches it)."""
+
+
+Bar = tuple[float, float, float]
+"""One bar of last prices as a venue trades it: (open, high, low)."""
+
+
+def crossing(rising: bool, trigger: float, bar: Bar) -> float | None:
+    """Where a conditional order at ``trigger`` fills in ``bar``, or None if the bar did
+    not reach it: an order waiting for the price to rise (a buy stop, a sell take-profit)
+    triggers when the high reaches the trigger, one waiting for it to fall when the low
+    does; at the trigger, or at the open when the bar opened beyond it (a gap)."""
+    open_, high, low = bar
+    if rising:
+        return max(open_, trigger) if high >= trigger else None
+    return min(open_, trigger) if low <= trigger else None
 
 
 @dataclass
@@ -31,6 +64,11 @@ class FuturesVenue(BinanceVenue):
 
     wallet: float = 1_000_000.0
     entries: dict[str, float] = field(default_factory=dict)
+    triggered: list[dict[str, Any]] = field(default_factory=list)
+    """Conditional orders the venue triggered, in order: client id, symbol, side, leg
+    ('stop_loss' or 'take_profit'), the quantity filled (0: nothing to reduce, rejected)
+    and the fill price, and ``bar``: how many bars :meth:`trade_bar` had traded then."""
+    bars_traded: int = 0
 
     method: str = "GET"
     """The method of the request being answered (routes see only its parameters)."""
@@ -173,6 +211,64 @@ class FuturesVenue(BinanceVenue):
             return 200, known["native"]
         return self._accept(p, p["newClientOrderId"], algo=False)
 
+    def _fill(self, symbol: str, side: str, qty: float, price: float, maker: bool,
+              order_id: int) -> None:
+        """Fill ``qty`` of ``symbol`` at ``price``: the position, its average entry, the fee
+        (maker or taker) off the wallet, and a trade in the history."""
+        signed = qty if side == "BUY" else -qty
+        held = self.positions.get(symbol, 0.0)
+        if held * signed >= 0.0 and held + signed != 0.0:  # open or add: average entry
+            entry = self.entries.get(symbol, price)
+            self.entries[symbol] = (held * entry + signed * price) / (held + signed)
+        self.positions[symbol] = round(held + signed, 9)  # exact, as a venue keeps it
+        fee = qty * price * (0.0002 if maker else 0.0004)
+        self.wallet -= fee
+        self.trades.append({
+            "symbol": symbol, "id": len(self.trades) + 1, "orderId": order_id,
+            "side": side, "price": f"{price}", "qty": f"{qty}",
+            "realizedPnl": "0", "quoteQty": f"{qty * price}", "commission": f"{fee}",
+            "commissionAsset": "USDT", "time": self.now_ms, "positionSide": "BOTH",
+            "buyer": side == "BUY", "maker": maker})
+
+    def trade_bar(self, bars: dict[str, Bar]) -> None:
+        """Trade one bar of last prices per symbol ({symbol: (open, high, low)}) through the
+        resting conditional orders (module docstring)."""
+        self.bars_traded += 1
+        resting = [o["native"] for o in self.orders.values() if o["algo"]
+                   and o["native"]["algoStatus"] == "NEW" and o["native"]["symbol"] in bars]
+        resting.sort(key=lambda n: not n["orderType"].startswith("STOP"))  # stops first
+        for native in resting:
+            if native.get("workingType", "CONTRACT_PRICE") != "CONTRACT_PRICE":
+                raise AssertionError(f"fake binanceusdm triggers on last prices only, not "
+                                     f"{native['workingType']}")
+            stop = native["orderType"].startswith("STOP")
+            price = crossing((native["side"] == "BUY") == stop, float(native["triggerPrice"]),
+                             bars[native["symbol"]])
+            if price is not None:
+                self._trigger(native, price, "stop_loss" if stop else "take_profit")
+
+    def _trigger(self, native: dict[str, Any], price: float, leg: str) -> None:
+        """A triggered conditional order: a market order for its quantity (reduce-only: at
+        most the position, and only against it), filled at ``price``."""
+        symbol, side = native["symbol"], native["side"]
+        held = self.positions.get(symbol, 0.0)
+        qty = float(native["quantity"])
+        if native["reduceOnly"]:
+            qty = min(qty, abs(held)) if (held < 0.0 if side == "BUY" else held > 0.0) else 0.0
+        native.update(triggerTime=self.now_ms, updateTime=self.now_ms)
+        record = {"client_id": native["clientAlgoId"], "symbol": symbol, "side": side,
+                  "leg": leg, "qty": qty, "price": None, "bar": self.bars_traded}
+        self.triggered.append(record)
+        if qty <= 0.0:
+            native["algoStatus"] = "REJECTED"  # binance: "Reduce Only reject"
+            return
+        price *= 1.0 + (self.fill_slippage if side == "BUY" else -self.fill_slippage)
+        child = 1_000_000 + len(self.triggered)  # the matching engine's order
+        self._fill(symbol, side, qty, price, False, child)
+        record["price"] = price
+        native.update(algoStatus="FINISHED", actualOrderId=str(child),
+                      actualPrice=f"{price}", executedQty=f"{qty}", avgPrice=f"{price}")
+
     def _algo_order(self, p: dict[str, str]) -> tuple[int, Any]:
         if self.method == "DELETE":
             return self._cancel("algoId", p["algoId"], algo=True)
@@ -201,26 +297,16 @@ class FuturesVenue(BinanceVenue):
             signed, price, filled = (done if signed > 0 else -done), float(p["price"]), True
             partial = done < qty
         if filled:
-            held = self.positions.get(p["symbol"], 0.0)
-            if held * signed >= 0.0 and held + signed != 0.0:  # open or add: average entry
-                entry = self.entries.get(p["symbol"], price)
-                self.entries[p["symbol"]] = (held * entry + signed * price) / (held + signed)
-            self.positions[p["symbol"]] = round(held + signed, 9)  # exact, as a venue keeps it
-            fee = done * price * (0.0002 if p["type"] == "LIMIT" else 0.0004)
-            self.wallet -= fee
-            self.trades.append({
-                "symbol": p["symbol"], "id": len(self.trades) + 1, "orderId": len(self.orders) + 1,
-                "side": p["side"], "price": f"{price}", "qty": f"{done}",
-                "realizedPnl": "0", "quoteQty": f"{done * price}", "commission": f"{fee}",
-                "commissionAsset": "USDT", "time": self.now_ms, "positionSide": "BOTH",
-                "buyer": p["side"] == "BUY", "maker": p["type"] == "LIMIT"})
+            self._fill(p["symbol"], p["side"], done, price, p["type"] == "LIMIT",
+                       len(self.orders) + 1)
         native = ({"algoId": len(self.orders) + 1, "clientAlgoId": client_id,
                    "algoType": "CONDITIONAL", "orderType": p["type"], "symbol": p["symbol"],
                    "side": p["side"], "positionSide": "BOTH", "timeInForce": "GTC",
                    "quantity": p["quantity"], "algoStatus": "NEW",
                    "triggerPrice": p["triggerPrice"], "price": "0",
                    "reduceOnly": p.get("reduceOnly") == "true", "createTime": self.now_ms,
-                   "updateTime": self.now_ms}
+                   "updateTime": self.now_ms,
+                   "workingType": p.get("workingType", "CONTRACT_PRICE")}
                   if algo else
                   {"orderId": len(self.orders) + 1, "symbol": p["symbol"],
                    "status": ("PARTIALLY_FILLED" if partial else "FILLED" if filled

@@ -9,7 +9,20 @@ unrealised PnL.
 
 Algo (conditional) orders are remembered by ``algoClOrdId``: ccxt sends the client id
 as ``clOrdId`` on /trade/order-algo, which okx takes as the algo's client id and lists
-as ``algoClOrdId`` (``clOrdId`` stays empty until the algo triggers)."""
+as ``algoClOrdId`` (``clOrdId`` stays empty until the algo triggers).
+
+Conditional algo orders trigger as fake_futures' do when :meth:`OkxSwaps.trade_bar`
+trades a bar of last prices through them (their ``slTriggerPxType``/``tpTriggerPxType``,
+which ccxt sends as ``last``; an order asking for ``mark`` or ``index`` fails the test
+rather than trigger on the wrong prices): a stop-loss sells when the low reaches
+``slTriggerPx`` and buys when the high does, a take-profit at ``tpTriggerPx`` the
+opposite, stop-losses first; at the trigger or, when the bar opened beyond it, at its
+open. The algo places a market child order (taker fee, ``fill_slippage``, realised PnL
+booked to cash like every fill here) and becomes ``effective``, its ``ordId``,
+``actualSz``, ``actualPx`` and ``actualSide`` set; the fill (ordId the child's) is in
+the fills history. The child order itself is not listed by the order endpoints. A
+reduce-only algo never fills more than the position nor against its side: with nothing
+to reduce it ends ``order_failed`` (failCode 51169) without a fill."""
 
 from __future__ import annotations
 
@@ -18,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from tests.unit.live.fake_futures import Crash
+from tests.unit.live.fake_futures import Bar, Crash, crossing
 from tests.unit.market.ccxt_fakes import OkxVenue, Request
 
 CT_VAL = {"BTC-USDT-SWAP": 0.01, "ETH-USDT-SWAP": 0.1}
@@ -68,6 +81,10 @@ class OkxSwaps(OkxVenue):
     """maxMktSz of both swaps (the instruments fixture), in contracts: a bigger market order
     is refused with 51202."""
     method: str = "GET"
+    triggered: list[dict[str, Any]] = field(default_factory=list)
+    """Algo orders the venue triggered (fake_futures.FuturesVenue.triggered); qty in
+    contracts."""
+    bars_traded: int = 0
 
     def handle(self, method: str, url: str, headers: dict[str, str],
                body: str | bytes | None = None) -> tuple[int, Any]:
@@ -452,6 +469,51 @@ class OkxSwaps(OkxVenue):
                            "execType": "T" if rate == TAKER else "M", "feeCcy": "USDT",
                            "fee": _s(-fee), "ts": str(self.now_ms), "fillTime":
                            str(self.now_ms)})
+
+    def trade_bar(self, bars: dict[str, Bar]) -> None:
+        """Trade one bar of last prices per instId ({instId: (open, high, low)}) through the
+        live conditional algo orders (module docstring)."""
+        self.bars_traded += 1
+        resting = [o for o in self.orders.values() if o["algo"] and o["state"] == "live"
+                   and o["ordType"] == "conditional" and o["instId"] in bars]
+        resting.sort(key=lambda o: not o["slTriggerPx"])  # stop-losses first
+        for row in resting:
+            stop = bool(row["slTriggerPx"])
+            kind = row["slTriggerPxType" if stop else "tpTriggerPxType"] or "last"
+            if kind != "last":
+                raise AssertionError(f"fake okx triggers on last prices only, not {kind}")
+            trigger = float(row["slTriggerPx" if stop else "tpTriggerPx"])
+            price = crossing((row["side"] == "buy") == stop, trigger, bars[row["instId"]])
+            if price is not None:
+                self._trigger(row, price, stop)
+
+    def _trigger(self, row: dict[str, Any], price: float, stop: bool) -> None:
+        """A triggered algo order: a market child order for its size (reduce-only: at most
+        the position, and only against it), filled at ``price``."""
+        inst, buy = row["instId"], row["side"] == "buy"
+        held = self.positions.get(inst, 0.0)
+        size = float(row["sz"])
+        if row["reduceOnly"] == "true":
+            size = min(size, abs(held)) if (held < 0.0 if buy else held > 0.0) else 0.0
+        record = {"client_id": row["algoClOrdId"], "symbol": inst, "side": row["side"],
+                  "leg": "stop_loss" if stop else "take_profit", "qty": size, "price": None,
+                  "bar": self.bars_traded}
+        self.triggered.append(record)
+        row.update(triggerTime=str(self.now_ms), uTime=str(self.now_ms))
+        if size <= 0.0:
+            row.update(state="order_failed", failCode="51169")  # nothing to reduce
+            return
+        price *= 1.0 + (self.fill_slippage if buy else -self.fill_slippage)
+        child = {"algo": False, "instType": "SWAP", "instId": inst, "side": row["side"],
+                 "posSide": row["posSide"], "sz": _s(size), "ordType": "market",
+                 "tdMode": row["tdMode"], "reduceOnly": row["reduceOnly"],
+                 "ordId": str(700_000_000 + len(self.triggered)), "clOrdId": "",
+                 "algoId": row["algoId"], "algoClOrdId": row["algoClOrdId"],
+                 "cTime": str(self.now_ms), "uTime": str(self.now_ms)}
+        self._fill(child, size if buy else -size, price, TAKER)
+        record["price"] = price
+        row.update(state="effective", ordId=child["ordId"], ordIdList=[child["ordId"]],
+                   actualSz=_s(size), actualPx=_s(price), actualSide="sl" if stop else "tp")
 
     def _cancel(self, p: dict[str, Any]) -> dict[str, Any]:
         """One cancellation (plain by ordId or clOrdId, algo by algoId or algoClOrdId)."""

@@ -4,8 +4,8 @@ on it and can be killed with SIGKILL at an exact point of an order's life: the v
 `crash_after` once the venue has accepted it (the sender never sees the answer).
 
 The child side: `loopback_exchange(port)` is ccxt's real binanceusdm whose requests go to
-the server; `POST /fake/tick` sets the venue's prices and pays funding (the harness's
-replay clock), which no real venue has."""
+the server; `POST /fake/tick` trades a bar through the venue's resting stops, pays funding and sets
+the venue's prices (the harness's replay clock), which no real venue has."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import ccxt
 import requests
 
 from market.exchanges import make_exchange
-from tests.unit.live.exchange_harness import KEYS, Tick, venue_tick
+from tests.unit.live.exchange_harness import KEYS, Bars, Tick, venue_tick
 from tests.unit.live.fake_futures import Crash, FuturesVenue
 from tests.unit.market.ccxt_fakes import NOW
 
@@ -43,7 +43,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else None
         if self.path == "/fake/tick":
             sent = json.loads(body or b"{}")
-            venue_tick(self.server.venue)(sent["prices"], [tuple(f) for f in sent["funding"]])
+            venue_tick(self.server.venue)(sent["prices"], [tuple(f) for f in sent["funding"]],
+                                          sent.get("bars"))
             return self._send(200, {})
         try:
             status, payload = self.server.venue.handle(self.command, "http://venue" + self.path,
@@ -105,8 +106,10 @@ def loopback_exchange(port: int) -> tuple[ccxt.Exchange, Tick]:
     exchange.session = _Loopback(port)
     exchange.milliseconds = lambda: NOW
 
-    def tick(prices: dict[str, float], funding: list[tuple[str, float, float]]) -> None:
+    def tick(prices: dict[str, float], funding: list[tuple[str, float, float]],
+             bars: Bars | None = None) -> None:
         requests.post(f"http://127.0.0.1:{port}/fake/tick", timeout=10,
-                      json={"prices": prices, "funding": funding}).raise_for_status()
+                      json={"prices": prices, "funding": funding,
+                            "bars": bars}).raise_for_status()
 
     return exchange, tick
