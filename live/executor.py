@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ccxt
+import numpy as np
 
 from envs.core.layout import M_CLOSE, QTY, SL_PX, TP_PX
 from envs.core.params import pack_params
@@ -190,11 +191,12 @@ class ExchangeExecutor:
         entries = translate(self.exchange, self.run_id, ms, self.symbols, state, data.mkt,
                             self._params, b, self.config, book.account.values["equity"])
         intents, skipped = list(entries.orders), list(entries.skipped)
-        wanted = {a: (state[k, QTY], state[k, SL_PX], state[k, TP_PX])
-                  for k, a in enumerate(self.symbols)}
+        held = state[:, QTY] + self._market_fills(entries.orders)
+        wanted = {a: (round(float(held[k]), 9), state[k, SL_PX], state[k, TP_PX])
+                  for k, a in enumerate(self.symbols)}  # rounded: no churn from float noise
         if wanted != self._stops and self._cancelled_stops():
             stops = protective_orders(self.exchange, self.run_id, ms, self.symbols, state,
-                                      state[:, QTY], data.mkt[b, :, M_CLOSE])
+                                      held, data.mkt[b, :, M_CLOSE])
             intents += stops.orders
             skipped += stops.skipped
             self._stops = wanted
@@ -206,6 +208,20 @@ class ExchangeExecutor:
             "skipped": [vars(s) for s in skipped],
             "cut": entries.cut,
         }]}
+
+    def _market_fills(self, orders) -> np.ndarray:
+        """The signed base quantity per asset this bar's market orders add. Protective
+        orders are sized for the position after them and sent right after them, so a new
+        position's stops rest from its entry bar on, where the simulator checks them too;
+        sized for the position before, they would start a bar late."""
+        index = {asset: k for k, asset in enumerate(self.symbols)}
+        out = np.zeros(len(index))
+        for order in orders:
+            if order.type == "market":
+                unit = contract_size(self.exchange, order.symbol)
+                sign = 1.0 if order.side == "buy" else -1.0
+                out[index[order.asset]] += sign * order.amount * unit
+        return out
 
     def dispatch(self) -> list[Outcome]:
         """Send what :meth:`plan` journaled (outcomes go to the router's orders.jsonl)."""

@@ -197,17 +197,20 @@ def stop_agreement(tmp_path, frame, exchange_id: str, risk: float, first: int,
                      sum(len(r["differences"]) for r in run.journal.rows("reconcile.jsonl")))
 
 
-def test_the_simulator_and_the_venue_disagree_about_stops_only_in_the_entry_bar(tmp_path,
-                                                                              frame):
-    """The known timing difference, measured: over 200 bars with the tightest stops (0.5
-    ATR) every stop the venue filled is one the simulator took in the same bar, and every
-    stop the simulator took alone fell in its entry bar, where the venue held none."""
+def test_the_simulator_and_the_venue_agree_about_stops_from_the_entry_bar_on(tmp_path,
+                                                                            frame):
+    """Over 200 bars with the tightest stops (0.5 ATR), every stop the venue filled is one
+    the simulator took in the same bar, and a new position's stops rest from its entry bar
+    (sent right after its market entry, sized for the position after it), where the
+    simulator checks them. Measured: 26 of the simulator's 27 stop closes filled at the
+    venue in the same bar; the one left was the entry bar of a reversal. Sized for the
+    position before the entry (the stops a bar late), 21 of 45 fell in entry bars the
+    venue held no stop in, each a position difference of about twice equity."""
     found = stop_agreement(tmp_path, frame, "binanceusdm", 0.0, 2400, 2600)
-    print(found)
 
     assert found.venue > 0 and found.both == found.venue and found.venue_only == 0
     assert found.model_only_later == 0
-    assert found.model_only_entry_bar == found.model - found.both > 0
+    assert found.model_only_entry_bar == found.model - found.both <= 2
     assert found.differences == found.model_only_entry_bar  # each one a difference
 
 
