@@ -50,7 +50,6 @@ class LoadedPolicy:
         if expected != space:
             raise ValueError(f"{model_path}: the module's observation space {space} does not "
                              f"match its run's env config {expected}")
-        torch.set_grad_enabled(False)
         timeframe = trained.market.bar_timeframe
         return cls(
             model_id=trained.model_id,
@@ -81,11 +80,11 @@ class LoadedPolicy:
         module = self.module
         with torch.inference_mode():
             act = module.act({k: torch.from_numpy(v) for k, v in obs.items()}, True)
+            dist = module.get_inference_action_dist_cls()(act.inputs)
+            trade_p = dist.probabilities("trade").numpy()
+            style_p = dist.probabilities("style").numpy()
         actions = {k: v.numpy() for k, v in act.actions.items()}
         values = act.value
-        dist = module.get_inference_action_dist_cls()(act.inputs)
-        trade_p = dist.probabilities("trade").numpy()
-        style_p = dist.probabilities("style").numpy()
         attention = act.attention.numpy() if act.attention is not None else None
         return [
             self._signals(i, actions, trade_p, style_p, attention, float(values[i]))

@@ -97,3 +97,17 @@ def test_malformed_headlines_are_refused_and_the_service_keeps_serving(
     assert bad.status_code == 422 and field in bad.text, bad.text
     assert alone.status_code == 422
     assert fine.status_code == 200
+
+
+def test_loading_and_querying_a_policy_leaves_the_process_able_to_train(served, request_parts):
+    """A policy loaded in a process that also trains (a notebook, this test session) must not
+    switch autograd off for it: serving once did, and every later PPO update failed."""
+    bars, news = request_parts
+    policy = LoadedPolicy.load(served.runs[0])
+    obs, _ = observation_from_bars(bars, policy.spec, news=news)
+    (result,) = policy.forward(obs)
+    assert torch.is_grad_enabled()
+    assert result["signals"] and np.isfinite(result["value"])
+    weight = torch.ones(2, requires_grad=True)
+    (weight * 3.0).sum().backward()
+    assert weight.grad.tolist() == [3.0, 3.0]
