@@ -27,12 +27,17 @@ is unified.
   account is switched to net mode (binanceusdm and bybit are left as they are).
 - "Nothing to change" answers when setting margin mode or leverage: ccxt's NoChange on
   bybit, binanceusdm's -4046 (ccxt maps it to BadRequest), bybit's 110043 for leverage.
+- The largest order: ccxt's ``limits.amount.max`` is the limit-order cap everywhere;
+  market orders have their own, smaller one: binanceusdm's MARKET_LOT_SIZE (ccxt's
+  ``limits.market.max``), bybit's ``maxMktOrderQty`` and okx's ``maxMktSz`` (``maxStopSz``
+  for its conditional stops), both only in the raw market ``info``.
 - Leverage: binanceusdm echoes the leverage it set; bybit and okx answer without it
   (okx echoes ``lever`` in its raw ``data``), so it is read back with ``fetch_leverage``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import ccxt
@@ -140,3 +145,22 @@ def funding_received(exchange: ccxt.Exchange, row: dict[str, Any]) -> float:
     """A funding history row's amount as received (negative when paid)."""
     amount = float(row["amount"])
     return -amount if exchange.id in _FUNDING_AS_PAID else amount
+
+
+def max_order_amount(exchange: ccxt.Exchange, symbol: str, kind: str, trigger: bool) -> float:
+    """The most one ``kind`` ('market' or 'limit') order on ``symbol`` may carry, in
+    contracts as ccxt sends amounts (inf where the venue publishes no cap); ``trigger``: a
+    stop or take-profit market order."""
+    market = exchange.market(symbol)
+    info = market.get("info") or {}
+    amount_max = ((market.get("limits") or {}).get("amount") or {}).get("max")
+    if kind == "limit":
+        cap = amount_max
+    elif exchange.id == "okx":
+        cap = info.get("maxStopSz" if trigger else "maxMktSz")
+    elif exchange.id == "bybit":
+        cap = (info.get("lotSizeFilter") or {}).get("maxMktOrderQty") or amount_max
+    else:
+        cap = ((market.get("limits") or {}).get("market") or {}).get("max") or amount_max
+    cap = float(cap or 0.0)
+    return cap if cap > 0.0 else math.inf

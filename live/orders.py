@@ -25,6 +25,12 @@ reduce-only order (a stop, or an entry that closes the position) rounds to the n
 step instead, so it closes what the exchange holds rather than leaving a step behind.
 Pre-trade, no order may take an asset's notional beyond the account's per-asset budget
 or the book beyond its gross leverage: it is cut to fit (and says so).
+
+An order bigger than the venue takes in one (live.dialects.max_order_amount: e.g. 120 BTC
+in a market order on binanceusdm, 12,000 contracts on okx) is sent as equal parts, each
+under the cap and a whole number of steps, with its own client id (the part number after
+the leg), so a large rebalance executes as the simulator assumes instead of being refused;
+past MAX_PARTS the rest is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -50,12 +56,16 @@ from envs.core.layout import (
     STYLE,
     TP_PX,
 )
+from live.dialects import max_order_amount
 
 Leg = Literal["entry", "stop_loss", "take_profit", "flatten"]
 LEG_CODES: dict[str, str] = {"entry": "e", "stop_loss": "s", "take_profit": "t",
                              "flatten": "f"}
 ID_LENGTH = 32
 """okx allows 32 alphanumeric characters; binance 36 of [.A-Z:/a-z0-9_-], bybit 36."""
+MAX_PARTS = 20
+"""The most orders one leg of one asset is split into in a bar (a venue's rate limits
+and a misread cap are the risks of more)."""
 
 
 def contract_size(exchange: ccxt.Exchange, symbol: str) -> float:
@@ -70,13 +80,15 @@ def amount_step(exchange: ccxt.Exchange, symbol: str) -> float:
     return step * contract_size(exchange, symbol)
 
 
-def client_order_id(run: str, bar_time_ms: int, asset_index: int, leg: Leg) -> str:
-    """A deterministic id of one order: the same run, bar, asset and leg always give the
-    same id (so a re-send after a crash is recognised), different ones never collide in
-    practice (64 bits of the run's hash, the bar in base 36). Alphanumeric, at most 32."""
+def client_order_id(run: str, bar_time_ms: int, asset_index: int, leg: Leg,
+                    part: int = 0) -> str:
+    """A deterministic id of one order: the same run, bar, asset, leg and part always give
+    the same id (so a re-send after a crash is recognised), different ones never collide
+    in practice (64 bits of the run's hash, the bar in base 36). Alphanumeric, at most 32;
+    part 0 (an order sent whole) has no part number."""
     digest = hashlib.sha256(run.encode()).hexdigest()[:16]
     text = f"q{digest}{np.base_repr(bar_time_ms // 1000, 36).lower()}" \
-           f"{asset_index:02d}{LEG_CODES[leg]}"
+           f"{asset_index:02d}{LEG_CODES[leg]}{part or ''}"
     if len(text) > ID_LENGTH:
         raise ValueError(f"client order id {text!r} is longer than {ID_LENGTH}")
     return text
@@ -178,12 +190,10 @@ def translate(exchange: ccxt.Exchange, run: str, bar_time_ms: int, symbols: dict
         limit = int(book[a, STYLE]) == ExecStyle.LIMIT
         step = amount_step(exchange, symbol)
         closes = bool(abs(held + qty) < step)  # to flat: the whole position, nearest step
-        intent = _order(exchange, client_order_id(run, bar_time_ms, a, "entry"), symbol, asset,
-                        "entry", qty, "limit" if limit else "market",
-                        book[a, LIMIT_PX] if limit else None, close[a], reduce_only=closes,
-                        post_only=limit, skipped=out.skipped)
-        if intent is not None:
-            out.orders.append(intent)
+        out.orders += _orders(exchange, (run, bar_time_ms, a), symbol, asset, "entry", qty,
+                              "limit" if limit else "market",
+                              book[a, LIMIT_PX] if limit else None, close[a],
+                              reduce_only=closes, post_only=limit, skipped=out.skipped)
     return out
 
 
@@ -212,18 +222,17 @@ def protective_orders(exchange: ccxt.Exchange, run: str, bar_time_ms: int,
             trigger = float(book[a, slot])
             if trigger <= 0.0:
                 continue
-            intent = _order(exchange, client_order_id(run, bar_time_ms, a, leg), symbol, asset,
-                            leg, -qty, "market", None, close[a], reduce_only=True,
-                            post_only=False, skipped=out.skipped, stop_price=trigger)
-            if intent is not None:
-                out.orders.append(intent)
+            out.orders += _orders(exchange, (run, bar_time_ms, a), symbol, asset, leg, -qty,
+                                  "market", None, close[a], reduce_only=True, post_only=False,
+                                  skipped=out.skipped, stop_price=trigger)
     return out
 
 
-def _order(exchange, client_id, symbol, asset, leg, qty, kind, price, reference,
-           reduce_only, post_only, skipped, stop_price=None) -> OrderIntent | None:
-    """One intent with ccxt's rounding and the market's minimums (None: skipped, why
-    recorded)."""
+def _orders(exchange, key, symbol, asset, leg, qty, kind, price, reference, reduce_only,
+            post_only, skipped, stop_price=None) -> list[OrderIntent]:
+    """The intents of one leg, ``key`` = (run, bar time, asset index): one order, or equal
+    parts under the venue's cap, with ccxt's rounding and the market's minimums (none:
+    skipped, why recorded)."""
     market = exchange.market(symbol)
     unit = contract_size(exchange, symbol)
     step = float(market["precision"]["amount"] or 0.0)
@@ -234,21 +243,47 @@ def _order(exchange, client_id, symbol, asset, leg, qty, kind, price, reference,
         amount = float(exchange.amount_to_precision(symbol, size))
     except ccxt.InvalidOrder as err:
         skipped.append(Skipped(asset, leg, abs(qty), f"below the amount precision ({err})"))
-        return None
+        return []
     limits = market.get("limits") or {}
     min_amount = (limits.get("amount") or {}).get("min") or 0.0
     min_cost = (limits.get("cost") or {}).get("min") or 0.0
     if amount <= 0.0 or amount < min_amount:
         skipped.append(Skipped(asset, leg, abs(qty), f"amount {amount:g} under the market's "
                                f"minimum {min_amount:g}"))
-        return None
+        return []
     notional = amount * (price or reference) * unit
     if notional < min_cost and not reduce_only:
         skipped.append(Skipped(asset, leg, abs(qty), f"notional {notional:.2f} under the "
                                f"market's minimum {min_cost:g}"))
-        return None
+        return []
+    cap = max_order_amount(exchange, symbol, kind, stop_price is not None)
+    parts = split_amount(amount, cap, step)
+    if len(parts) > MAX_PARTS:
+        left = sum(parts[MAX_PARTS:])
+        skipped.append(Skipped(asset, leg, left * unit, f"{left:g} more than {MAX_PARTS} "
+                               f"orders of the venue's maximum {cap:g} carry"))
+        parts = parts[:MAX_PARTS]
     rounded = float(exchange.price_to_precision(symbol, price)) if price is not None else None
     trigger = float(exchange.price_to_precision(symbol, stop_price)) \
         if stop_price is not None else None
-    return OrderIntent(client_id, symbol, asset, leg, "buy" if qty > 0 else "sell", kind,
-                       amount, rounded, trigger, reduce_only, post_only)
+    numbered = len(parts) > 1
+    return [OrderIntent(client_order_id(*key, leg, k + 1 if numbered else 0), symbol, asset,
+                        leg, "buy" if qty > 0 else "sell", kind,
+                        float(exchange.amount_to_precision(symbol, part * (1.0 + 1e-12))),
+                        rounded, trigger, reduce_only, post_only)
+            for k, part in enumerate(parts)]
+
+
+def split_amount(amount: float, cap: float, step: float) -> list[float]:
+    """``amount`` as the fewest equal parts no bigger than ``cap``, each a whole number of
+    ``step`` (0: any size) and together exactly ``amount``."""
+    if amount <= cap:
+        return [amount]
+    if step <= 0.0:
+        n = math.ceil(amount / cap)
+        return [amount / n] * n
+    steps = round(amount / step)
+    per_part = max(math.floor(cap / step + 1e-9), 1)
+    n = -(-steps // per_part)
+    base, extra = divmod(steps, n)
+    return [(base + (k < extra)) * step for k in range(n)]

@@ -19,7 +19,11 @@ nothing to reduce it is rejected when it triggers ("Reduce Only reject": algoSta
 REJECTED, no fill). A triggered order is FINISHED (with its child order's id, price
 and quantity), so open-order queries no longer list it and a lookup by clientAlgoId
 finds it closed; its fill is a trade in the account's history like any other (the fee
-off the wallet; like the fake's other fills, no realised PnL is booked)."""
+off the wallet; like the fake's other fills, no realised PnL is booked).
+
+Like binance, it refuses a market (or stop/take-profit market) order above the symbol's
+MARKET_LOT_SIZE maxQty and a limit order above its LOT_SIZE maxQty (-4005), read from
+the exchangeInfo fixture it serves."""
 
 from __future__ import annotations
 
@@ -28,7 +32,14 @@ from typing import Any, ClassVar
 
 import requests
 
-from tests.unit.market.ccxt_fakes import BinanceVenue
+from tests.unit.market.ccxt_fakes import BinanceVenue, fixture
+
+
+def max_quantities() -> dict[tuple[str, str], float]:
+    """(symbol, 'MARKET_LOT_SIZE' or 'LOT_SIZE') -> maxQty, from the exchangeInfo fixture."""
+    info = fixture("binanceusdm", "fapi_v1_exchangeInfo.json")
+    return {(s["symbol"], f["filterType"]): float(f["maxQty"]) for s in info["symbols"]
+            for f in s["filters"] if f["filterType"] in ("MARKET_LOT_SIZE", "LOT_SIZE")}
 
 
 class Crash(BaseException):
@@ -63,6 +74,8 @@ class FuturesVenue(BinanceVenue):
     """Per next new order, in order: 'crash_before', 'crash_after', 'timeout_after'."""
 
     wallet: float = 1_000_000.0
+    max_qty: dict[tuple[str, str], float] = field(default_factory=max_quantities)
+    """binance's per-order quantity caps (max_quantities); empty: none."""
     entries: dict[str, float] = field(default_factory=dict)
     triggered: list[dict[str, Any]] = field(default_factory=list)
     """Conditional orders the venue triggered, in order: client id, symbol, side, leg
@@ -286,6 +299,9 @@ class FuturesVenue(BinanceVenue):
         if client_id in self.orders:
             return 400, {"code": -4116, "msg": "ClientOrderId is duplicated."}
         qty = float(p["quantity"])
+        lot = "LOT_SIZE" if p["type"] == "LIMIT" else "MARKET_LOT_SIZE"
+        if qty > self.max_qty.get((p["symbol"], lot), float("inf")):
+            return 400, {"code": -4005, "msg": "Quantity greater than max quantity."}
         signed = qty if p["side"] == "BUY" else -qty
         filled = p["type"] == "MARKET"
         price = self.prices[p["symbol"]] * (1.0 + (self.fill_slippage if signed > 0

@@ -31,11 +31,10 @@ def frame():
 
 
 def swaps(**kwargs) -> OkxSwaps:
-    """The fake okx for a replayed session. The harness trades about 4x equity per asset on
-    a million: its reversals (up to ~21,000 contracts) exceed okx's maxMktSz (12,000), which
-    okx refuses (51202) and live.orders does not split, so the cap is lifted here (the
-    refusal itself: test_a_definite_refusal_is_rejected_with_okxs_reason)."""
-    return OkxSwaps(max_market_size=float("inf"), **kwargs)
+    """The fake okx for a replayed session, with okx's maxMktSz (12,000 contracts): the
+    harness trades about 4x equity per asset on a million, and its reversals (up to
+    ~21,000 contracts) go as parts under the cap (live.orders)."""
+    return OkxSwaps(**kwargs)
 
 
 def posted(venue):
@@ -74,6 +73,8 @@ def test_a_replayed_session_on_okx_agrees_with_its_model(tmp_path, frame):
     bodies = [r.params for r in venue.received if r.method == "POST" and r.path in PLACE]
     assert all(b["tdMode"] == "cross" and "posSide" not in b for b in bodies)
     entries = {o["client_id"]: o for o in sent if o["leg"] == "entry"}
+    parts = [o for o in entries.values() if o["client_id"][-1].isdigit()]
+    assert parts and all(o["amount"] <= venue.max_market_size for o in sent)  # split
     for b in bodies:  # sizes in contracts: the intent's amount, the base quantity / ctVal
         if b["clOrdId"] in entries:
             assert float(b["sz"]) == pytest.approx(entries[b["clOrdId"]]["amount"])
@@ -182,7 +183,7 @@ def test_a_51016_duplicate_counts_as_sent(tmp_path):
 
 @pytest.mark.parametrize(("fault", "amount", "code", "error"), [
     ("no_margin", 30.0, "51008", "InsufficientFunds"),  # insufficient margin
-    ("", 12_000.01, "51202", "InvalidOrder"),  # over maxMktSz: not split, refused
+    ("", 12_000.01, "51202", "InvalidOrder"),  # one order over maxMktSz: refused
 ])
 def test_a_definite_refusal_is_rejected_with_okxs_reason(tmp_path, fault, amount, code,
                                                          error):

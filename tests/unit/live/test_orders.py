@@ -7,11 +7,20 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from envs.config import EnvConfig, ExecStyle
 from envs.core import layout as L
 from envs.core.params import pack_params
-from live.orders import client_order_id, planned_share, protective_orders, translate
+from live.orders import (
+    MAX_PARTS,
+    client_order_id,
+    planned_share,
+    protective_orders,
+    split_amount,
+    translate,
+)
 from tests.unit.market.ccxt_fakes import BinanceVenue, fake_exchange
 
 SYMBOLS = {"BTC": "BTC/USDT:USDT", "ETH": "ETH/USDT:USDT"}
@@ -136,8 +145,8 @@ def test_an_order_past_the_per_asset_budget_is_cut_before_it_leaves(exchange):
     orders = translate(exchange, "run", BAR, dict(list(SYMBOLS.items())[:1]), rows,
                        market()[:, :1], PARAMS, 1, CONFIG, 1e6)
 
-    (order,) = orders.orders
-    assert (1.0 + order.amount) * 40_000.0 == pytest.approx(budget, abs=40.0)
+    amount = sum(order.amount for order in orders.orders)
+    assert (1.0 + amount) * 40_000.0 == pytest.approx(budget, abs=40.0)
     assert orders.cut and "cut" in orders.cut[0]
 
 
@@ -187,3 +196,87 @@ def test_on_a_venue_with_contracts_amounts_are_sent_in_contracts():
                         book((0.0, 0.00005, ExecStyle.MARKET, 1)), market()[:, :1], PARAMS, 1,
                         CONFIG, 1e6).skipped
     assert "under the market's minimum" in tiny.reason or "precision" in tiny.reason
+
+
+def test_an_order_over_the_venues_cap_goes_as_equal_parts_under_it(exchange):
+    """binanceusdm's BTCUSDT takes 120 BTC in a market order (MARKET_LOT_SIZE) and 1,000 in
+    a limit order (LOT_SIZE): 300 BTC at market is three orders of 100, each its own id;
+    the same at a limit is one; the stops for 300 BTC are three parts each."""
+    config = EnvConfig.model_validate({"limits": {"max_concentration": 1.0}})
+    rows = book((0.0, 300.0, ExecStyle.MARKET, 1, 0.0, 0.0, 30_000.0, 50_000.0))
+    one = dict(list(SYMBOLS.items())[:1])
+
+    market_parts = translate(exchange, "run", BAR, one, rows, market()[:, :1], PARAMS, 1,
+                             config, 1e6).orders
+    stops = protective_orders(exchange, "run", BAR, one, rows, np.array([300.0]),
+                              np.array([40_000.0])).orders
+    rows[0, L.STYLE], rows[0, L.CLIP], rows[0, L.LIMIT_PX] = ExecStyle.LIMIT, 300.0, 39_990.0
+    limit = translate(exchange, "run", BAR, one, rows, market()[:, :1], PARAMS, 1, config,
+                      1e6).orders
+
+    assert [o.amount for o in market_parts] == [100.0, 100.0, 100.0]
+    assert [o.client_id for o in market_parts] == [
+        client_order_id("run", BAR, 0, "entry", k) for k in (1, 2, 3)]
+    assert [o.amount for o in limit] == [300.0]
+    assert limit[0].client_id == client_order_id("run", BAR, 0, "entry")
+    assert [(o.leg, o.amount, o.stop_price) for o in stops] == \
+        [("stop_loss", 100.0, 30_000.0)] * 3 + [("take_profit", 100.0, 50_000.0)] * 3
+    assert len({o.client_id for o in (*market_parts, *stops)}) == 9
+
+
+def test_each_venue_reads_its_own_market_order_cap():
+    """okx (maxMktSz 12,000 contracts of 0.01 BTC: 120 BTC) and bybit (maxMktOrderQty
+    119 BTC) publish their market caps only in the raw market info."""
+    from live.dialects import max_order_amount
+    from tests.unit.market.ccxt_fakes import BybitVenue, OkxVenue
+
+    okx = fake_exchange(OkxVenue())
+    bybit = fake_exchange(BybitVenue())
+    for ex in (okx, bybit):
+        ex.load_markets()
+    symbol = SYMBOLS["BTC"]
+    rows = book((0.0, 300.0, ExecStyle.MARKET, 1))
+    config = EnvConfig.model_validate({"limits": {"max_concentration": 1.0}})
+
+    assert max_order_amount(okx, symbol, "market", False) == 12_000.0
+    assert max_order_amount(okx, symbol, "market", True) == 12_000.0  # maxStopSz
+    assert max_order_amount(okx, symbol, "limit", False) == 100_000_000.0
+    assert max_order_amount(bybit, symbol, "market", False) == 119.0
+    assert max_order_amount(bybit, symbol, "limit", False) == 1_190.0
+    okx_parts = translate(okx, "run", BAR, {"BTC": symbol}, rows, market()[:, :1], PARAMS, 1,
+                          config, 1e6).orders
+    bybit_parts = translate(bybit, "run", BAR, {"BTC": symbol}, rows, market()[:, :1], PARAMS,
+                            1, config, 1e6).orders
+    assert [o.amount for o in okx_parts] == [10_000.0] * 3  # contracts
+    assert [o.amount for o in bybit_parts] == [100.0] * 3
+
+
+def test_past_the_most_parts_the_rest_is_skipped_with_the_reason(exchange):
+    config = EnvConfig.model_validate({"limits": {"max_concentration": 1.0,
+                                                  "max_leverage": 20}})
+    rows = book((0.0, 2_500.0 * 4, ExecStyle.MARKET, 1))  # ETH: 2,000 a market order
+    eth = {"ETH": SYMBOLS["ETH"]}
+
+    out = translate(exchange, "run", BAR, eth, rows, market()[:, 1:], PARAMS, 1, config, 1e6)
+
+    assert len(out.orders) == 5 and sum(o.amount for o in out.orders) == 10_000.0
+    rows[0, L.REMAIN] = 2_000.0 * (MAX_PARTS + 2)
+    out = translate(exchange, "run", BAR, eth, rows, market(close=(40_000.0, 20.0))[:, 1:],
+                    PARAMS, 1, config, 1e6)
+    assert len(out.orders) == MAX_PARTS
+    (rest,) = out.skipped
+    assert "more than 20 orders" in rest.reason
+    assert sum(o.amount for o in out.orders) + rest.amount == pytest.approx(2_000.0 * 22)
+
+
+@given(cap_steps=st.integers(1, 10**5), whole=st.integers(0, 200), rest=st.floats(0, 1),
+       step=st.sampled_from([0.001, 0.01, 1.0]))
+def test_split_parts_are_whole_steps_under_the_cap_and_add_up(cap_steps, whole, rest, step):
+    steps = max(cap_steps * whole + int(rest * (cap_steps - 1)), 1)
+    amount, cap = steps * step, cap_steps * step
+    parts = split_amount(amount, cap, step)
+
+    assert sum(round(p / step) for p in parts) == steps
+    assert all(p <= cap * (1 + 1e-12) for p in parts)
+    assert max(parts) - min(parts) <= step * (1 + 1e-9)
+    assert len(parts) == -(-steps // cap_steps)

@@ -40,7 +40,7 @@ def make_venue(exchange_id: str):
         return FuturesVenue()
     if exchange_id == "bybit":
         return BybitFutures()
-    return OkxSwaps(max_market_size=float("inf"))  # the harness's reversals exceed maxMktSz
+    return OkxSwaps()
 
 
 def native(venue, asset: str) -> str:
