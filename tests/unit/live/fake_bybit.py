@@ -13,7 +13,12 @@ buy rising) first. A triggered order fills as a market order (``fill_slippage``,
 taker fee) and is Filled, with an execution whose stopOrderType is the order's; a
 reduce-only one never fills more than the position nor against its side (nothing to
 reduce: Rejected, no execution). Like the fake's other fills, no realised PnL is
-booked to the wallet."""
+booked to the wallet.
+
+Like bybit, it refuses a market (or conditional market) order above the symbol's
+``maxMktOrderQty`` and a limit order above its ``maxOrderQty`` (retCode 10001, "The
+number of contracts exceeds maximum limit allowed: too large", with both quantities
+scaled by 1e8 as bybit writes them), read from the instruments fixture it serves."""
 
 from __future__ import annotations
 
@@ -23,7 +28,14 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 from tests.unit.live.fake_futures import Bar, Crash, crossing
-from tests.unit.market.ccxt_fakes import BybitVenue, Request
+from tests.unit.market.ccxt_fakes import BybitVenue, Request, fixture
+
+
+def max_quantities() -> dict[tuple[str, str], float]:
+    """(symbol, 'Market' or 'Limit') -> the most one order may carry, from the fixture."""
+    rows = fixture("bybit", "v5_market_instruments-info_linear.json")["result"]["list"]
+    return {(r["symbol"], kind): float(r["lotSizeFilter"][key]) for r in rows
+            for kind, key in (("Market", "maxMktOrderQty"), ("Limit", "maxOrderQty"))}
 
 
 @dataclass
@@ -41,6 +53,8 @@ class BybitFutures(BybitVenue):
     faults: list[str] = field(default_factory=list)
     """Per next new order, in order: 'crash_before', 'crash_after'."""
     wallet: float = 1_000_000.0
+    max_qty: dict[tuple[str, str], float] = field(default_factory=max_quantities)
+    """bybit's per-order quantity caps (max_quantities); empty: none."""
     fill_slippage: float = 0.0
     margin_mode: str = "ISOLATED_MARGIN"
     triggered: list[dict[str, Any]] = field(default_factory=list)
@@ -133,6 +147,10 @@ class BybitFutures(BybitVenue):
         if link in self.orders:
             return self._fail(110072, "OrderLinkedID is duplicate")
         qty = float(p["qty"])
+        cap = self.max_qty.get((p["symbol"], p["orderType"]), float("inf"))
+        if qty > cap:
+            return self._fail(10001, "The number of contracts exceeds maximum limit allowed: "
+                              f"too large, order_qty:{qty * 1e8:.0f} > max_qty:{cap * 1e8:.0f}")
         signed = qty if p["side"] == "Buy" else -qty
         trigger = "triggerPrice" in p
         order_id = f"b{len(self.orders) + 1}"

@@ -48,6 +48,9 @@ def test_a_replayed_session_on_bybit_agrees_with_its_model(tmp_path, frame):
     states = run.executor.router.states()
     assert sent and all(states[o["client_id"]]["state"] == SENT for o in sent)
     assert {o["leg"] for o in sent} >= {"entry", "stop_loss", "take_profit"}
+    kinds = {"market": "Market", "limit": "Limit"}  # over maxMktOrderQty: sent as parts
+    assert any(o["client_id"][-1].isdigit() for o in sent)
+    assert all(o["amount"] <= venue.max_qty[(IDS[o["asset"]], kinds[o["type"]])] for o in sent)
     stops = [o for o in venue.orders.values() if o["stopOrderType"]]
     assert stops and all(o["reduceOnly"] and o["triggerPrice"] for o in stops)
     reconciled = run.journal.rows("reconcile.jsonl")
